@@ -1,0 +1,16 @@
+// Command ingest receives Stripe webhook deliveries: it verifies each
+// signature, stores the event in Postgres once, queues it for the worker and
+// answers Stripe.
+package main
+
+import (
+	"context"
+	"os"
+
+	"stripe-webhooks/pkg/config"
+)
+
+func main() {
+	err := run(context.Background(), os.Args, os.Environ(), os.Stdout, os.Stderr)
+	os.Exit(config.ExitCode(err, os.Stderr))
+}

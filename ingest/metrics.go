@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the ingest's Prometheus series, in a registry of its own.
+type metrics struct {
+	registry        *prometheus.Registry
+	deliveries      *prometheus.CounterVec
+	enqueueFailures prometheus.Counter
+	storeSeconds    prometheus.Histogram
+	enqueueSeconds  prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m := &metrics{
+		registry: reg,
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stripe_webhooks_deliveries_total",
+			Help: "Webhook deliveries by outcome (stored, duplicate, rejected, store_failed) and rejection reason.",
+		}, []string{"outcome", "reason"}),
+		enqueueFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stripe_webhooks_enqueue_failures_total",
+			Help: "Events stored but not queued because Redis failed; the sweeper queues them later.",
+		}),
+		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stripe_webhooks_store_duration_seconds", Help: "Time to store one delivery in Postgres.", Buckets: buckets,
+		}),
+		enqueueSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stripe_webhooks_enqueue_duration_seconds", Help: "Time to queue one event in Redis.", Buckets: buckets,
+		}),
+	}
+	reg.MustRegister(m.deliveries, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
+	return m
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripeevent"
+)
+
+// run starts the ingest and blocks until ctx is done or SIGTERM/SIGINT
+// arrives, then lets in-flight requests finish and returns.
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadIngest(environ)
+	if err != nil {
+		return err
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("ingest takes no arguments (got %q); it is configured by environment variables", args[1:])
+	}
+	logger := cfg.Log.Logger(stdout)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 32, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	pool := queue.NewPool(cfg.Redis, 64)
+	defer pool.Close()
+
+	handler, err := NewServer(Deps{
+		Logger:          logger,
+		Config:          cfg,
+		Store:           st,
+		Redis:           pool,
+		Enqueuer:        queue.NewEnqueuer(cfg.Redis.Namespace, pool),
+		Verifier:        stripeevent.NewVerifier(cfg.WebhookSecrets),
+		RejectPerMinute: cfg.RejectRateLimit,
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.HTTPPort))
+	if err != nil {
+		return fmt.Errorf("ingest: listen: %w", err)
+	}
+	logger.Info("ingest listening", "addr", ln.Addr().String(), "namespace", cfg.Redis.Namespace,
+		"secrets", len(cfg.WebhookSecrets), "max_body_bytes", cfg.MaxBodyBytes)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("ingest: serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("ingest shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("ingest: shutdown: %w", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("ingest: serve: %w", err)
+	}
+	logger.Info("ingest stopped")
+	return nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripeevent"
+)
+
+// storeTimeout bounds one delivery's database work: past it Stripe gets a
+// 503 and delivers again, rather than waiting on a stuck database.
+const storeTimeout = 10 * time.Second
+
+// handleWebhook reads the limited raw body, verifies it, stores it once,
+// queues it, and answers. 200 only ever follows a committed row.
+func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
+	maxBody := d.Config.MaxBodyBytes
+	return func(c *gin.Context) {
+		payload, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				reject(c, d.Logger, m, limiter, http.StatusRequestEntityTooLarge, "too_large",
+					fmt.Sprintf("body is larger than %d bytes", maxBody))
+				return
+			}
+			reject(c, d.Logger, m, limiter, http.StatusBadRequest, "unreadable_body", "could not read the request body")
+			return
+		}
+		event, err := d.Verifier.Verify(payload, c.GetHeader("Stripe-Signature"))
+		if err != nil {
+			var rej *stripeevent.RejectError
+			if !errors.As(err, &rej) {
+				rej = &stripeevent.RejectError{Reason: stripeevent.NotAnEvent, Message: "not a Stripe event"}
+			}
+			reject(c, d.Logger, m, limiter, http.StatusBadRequest, string(rej.Reason), rej.Message)
+			return
+		}
+		log := d.Logger.With("stripe_event_id", event.ID, "event_type", string(event.Type))
+
+		// The work below must not stop halfway because Stripe hung up: a
+		// committed row is then still queued.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), storeTimeout)
+		defer cancel()
+		began := time.Now()
+		stored, err := d.Store.InsertEvent(ctx, store.NewEvent{
+			StripeEventID: event.ID,
+			EventType:     string(event.Type),
+			Payload:       payload,
+			ReceivedAt:    began,
+		})
+		m.storeSeconds.Observe(time.Since(began).Seconds())
+		if err != nil {
+			m.deliveries.WithLabelValues("store_failed", "").Inc()
+			log.Error("could not store event; answering 503 so Stripe delivers again", "error", err)
+			c.JSON(http.StatusServiceUnavailable, gin.H{"error": "event could not be stored; deliver again later"})
+			return
+		}
+		log = log.With("webhook_id", stored.WebhookID)
+
+		// A new event, or a duplicate not yet applied, is queued. gocraft/work
+		// merges it with a copy already waiting.
+		if stored.Inserted || !stored.Processed {
+			began = time.Now()
+			err := d.Enqueuer.Enqueue(queue.Job{WebhookID: stored.WebhookID, EventID: event.ID, EventType: string(event.Type)})
+			m.enqueueSeconds.Observe(time.Since(began).Seconds())
+			if err != nil {
+				m.enqueueFailures.Inc()
+				log.Error("event stored but not queued; the sweeper will queue it", "error", err)
+			}
+		}
+		if !stored.Inserted {
+			m.deliveries.WithLabelValues("duplicate", "").Inc()
+			log.Info("duplicate delivery", "processed", stored.Processed)
+			c.JSON(http.StatusOK, gin.H{"received": true, "duplicate": true})
+			return
+		}
+		m.deliveries.WithLabelValues("stored", "").Inc()
+		log.Info("event stored")
+		c.JSON(http.StatusOK, gin.H{"received": true})
+	}
+}
+
+// reject answers a delivery that failed verification. Past the per-address
+// limit the answer is 429 instead.
+func reject(c *gin.Context, logger *slog.Logger, m *metrics, limiter *rejectLimiter, status int, reason, message string) {
+	ip := c.ClientIP()
+	if retryAfter, ok := limiter.allow(ip); !ok {
+		m.deliveries.WithLabelValues("rejected", "rate_limited").Inc()
+		c.Header("Retry-After", fmt.Sprintf("%d", int(retryAfter.Seconds()+0.999)))
+		c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": "too many rejected requests from this address", "reason": "rate_limited"})
+		return
+	}
+	m.deliveries.WithLabelValues("rejected", reason).Inc()
+	logger.Warn("delivery rejected", "reason", reason, "status", status, "client_ip", ip)
+	c.AbortWithStatusJSON(status, gin.H{"error": message, "reason": reason})
+}

@@ -1,0 +1,3 @@
+module stripe-webhooks/migrations
+
+go 1.26

@@ -1,0 +1,339 @@
+// Package config reads the services' settings from the environment.
+//
+// Each command loads only the struct it needs (see DESIGN.md: STRIPE_WEBHOOK_SECRET
+// is the ingest's alone, `migrate` needs only DATABASE_URL, `webui` only Redis).
+// A missing or malformed variable is reported as an *Error naming it; the
+// binaries print that one line and exit with code 2.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Database is the Postgres connection.
+type Database struct {
+	// URL is the Postgres connection URL.
+	// Default: postgres://postgres@127.0.0.1:5432/stripe_webhooks?sslmode=disable.
+	URL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/stripe_webhooks?sslmode=disable"`
+}
+
+// Redis is the Redis connection and the gocraft/work namespace in it.
+type Redis struct {
+	// Host of the Redis server. Default: 127.0.0.1.
+	Host string `env:"REDIS_HOST" envDefault:"127.0.0.1"`
+	// Port of the Redis server. Default: 6379.
+	Port int `env:"REDIS_PORT" envDefault:"6379"`
+	// Password for AUTH; empty sends none. Default: empty.
+	Password string `env:"REDIS_PASSWORD"`
+	// DB is the Redis database number. Default: 0.
+	DB int `env:"REDIS_DB" envDefault:"0"`
+	// Namespace is the gocraft/work key namespace. Default: stripe-webhooks.
+	Namespace string `env:"WORK_NAMESPACE" envDefault:"stripe-webhooks"`
+}
+
+// Addr is host:port of the Redis server.
+func (r Redis) Addr() string { return fmt.Sprintf("%s:%d", r.Host, r.Port) }
+
+// Log is the logging setup shared by every command.
+type Log struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Ingest is the configuration of bin/ingest.
+type Ingest struct {
+	Database
+	Redis
+	Log
+	// WebhookSecrets are the endpoint signing secrets (whsec_…); several during a
+	// secret roll, comma-separated. Required, no default.
+	WebhookSecrets []string `env:"STRIPE_WEBHOOK_SECRET" envSeparator:","`
+	// HTTPPort is the HTTP port. Default: 8080.
+	HTTPPort int `env:"PORT" envDefault:"8080"`
+	// MaxBodyBytes is the largest accepted delivery; larger ones get 413. Default: 1048576.
+	MaxBodyBytes int64 `env:"WEBHOOK_MAX_BODY_BYTES" envDefault:"1048576"`
+	// RejectRateLimit is how many requests failing verification one client
+	// address may make per minute; 0 turns the limit off. Default: 100.
+	RejectRateLimit int `env:"WEBHOOK_REJECT_RATE_LIMIT" envDefault:"100"`
+	// TrustedProxies are the proxies (IPs or CIDRs, comma-separated) whose
+	// X-Forwarded-For is believed when finding the client address. Default: none.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+	// ShutdownTimeout bounds how long in-flight requests may take after SIGTERM. Default: 25s.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+}
+
+// Worker is the configuration of bin/worker (the pool).
+type Worker struct {
+	Database
+	Redis
+	Log
+	// Concurrency is the number of jobs processed at once per process. Default: 5.
+	Concurrency int `env:"WEBHOOK_WORKER_CONCURRENCY" envDefault:"5"`
+	// MaxRetries is the number of attempts in all (gocraft/work MaxFails). Default: 5.
+	MaxRetries int `env:"WEBHOOK_MAX_RETRIES" envDefault:"5"`
+	// RetryBaseDelay is the backoff base: base × 2^(fails-1). Default: 60s.
+	RetryBaseDelay time.Duration `env:"WEBHOOK_RETRY_BASE_DELAY" envDefault:"60s"`
+	// JobTimeout is the deadline of one job. Default: 30s.
+	JobTimeout time.Duration `env:"WEBHOOK_JOB_TIMEOUT" envDefault:"30s"`
+	// HTTPPort serves /healthz, /readyz and /metrics. Default: 8081.
+	HTTPPort int `env:"WORKER_HTTP_PORT" envDefault:"8081"`
+	// SweepInterval is how often the sweeper looks for unqueued events. Default: 30s.
+	SweepInterval time.Duration `env:"WEBHOOK_SWEEP_INTERVAL" envDefault:"30s"`
+	// SweepAfter is how old an unprocessed event must be before the sweeper enqueues it again. Default: 60s.
+	SweepAfter time.Duration `env:"WEBHOOK_SWEEP_AFTER" envDefault:"60s"`
+	// Retention is how long processed events are kept; 0 keeps them forever. Default: 720h.
+	Retention time.Duration `env:"WEBHOOK_RETENTION" envDefault:"720h"`
+}
+
+// WebUI is the configuration of `bin/worker webui`.
+type WebUI struct {
+	Redis
+	Log
+	// Addr is where the authenticating proxy listens. Default: 127.0.0.1:5040.
+	Addr string `env:"WEBUI_ADDR" envDefault:"127.0.0.1:5040"`
+	// LoginUser is the HTTP basic auth user; empty means no login (loopback only). Default: empty.
+	LoginUser string `env:"WEBUI_USERNAME"`
+	// LoginPassword is the HTTP basic auth password. Default: empty.
+	LoginPassword string `env:"WEBUI_PASSWORD"`
+}
+
+// Migrate is the configuration of `bin/worker migrate`.
+type Migrate struct {
+	Database
+	Log
+}
+
+// Error names every missing or malformed variable, on one line.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return "config: " + strings.Join(e.Problems, "; ")
+}
+
+// LoadIngest reads the ingest's configuration from environ (KEY=value pairs).
+func LoadIngest(environ []string) (Ingest, error) {
+	var c Ingest
+	if err := load(&c, environ); err != nil {
+		return c, err
+	}
+	var p problems
+	p.database(c.Database)
+	p.redis(c.Redis)
+	p.log(c.Log)
+	secrets := c.WebhookSecrets[:0]
+	for _, s := range c.WebhookSecrets {
+		if s = strings.TrimSpace(s); s != "" {
+			secrets = append(secrets, s)
+		}
+	}
+	c.WebhookSecrets = secrets
+	if len(secrets) == 0 {
+		p.add("STRIPE_WEBHOOK_SECRET is required (the endpoint's whsec_… signing secret; comma-separate several during a roll)")
+	}
+	p.port("PORT", c.HTTPPort)
+	p.positive("WEBHOOK_MAX_BODY_BYTES", int(min(c.MaxBodyBytes, 1<<31)))
+	p.nonNegative("WEBHOOK_REJECT_RATE_LIMIT", c.RejectRateLimit)
+	p.positiveDuration("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	return c, p.err()
+}
+
+// LoadWorker reads the worker pool's configuration from environ.
+func LoadWorker(environ []string) (Worker, error) {
+	var c Worker
+	if err := load(&c, environ); err != nil {
+		return c, err
+	}
+	var p problems
+	p.database(c.Database)
+	p.redis(c.Redis)
+	p.log(c.Log)
+	p.positive("WEBHOOK_WORKER_CONCURRENCY", c.Concurrency)
+	p.positive("WEBHOOK_MAX_RETRIES", c.MaxRetries)
+	p.positiveDuration("WEBHOOK_RETRY_BASE_DELAY", c.RetryBaseDelay)
+	p.positiveDuration("WEBHOOK_JOB_TIMEOUT", c.JobTimeout)
+	p.port("WORKER_HTTP_PORT", c.HTTPPort)
+	p.positiveDuration("WEBHOOK_SWEEP_INTERVAL", c.SweepInterval)
+	p.positiveDuration("WEBHOOK_SWEEP_AFTER", c.SweepAfter)
+	if c.Retention < 0 {
+		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or a positive duration such as 720h")
+	}
+	return c, p.err()
+}
+
+// LoadWebUI reads the web UI's configuration from environ.
+func LoadWebUI(environ []string) (WebUI, error) {
+	var c WebUI
+	if err := load(&c, environ); err != nil {
+		return c, err
+	}
+	var p problems
+	p.redis(c.Redis)
+	p.log(c.Log)
+	if _, _, err := splitHostPort(c.Addr); err != nil {
+		p.add("WEBUI_ADDR must be host:port, such as 127.0.0.1:5040")
+	}
+	if (c.LoginUser == "") != (c.LoginPassword == "") {
+		p.add("WEBUI_USERNAME and WEBUI_PASSWORD must be set together")
+	}
+	return c, p.err()
+}
+
+// LoadMigrate reads the configuration of `migrate`.
+func LoadMigrate(environ []string) (Migrate, error) {
+	var c Migrate
+	if err := load(&c, environ); err != nil {
+		return c, err
+	}
+	var p problems
+	p.database(c.Database)
+	p.log(c.Log)
+	return c, p.err()
+}
+
+// load fills c from environ, turning the library's errors into an *Error that
+// names variables rather than Go fields. It never echoes a value.
+func load(c any, environ []string) error {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	err := env.ParseWithOptions(c, env.Options{Environment: vars})
+	if err == nil {
+		return nil
+	}
+	fields := envNames(reflect.TypeOf(c).Elem())
+	var p problems
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		agg.Errors = []error{err}
+	}
+	for _, e := range agg.Errors {
+		var parse env.ParseError
+		var notSet env.VarIsNotSetError
+		switch {
+		case errors.As(e, &notSet):
+			p.add(notSet.Key + " is required")
+		case errors.As(e, &parse):
+			name := fields[parse.Name]
+			p.add(fmt.Sprintf("%s is malformed: want %s", name, describe(parse.Type)))
+		default:
+			p.add(e.Error())
+		}
+	}
+	return p.err()
+}
+
+// envNames maps Go field names to their variable names, embedded structs
+// included. Field names are unique across a command's struct for this reason.
+func envNames(t reflect.Type) map[string]string {
+	names := map[string]string{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			for k, v := range envNames(f.Type) {
+				names[k] = v
+			}
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		names[f.Name] = tag
+	}
+	return names
+}
+
+func describe(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a Go duration such as 30s or 5m"
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
+		return "a whole number"
+	default:
+		return t.String()
+	}
+}
+
+type problems []string
+
+func (p *problems) add(s string) { *p = append(*p, s) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &Error{Problems: p}
+}
+
+func (p *problems) positive(name string, v int) {
+	if v <= 0 {
+		p.add(fmt.Sprintf("%s must be a positive whole number, got %d", name, v))
+	}
+}
+
+func (p *problems) nonNegative(name string, v int) {
+	if v < 0 {
+		p.add(fmt.Sprintf("%s must be 0 or more, got %d", name, v))
+	}
+}
+
+func (p *problems) positiveDuration(name string, d time.Duration) {
+	if d <= 0 {
+		p.add(fmt.Sprintf("%s must be a positive duration such as 30s, got %s", name, d))
+	}
+}
+
+func (p *problems) port(name string, v int) {
+	if v < 0 || v > 65535 {
+		p.add(fmt.Sprintf("%s must be a TCP port (0-65535), got %d", name, v))
+	}
+}
+
+func (p *problems) database(d Database) {
+	u, err := url.Parse(d.URL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		// The URL may hold a password: never echo it.
+		p.add("DATABASE_URL must be a postgres:// URL such as postgres://user@host:5432/db?sslmode=disable")
+	}
+}
+
+func (p *problems) redis(r Redis) {
+	if r.Host == "" {
+		p.add("REDIS_HOST must not be empty")
+	}
+	if r.Port <= 0 || r.Port > 65535 {
+		p.add(fmt.Sprintf("REDIS_PORT must be a TCP port (1-65535), got %d", r.Port))
+	}
+	p.nonNegative("REDIS_DB", r.DB)
+	if r.Namespace == "" || strings.ContainsAny(r.Namespace, " \t\n*?[]") {
+		p.add("WORK_NAMESPACE must be a non-empty name without spaces or glob characters")
+	}
+}
+
+func (p *problems) log(l Log) {
+	switch strings.ToLower(l.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add(fmt.Sprintf("LOG_LEVEL must be debug, info, warn or error, got %q", l.Level))
+	}
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	u, err := url.Parse("//" + addr)
+	if err != nil {
+		return "", "", err
+	}
+	if u.Port() == "" {
+		return "", "", errors.New("no port")
+	}
+	return u.Hostname(), u.Port(), nil
+}

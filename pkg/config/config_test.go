@@ -1,0 +1,131 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadIngestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := LoadIngest([]string{"STRIPE_WEBHOOK_SECRET=whsec_a, whsec_b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.WebhookSecrets, "|"); got != "whsec_a|whsec_b" {
+		t.Errorf("secrets = %q", got)
+	}
+	if c.HTTPPort != 8080 || c.MaxBodyBytes != 1048576 || c.RejectRateLimit != 100 {
+		t.Errorf("defaults wrong: %+v", c)
+	}
+	if c.Database.URL != "postgres://postgres@127.0.0.1:5432/stripe_webhooks?sslmode=disable" {
+		t.Errorf("DATABASE_URL default = %q", c.Database.URL)
+	}
+	if c.Redis.Addr() != "127.0.0.1:6379" || c.Redis.Namespace != "stripe-webhooks" {
+		t.Errorf("redis defaults wrong: %+v", c.Redis)
+	}
+}
+
+func TestLoadWorkerDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := LoadWorker(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Worker{
+		Database:       c.Database,
+		Redis:          c.Redis,
+		Log:            Log{Level: "info"},
+		Concurrency:    5,
+		MaxRetries:     5,
+		RetryBaseDelay: 60 * time.Second,
+		JobTimeout:     30 * time.Second,
+		HTTPPort:       8081,
+		SweepInterval:  30 * time.Second,
+		SweepAfter:     60 * time.Second,
+		Retention:      720 * time.Hour,
+	}
+	if c != want {
+		t.Errorf("got %+v, want %+v", c, want)
+	}
+	if c, err := LoadWorker([]string{"WEBHOOK_RETENTION=0"}); err != nil || c.Retention != 0 {
+		t.Errorf("WEBHOOK_RETENTION=0: %v, %v", c.Retention, err)
+	}
+}
+
+// Each required or malformed variable gives one line that names it.
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	secret := "STRIPE_WEBHOOK_SECRET=whsec_x"
+	tests := []struct {
+		name    string
+		load    func([]string) error
+		environ []string
+		want    string
+	}{
+		{"secret missing", ingest, nil, "STRIPE_WEBHOOK_SECRET is required"},
+		{"secret empty", ingest, []string{"STRIPE_WEBHOOK_SECRET= , "}, "STRIPE_WEBHOOK_SECRET is required"},
+		{"port not a number", ingest, []string{secret, "PORT=http"}, "PORT is malformed"},
+		{"port out of range", ingest, []string{secret, "PORT=70000"}, "PORT must be a TCP port"},
+		{"body limit zero", ingest, []string{secret, "WEBHOOK_MAX_BODY_BYTES=0"}, "WEBHOOK_MAX_BODY_BYTES must be a positive"},
+		{"rate limit negative", ingest, []string{secret, "WEBHOOK_REJECT_RATE_LIMIT=-1"}, "WEBHOOK_REJECT_RATE_LIMIT must be 0 or more"},
+		{"database url", ingest, []string{secret, "DATABASE_URL=mysql://x"}, "DATABASE_URL must be a postgres:// URL"},
+		{"redis port", ingest, []string{secret, "REDIS_PORT=abc"}, "REDIS_PORT is malformed"},
+		{"redis db", ingest, []string{secret, "REDIS_DB=-2"}, "REDIS_DB must be 0 or more"},
+		{"namespace", ingest, []string{secret, "WORK_NAMESPACE=a b"}, "WORK_NAMESPACE must be"},
+		{"log level", ingest, []string{secret, "LOG_LEVEL=loud"}, "LOG_LEVEL must be"},
+		{"concurrency", worker, []string{"WEBHOOK_WORKER_CONCURRENCY=0"}, "WEBHOOK_WORKER_CONCURRENCY must be a positive"},
+		{"concurrency text", worker, []string{"WEBHOOK_WORKER_CONCURRENCY=five"}, "WEBHOOK_WORKER_CONCURRENCY is malformed: want a whole number"},
+		{"max retries", worker, []string{"WEBHOOK_MAX_RETRIES=0"}, "WEBHOOK_MAX_RETRIES must be a positive"},
+		{"base delay", worker, []string{"WEBHOOK_RETRY_BASE_DELAY=60"}, "WEBHOOK_RETRY_BASE_DELAY is malformed: want a Go duration"},
+		{"job timeout", worker, []string{"WEBHOOK_JOB_TIMEOUT=-1s"}, "WEBHOOK_JOB_TIMEOUT must be a positive duration"},
+		{"worker port", worker, []string{"WORKER_HTTP_PORT=x"}, "WORKER_HTTP_PORT is malformed"},
+		{"sweep interval", worker, []string{"WEBHOOK_SWEEP_INTERVAL=0s"}, "WEBHOOK_SWEEP_INTERVAL must be a positive duration"},
+		{"sweep after", worker, []string{"WEBHOOK_SWEEP_AFTER=soon"}, "WEBHOOK_SWEEP_AFTER is malformed"},
+		{"retention", worker, []string{"WEBHOOK_RETENTION=-1h"}, "WEBHOOK_RETENTION must be 0"},
+		{"webui addr", webui, []string{"WEBUI_ADDR=nowhere"}, "WEBUI_ADDR must be host:port"},
+		{"webui half credentials", webui, []string{"WEBUI_USERNAME=ops"}, "WEBUI_USERNAME and WEBUI_PASSWORD must be set together"},
+		{"migrate database url", migrate, []string{"DATABASE_URL=::"}, "DATABASE_URL must be a postgres:// URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.load(tt.environ)
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("want *config.Error, got %v", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain %q", msg, tt.want)
+			}
+			if strings.Contains(msg, "\n") || len(cerr.Problems) != 1 {
+				t.Errorf("want exactly one problem on one line, got %q", msg)
+			}
+		})
+	}
+}
+
+func TestErrorsNeverEchoSecrets(t *testing.T) {
+	t.Parallel()
+	err := ingest([]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "DATABASE_URL=postgres://u:hunter2@/x%zz"})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("want an error without the password, got %v", err)
+	}
+}
+
+// Each command requires only what it uses.
+func TestCommandsRequireOnlyWhatTheyUse(t *testing.T) {
+	t.Parallel()
+	for name, load := range map[string]func([]string) error{"worker": worker, "webui": webui, "migrate": migrate} {
+		if err := load(nil); err != nil {
+			t.Errorf("%s with an empty environment: %v", name, err)
+		}
+	}
+}
+
+func ingest(e []string) error  { _, err := LoadIngest(e); return err }
+func worker(e []string) error  { _, err := LoadWorker(e); return err }
+func webui(e []string) error   { _, err := LoadWebUI(e); return err }
+func migrate(e []string) error { _, err := LoadMigrate(e); return err }

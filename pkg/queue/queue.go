@@ -1,0 +1,112 @@
+// Package queue is the Redis side: the redigo pool and the gocraft/work job
+// that points a worker at a stored event. Redis holds only pointers; the
+// event itself is in Postgres.
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocraft/work"
+	"github.com/gomodule/redigo/redis"
+
+	"stripe-webhooks/pkg/config"
+)
+
+// JobName is the gocraft/work job that applies one stored event.
+const JobName = "process-webhook"
+
+// Job is the arguments of a process-webhook job: ids only, never the payload.
+type Job struct {
+	WebhookID string // webhook_events.id
+	EventID   string // Stripe's evt_… id
+	EventType string
+}
+
+// Args are the job's gocraft/work arguments.
+func (j Job) Args() work.Q {
+	return work.Q{"webhook_id": j.WebhookID, "event_id": j.EventID, "event_type": j.EventType}
+}
+
+// JobFrom reads the arguments of a gocraft/work job.
+func JobFrom(wj *work.Job) (Job, error) {
+	j := Job{
+		WebhookID: wj.ArgString("webhook_id"),
+		EventID:   wj.ArgString("event_id"),
+		EventType: wj.ArgString("event_type"),
+	}
+	if err := wj.ArgError(); err != nil {
+		return j, fmt.Errorf("queue: job %s: %w", wj.ID, err)
+	}
+	if j.WebhookID == "" {
+		return j, fmt.Errorf("queue: job %s has no webhook_id", wj.ID)
+	}
+	return j, nil
+}
+
+// ListKey is the Redis list that holds waiting process-webhook jobs
+// (what an autoscaler watches): "<namespace>:jobs:process-webhook".
+func ListKey(namespace string) string {
+	return namespace + ":jobs:" + JobName
+}
+
+// NewPool returns a redigo pool for cfg with connect, read and write
+// timeouts (redigo has none by default, and gocraft/work calls Get without a
+// context) and at most maxActive connections.
+func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
+	addr := cfg.Addr()
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(2 * time.Second),
+		redis.DialReadTimeout(10 * time.Second),
+		redis.DialWriteTimeout(5 * time.Second),
+		redis.DialDatabase(cfg.DB),
+	}
+	if cfg.Password != "" {
+		opts = append(opts, redis.DialPassword(cfg.Password))
+	}
+	return &redis.Pool{
+		MaxActive:   maxActive,
+		MaxIdle:     maxActive,
+		IdleTimeout: 4 * time.Minute,
+		Wait:        true,
+		Dial:        func() (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) },
+		TestOnBorrow: func(c redis.Conn, idleSince time.Time) error {
+			if time.Since(idleSince) < time.Minute {
+				return nil
+			}
+			_, err := c.Do("PING")
+			return err
+		},
+	}
+}
+
+// Ping checks that Redis answers.
+func Ping(pool *redis.Pool) error {
+	conn := pool.Get()
+	defer conn.Close()
+	_, err := conn.Do("PING")
+	return err
+}
+
+// Enqueuer puts process-webhook jobs on the queue.
+type Enqueuer struct {
+	e *work.Enqueuer
+}
+
+// NewEnqueuer returns an enqueuer for namespace.
+func NewEnqueuer(namespace string, pool *redis.Pool) *Enqueuer {
+	return &Enqueuer{e: work.NewEnqueuer(namespace, pool)}
+}
+
+// Enqueue queues a job for the event unless one for it is already waiting
+// (gocraft/work merges waiting copies; it answers (nil, nil) for those).
+func (q *Enqueuer) Enqueue(j Job) error {
+	if j.WebhookID == "" {
+		return errors.New("queue: enqueue: no webhook_id")
+	}
+	if _, err := q.e.EnqueueUnique(JobName, j.Args()); err != nil {
+		return fmt.Errorf("queue: enqueue %s: %w", j.EventID, err)
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+package queue_test
+
+import (
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+
+	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/testenv"
+)
+
+func TestEnqueueMergesWaitingCopies(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "")
+	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
+	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 4)
+	t.Cleanup(func() { _ = pool.Close() })
+	q := queue.NewEnqueuer(ns, pool)
+	job := queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"}
+	for range 3 {
+		if err := q.Enqueue(job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Enqueue(queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "account.updated"}); err != nil {
+		t.Fatal(err)
+	}
+	conn := pool.Get()
+	defer conn.Close()
+	n, err := redis.Int(conn.Do("LLEN", queue.ListKey(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("%s holds %d jobs, want 2 (three copies of evt_1 merged)", queue.ListKey(ns), n)
+	}
+}
+
+func TestEnqueueWithRedisDownFails(t *testing.T) {
+	t.Parallel()
+	pool := queue.NewPool(config.Redis{Host: "127.0.0.1", Port: testenv.FreePort(t), Namespace: "x"}, 2)
+	t.Cleanup(func() { _ = pool.Close() })
+	if err := queue.NewEnqueuer("x", pool).Enqueue(queue.Job{WebhookID: "w", EventID: "evt"}); err == nil {
+		t.Fatal("enqueue with nothing listening succeeded")
+	}
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// WebhookEvent is one Stripe event as delivered, stored once per event id.
+type WebhookEvent struct {
+	ID            string `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	StripeEventID string
+	EventType     string
+	Payload       JSON
+	Processed     bool
+	ProcessedAt   *time.Time
+	Error         *string
+	RetryCount    int
+	ReceivedAt    time.Time
+	CreatedAt     time.Time
+}
+
+// ConnectedAccount is the platform's view of one Stripe Connect account.
+type ConnectedAccount struct {
+	ID               int64 `gorm:"primaryKey"`
+	StripeAccountID  string
+	ChargesEnabled   bool
+	PayoutsEnabled   bool
+	DetailsSubmitted bool
+	Requirements     JSON
+	Capabilities     JSON
+	// CapabilitiesEventCreated maps a capability to the Stripe `created` time
+	// (unix seconds) of the newest event applied to it.
+	CapabilitiesEventCreated JSON
+	// AccountEventCreated is the Stripe `created` time of the newest
+	// account.updated applied to the account's own fields.
+	AccountEventCreated *time.Time
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// TableName is the table of connected accounts.
+func (ConnectedAccount) TableName() string { return "stripe_connected_accounts" }
+
+// ExternalAccount is a bank account or card of a connected account: never a
+// full number, only its last four digits.
+type ExternalAccount struct {
+	ID                      int64 `gorm:"primaryKey"`
+	StripeExternalAccountID string
+	StripeAccountID         string
+	Object                  string
+	Last4                   *string
+	BankName                *string
+	Brand                   *string
+	Currency                *string
+	Status                  *string
+	DefaultForCurrency      bool
+	DeletedAt               *time.Time
+	EventCreated            *time.Time
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
+}
+
+// TableName is the table of external accounts.
+func (ExternalAccount) TableName() string { return "stripe_external_accounts" }
+
+// JSON is a jsonb value. It is sent to Postgres as text, which works under
+// both the extended and the simple query protocol (PgBouncer), unlike []byte.
+type JSON []byte
+
+// Value implements driver.Valuer.
+func (j JSON) Value() (driver.Value, error) {
+	if j == nil {
+		return nil, nil
+	}
+	return string(j), nil
+}
+
+// Scan implements sql.Scanner.
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case []byte:
+		*j = append((*j)[:0], v...)
+	case string:
+		*j = JSON(v)
+	default:
+		return fmt.Errorf("store: cannot scan %T into JSON", src)
+	}
+	return nil
+}
+
+// MarshalJSON returns the raw document.
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if j == nil {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
+
+// UnmarshalJSON keeps the raw document.
+func (j *JSON) UnmarshalJSON(b []byte) error {
+	if j == nil {
+		return errors.New("store: UnmarshalJSON on nil JSON")
+	}
+	*j = append((*j)[:0], b...)
+	return nil
+}

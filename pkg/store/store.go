@@ -1,0 +1,176 @@
+// Package store is the one boundary to Postgres: the GORM models and every
+// named operation the services run on them.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// Options tune the connection pool.
+type Options struct {
+	// MaxConns is the most connections open at once. Default: 10.
+	MaxConns int
+	// Logger receives slow-query and error lines, never query parameters. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store runs the named database operations of both services.
+type Store struct {
+	db *gorm.DB
+}
+
+// Open connects to Postgres at databaseURL. Sessions run in UTC so that every
+// timestamp column holds UTC. It does not wait for the server to answer.
+func Open(databaseURL string, opts Options) (*Store, error) {
+	sqlDB, err := OpenSQL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	maxConns := opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = 10
+	}
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+
+	gormLogger := logger.Discard
+	if opts.Logger != nil {
+		gormLogger = logger.New(slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn), logger.Config{
+			SlowThreshold:             time.Second,
+			LogLevel:                  logger.Warn,
+			IgnoreRecordNotFoundError: true,
+			// Never log parameter values: they include payloads.
+			ParameterizedQueries: true,
+		})
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
+		Logger:                 gormLogger,
+		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		SkipDefaultTransaction: true,
+		PrepareStmt:            false,
+	})
+	if err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// OpenSQL returns a database/sql handle over pgx whose sessions run in UTC.
+func OpenSQL(databaseURL string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message can quote the URL and its password: keep only that it failed.
+		return nil, errors.New("store: DATABASE_URL cannot be parsed as a Postgres URL")
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["timezone"] = "UTC"
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// DB exposes the GORM handle to the worker's handlers, which run inside the
+// transaction the store opens for them.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Ping checks that Postgres answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// NewEvent is a verified delivery about to be stored.
+type NewEvent struct {
+	StripeEventID string
+	EventType     string
+	Payload       []byte
+	ReceivedAt    time.Time
+}
+
+// Stored is the row a delivery maps to.
+type Stored struct {
+	// WebhookID is the row's uuid.
+	WebhookID string
+	// Inserted is false when the event id was already stored.
+	Inserted bool
+	// Processed tells whether the worker has applied the event.
+	Processed bool
+}
+
+// InsertEvent stores a delivery once per Stripe event id. It is one
+// INSERT … ON CONFLICT (stripe_event_id) DO NOTHING, atomic under concurrent
+// duplicates; when the id exists it reads the existing row instead.
+func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
+	row := WebhookEvent{
+		StripeEventID: e.StripeEventID,
+		EventType:     e.EventType,
+		Payload:       JSON(e.Payload),
+		ReceivedAt:    e.ReceivedAt.UTC(),
+	}
+	res := s.db.WithContext(ctx).
+		Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "stripe_event_id"}}, DoNothing: true}).
+		Select("StripeEventID", "EventType", "Payload", "ReceivedAt").
+		Create(&row)
+	if res.Error != nil {
+		return Stored{}, fmt.Errorf("store: insert event: %w", res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return Stored{WebhookID: row.ID, Inserted: true}, nil
+	}
+	// A duplicate: ON CONFLICT waited for the first insert to commit, so the
+	// row is visible to this new statement.
+	var existing WebhookEvent
+	err := s.db.WithContext(ctx).Select("id", "processed").
+		Where("stripe_event_id = ?", e.StripeEventID).Take(&existing).Error
+	if err != nil {
+		return Stored{}, fmt.Errorf("store: read duplicate event: %w", err)
+	}
+	return Stored{WebhookID: existing.ID, Processed: existing.Processed}, nil
+}
+
+// EventByStripeID returns the stored event with that Stripe id.
+func (s *Store) EventByStripeID(ctx context.Context, stripeEventID string) (WebhookEvent, error) {
+	var e WebhookEvent
+	err := s.db.WithContext(ctx).Where("stripe_event_id = ?", stripeEventID).Take(&e).Error
+	return e, err
+}
+
+// CountUnprocessed counts the events not yet applied.
+func (s *Store) CountUnprocessed(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&WebhookEvent{}).Where("processed = false").Count(&n).Error
+	return n, err
+}
+
+// IsNotFound reports whether err means no row matched.
+func IsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }

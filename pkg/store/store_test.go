@@ -1,0 +1,156 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/testenv"
+)
+
+func setup(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	url := testenv.Database(t, "")
+	s, err := store.Open(url, store.Options{MaxConns: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, url
+}
+
+func TestInsertEventConcurrentDuplicatesGiveOneRow(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	const n = 25
+	var wg sync.WaitGroup
+	results := make([]store.Stored, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = s.InsertEvent(ctx, store.NewEvent{
+				StripeEventID: "evt_concurrent", EventType: "account.updated",
+				Payload: []byte(`{"id":"evt_concurrent","type":"account.updated"}`), ReceivedAt: time.Now(),
+			})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	inserted := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("insert %d: %v", i, errs[i])
+		}
+		if results[i].Inserted {
+			inserted++
+		}
+		if results[i].WebhookID != results[0].WebhookID || results[i].WebhookID == "" {
+			t.Errorf("insert %d mapped to row %q, insert 0 to %q", i, results[i].WebhookID, results[0].WebhookID)
+		}
+	}
+	if inserted != 1 {
+		t.Errorf("inserted = %d, want 1", inserted)
+	}
+	var rows int64
+	if err := s.DB().Model(&store.WebhookEvent{}).Where("stripe_event_id = ?", "evt_concurrent").Count(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 {
+		t.Errorf("rows = %d, want 1", rows)
+	}
+}
+
+func TestInsertEventPayloadRoundTrips(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	payload := []byte(`{
+	  "id": "evt_roundtrip", "object": "event", "type": "account.updated", "created": 1721948530,
+	  "data": {"object": {"id": "acct_1", "charges_enabled": true, "big": 12345678901234567890,
+	    "price": 19.99, "name": "Zoë \"quoted\" \u00e9 \ud83d\ude00", "nested": {"list": [1, null, "x", {"a": []}]}}},
+	  "api_version": "2023-10-16", "request": {"id": null, "idempotency_key": null}
+	}`)
+	received := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_roundtrip", EventType: "account.updated", Payload: payload, ReceivedAt: received})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Inserted {
+		t.Fatal("first insert not reported as inserted")
+	}
+	got, err := s.EventByStripeID(ctx, "evt_roundtrip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, have any
+	dec := func(b []byte, v *any) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		if err := d.Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec(payload, &want)
+	dec(got.Payload, &have)
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Errorf("payload changed (-want +got):\n%s", diff)
+	}
+	if got.ID != res.WebhookID || got.EventType != "account.updated" || got.Processed || got.RetryCount != 0 || got.Error != nil {
+		t.Errorf("row = %+v", got)
+	}
+	if !got.ReceivedAt.Equal(received) {
+		t.Errorf("received_at = %s, want %s", got.ReceivedAt, received)
+	}
+	if d := time.Since(got.CreatedAt); d < -time.Minute || d > time.Minute {
+		t.Errorf("created_at = %s is not UTC now", got.CreatedAt)
+	}
+	// A repeat reports the existing row.
+	again, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_roundtrip", EventType: "account.updated", Payload: payload, ReceivedAt: received})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Inserted || again.WebhookID != res.WebhookID || again.Processed {
+		t.Errorf("duplicate = %+v, want the first row, not inserted", again)
+	}
+}
+
+func TestMigrateTwiceIsANoOp(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t) // already migrated once
+	n, err := store.Migrate(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("second migrate applied %d migrations, want 0", n)
+	}
+}
+
+func TestCreateDatabase(t *testing.T) {
+	t.Parallel()
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	url := pg.URL("fresh_db")
+	created, err := store.CreateDatabase(ctx, url)
+	if err != nil || !created {
+		t.Fatalf("first create: %v, %v", created, err)
+	}
+	created, err = store.CreateDatabase(ctx, url)
+	if err != nil || created {
+		t.Fatalf("second create: %v, %v", created, err)
+	}
+	if n, err := store.Migrate(ctx, url); err != nil || n != 3 {
+		t.Fatalf("migrate fresh database: %d, %v", n, err)
+	}
+}

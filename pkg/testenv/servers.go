@@ -1,0 +1,179 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/jackc/pgx/v5"
+)
+
+// Postgres is a private Postgres server in a temporary directory, which a
+// test may stop and start again.
+type Postgres struct {
+	t    testing.TB
+	dir  string
+	Port int
+	mu   sync.Mutex
+	up   bool
+}
+
+// StartPostgres initialises and starts a private server on a free port. As
+// root it runs the server as the postgres user, since postgres refuses root.
+func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	bin, err := postgresBin()
+	if err != nil {
+		t.Skipf("testenv: no Postgres server binaries: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "sw-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p := &Postgres{t: t, dir: dir, Port: FreePort(t)}
+	if out, err := p.command(filepath.Join(bin, "initdb"), "-D", p.data(), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
+		t.Fatalf("testenv: initdb: %v\n%s", err, out)
+	}
+	t.Cleanup(p.Stop)
+	p.Start()
+	return p
+}
+
+func (p *Postgres) data() string { return filepath.Join(p.dir, "data") }
+
+// URL is the URL of database name on this server.
+func (p *Postgres) URL(name string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.Port, name)
+}
+
+// Start starts the server and waits until it accepts connections.
+func (p *Postgres) Start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	bin, _ := postgresBin()
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", p.Port, p.dir)
+	cmd := p.command(filepath.Join(bin, "pg_ctl"), "-D", p.data(), "-l", filepath.Join(p.dir, "log"), "-o", opts, "-w", "-t", "60", "start")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(p.dir, "log"))
+		p.t.Fatalf("testenv: pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	p.up = true
+	Eventually(p.t, 30*time.Second, "private Postgres to accept connections", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, p.URL("postgres"))
+		if err != nil {
+			return false
+		}
+		_ = c.Close(ctx)
+		return true
+	})
+}
+
+// Stop stops the server at once (fast shutdown), dropping its connections.
+func (p *Postgres) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.up {
+		return
+	}
+	bin, _ := postgresBin()
+	if out, err := p.command(filepath.Join(bin, "pg_ctl"), "-D", p.data(), "-m", "fast", "-w", "stop").CombinedOutput(); err != nil {
+		p.t.Errorf("testenv: pg_ctl stop: %v\n%s", err, out)
+	}
+	p.up = false
+}
+
+func (p *Postgres) command(name string, args ...string) *exec.Cmd {
+	if os.Geteuid() == 0 {
+		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+	}
+	return exec.Command(name, args...)
+}
+
+func postgresBin() (string, error) {
+	if _, err := user.Lookup("postgres"); err != nil && os.Geteuid() == 0 {
+		return "", fmt.Errorf("no postgres user to run the server as")
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(matches) == 0 {
+		if p, err := exec.LookPath("pg_ctl"); err == nil {
+			return filepath.Dir(p), nil
+		}
+		return "", fmt.Errorf("pg_ctl not found in /usr/lib/postgresql/*/bin or PATH")
+	}
+	return filepath.Dir(matches[len(matches)-1]), nil
+}
+
+// Redis is a private Redis server that keeps nothing on disk.
+type Redis struct {
+	t    testing.TB
+	Port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartRedis starts a private redis-server on a free port.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("testenv: redis-server not installed")
+	}
+	r := &Redis{t: t, Port: FreePort(t)}
+	t.Cleanup(r.Stop)
+	r.Start()
+	return r
+}
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.Port) }
+
+// Start starts the server (empty) and waits until it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", os.TempDir())
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("testenv: redis-server: %v", err)
+	}
+	r.cmd = cmd
+	r.done = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(r.done)
+	Eventually(r.t, 15*time.Second, "private Redis to answer", func() bool {
+		c, err := redis.Dial("tcp", r.Addr(), redis.DialConnectTimeout(200*time.Millisecond))
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = c.Do("PING")
+		return err == nil
+	})
+}
+
+// Stop kills the server; what it held is gone.
+func (r *Redis) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+	r.cmd = nil
+}

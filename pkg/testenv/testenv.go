@@ -1,0 +1,191 @@
+// Package testenv gives tests their own real Postgres database and their own
+// gocraft/work namespace on the shared servers, and private Postgres and Redis
+// servers for tests that stop them.
+//
+// The shared servers are found through TEST_DATABASE_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable) and
+// TEST_REDIS_ADDR (default 127.0.0.1:6379). Nothing on them is touched but
+// what a test creates.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/jackc/pgx/v5"
+
+	"stripe-webhooks/pkg/store"
+)
+
+// ServerURL is the shared Postgres server's maintenance database.
+func ServerURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// RedisAddr is the shared Redis server.
+func RedisAddr() string {
+	if a := os.Getenv("TEST_REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+// RandomName returns prefix followed by 12 random hex characters.
+func RandomName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// Database creates a uniquely named, migrated database on the Postgres server
+// at serverURL (ServerURL when empty), drops it when the test ends, and returns
+// its URL.
+func Database(t testing.TB, serverURL string) string {
+	t.Helper()
+	if serverURL == "" {
+		serverURL = ServerURL()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := RandomName("sw_test_")
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		t.Fatalf("testenv: connect to %s: %v", redact(serverURL), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, serverURL)
+		if err != nil {
+			t.Logf("testenv: drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("testenv: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	dbURL := u.String()
+	if _, err := store.Migrate(ctx, dbURL); err != nil {
+		t.Fatalf("testenv: migrate: %v", err)
+	}
+	return dbURL
+}
+
+// Namespace returns a unique gocraft/work namespace on the Redis at addr
+// (RedisAddr when empty) and deletes its keys when the test ends.
+func Namespace(t testing.TB, addr string) string {
+	t.Helper()
+	if addr == "" {
+		addr = RedisAddr()
+	}
+	ns := RandomName("swtest-")
+	t.Cleanup(func() { DeleteNamespace(t, addr, ns) })
+	return ns
+}
+
+// DeleteNamespace deletes every key of namespace ns, and nothing else.
+func DeleteNamespace(t testing.TB, addr, ns string) {
+	t.Helper()
+	conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(2*time.Second),
+		redis.DialReadTimeout(5*time.Second), redis.DialWriteTimeout(5*time.Second))
+	if err != nil {
+		t.Logf("testenv: clean namespace %s: %v", ns, err)
+		return
+	}
+	defer conn.Close()
+	cursor := "0"
+	for {
+		reply, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", ns+":*", "COUNT", 1000))
+		if err != nil {
+			t.Logf("testenv: clean namespace %s: %v", ns, err)
+			return
+		}
+		cursor, _ = redis.String(reply[0], nil)
+		keys, _ := redis.Strings(reply[1], nil)
+		for _, k := range keys {
+			if strings.HasPrefix(k, ns+":") {
+				_, _ = conn.Do("DEL", k)
+			}
+		}
+		if cursor == "0" {
+			return
+		}
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RedisHostPort splits a host:port address.
+func RedisHostPort(t testing.TB, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, port
+}
+
+// Eventually polls cond every 20ms until it is true or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "the database URL"
+	}
+	return p.Redacted()
+}
+
+// Environ builds KEY=value pairs from a map, for the services' run functions.
+func Environ(vars map[string]string) []string {
+	out := make([]string, 0, len(vars))
+	for k, v := range vars {
+		out = append(out, fmt.Sprintf("%s=%s", k, v))
+	}
+	return out
+}

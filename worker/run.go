@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"stripe-webhooks/pkg/config"
+)
+
+const usage = `usage: worker [command]
+
+commands:
+  migrate [--create-database]   apply every pending migration and exit
+                                (--create-database first creates the database if missing)
+
+Configuration comes from the environment; see README.md.`
+
+// run dispatches to the command named in args[1].
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
+	cmd, rest := "", []string(nil)
+	if len(args) > 1 {
+		cmd, rest = args[1], args[2:]
+	}
+	switch cmd {
+	case "migrate":
+		return runMigrate(ctx, rest, environ, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return &config.UsageError{Msg: fmt.Sprintf("worker: unknown command %q", cmd), Usage: usage}
+	}
+}
