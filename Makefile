@@ -33,12 +33,18 @@ tidy: ## go mod tidy in every module
 	@for m in $(MODULES); do echo "tidy $$m"; (cd $$m && $(GO) mod tidy) || exit 1; done
 
 .PHONY: run
-run: ## Start the local stack (Postgres and Redis if needed, migrate, ingest)
+run: ## Start the local stack (Postgres and Redis if needed, migrate, ingest, worker, web UI)
 	@scripts/run-local.sh
 
 .PHONY: trigger
 trigger: ## Send a signed example event to the running ingest: make trigger EVENT=account.updated
 	@STRIPE_WEBHOOK_SECRET="$${STRIPE_WEBHOOK_SECRET:-whsec_local_development_only}" $(GO) run ./ingest/cmd/trigger -event "$(EVENT)"
+
+.PHONY: account
+account: ## Show the connected accounts and their external accounts in the local database
+	@psql "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/stripe_webhooks?sslmode=disable}" -c \
+	  "SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, capabilities, updated_at FROM stripe_connected_accounts ORDER BY updated_at DESC LIMIT 5" -c \
+	  "SELECT stripe_external_account_id, object, last4, coalesce(bank_name, brand) AS bank_or_brand, currency, status, default_for_currency, deleted_at FROM stripe_external_accounts ORDER BY updated_at DESC LIMIT 5"
 
 .PHONY: clean
 clean: ## Remove bin/ and the local stack's .dev/

@@ -31,7 +31,7 @@ type ingest struct {
 	store     *store.Store
 	redisAddr string
 	namespace string
-	logs      *syncBuffer
+	logs      *testenv.Buffer
 	cancel    context.CancelFunc
 	done      chan error
 }
@@ -71,7 +71,7 @@ func start(t *testing.T, o options) *ingest {
 	t.Cleanup(func() { _ = st.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &ingest{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), store: st, redisAddr: o.redisAddr,
-		namespace: ns, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+		namespace: ns, logs: &testenv.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- run(ctx, []string{"ingest"}, testenv.Environ(vars), in.logs, in.logs) }()
 	t.Cleanup(func() {
 		cancel()
@@ -535,21 +535,4 @@ func TestMissingSecretIsAConfigError(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); got != "config: STRIPE_WEBHOOK_SECRET is required (the endpoint's whsec_… signing secret; comma-separate several during a roll)" {
 		t.Errorf("output = %q", got)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -10,6 +10,8 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/stripe_w
 export REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export PORT="${PORT:-8080}"
+export WORKER_HTTP_PORT="${WORKER_HTTP_PORT:-8081}"
+export WEBUI_ADDR="${WEBUI_ADDR:-127.0.0.1:5040}"
 DEV="$PWD/.dev"
 started=()   # what this script started and must stop: "pid" or "pg:<datadir>"
 
@@ -90,14 +92,19 @@ serve() {
   started+=("$!")
 }
 serve ingest bin/ingest
+serve worker bin/worker
+serve webui bin/worker webui
 
 for _ in $(seq 100); do answers 127.0.0.1 "$PORT" && break; sleep 0.1; done
 cat <<MSG
 
   ingest   http://127.0.0.1:$PORT/api/billing/webhooks/stripe   (health: /health, metrics: /metrics)
+  worker   http://127.0.0.1:$WORKER_HTTP_PORT/metrics               (probes: /healthz, /readyz)
+  web UI   http://$WEBUI_ADDR/                                  (queues, retries, dead jobs)
   signing secret (dev only): $STRIPE_WEBHOOK_SECRET
 
   In another terminal:  make trigger EVENT=account.updated
+  then see the account:  make account
   Ctrl-C stops everything started here.
 
 MSG

@@ -11,6 +11,8 @@ import (
 const usage = `usage: worker [command]
 
 commands:
+  (none)                        run the worker pool: apply stored events from the process-webhook queue
+  webui                         serve the gocraft/work web UI behind a login on WEBUI_ADDR
   migrate [--create-database]   apply every pending migration and exit
                                 (--create-database first creates the database if missing)
 
@@ -23,6 +25,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		cmd, rest = args[1], args[2:]
 	}
 	switch cmd {
+	case "":
+		return runPool(ctx, rest, environ, stdout)
+	case "webui":
+		return runWebUI(ctx, rest, environ, stdout)
 	case "migrate":
 		return runMigrate(ctx, rest, environ, stdout)
 	case "help", "-h", "--help":

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"reflect"
 	"strings"
@@ -178,11 +179,14 @@ func LoadWebUI(environ []string) (WebUI, error) {
 	var p problems
 	p.redis(c.Redis)
 	p.log(c.Log)
-	if _, _, err := splitHostPort(c.Addr); err != nil {
+	host, _, err := splitHostPort(c.Addr)
+	switch {
+	case err != nil:
 		p.add("WEBUI_ADDR must be host:port, such as 127.0.0.1:5040")
-	}
-	if (c.LoginUser == "") != (c.LoginPassword == "") {
+	case (c.LoginUser == "") != (c.LoginPassword == ""):
 		p.add("WEBUI_USERNAME and WEBUI_PASSWORD must be set together")
+	case c.LoginUser == "" && !IsLoopback(host):
+		p.add("WEBUI_ADDR is not a loopback address: set WEBUI_USERNAME and WEBUI_PASSWORD to serve the web UI beyond this machine")
 	}
 	return c, p.err()
 }
@@ -325,6 +329,16 @@ func (p *problems) log(l Log) {
 	default:
 		p.add(fmt.Sprintf("LOG_LEVEL must be debug, info, warn or error, got %q", l.Level))
 	}
+}
+
+// IsLoopback reports whether host (a name or an IP) means this machine only.
+// An empty host means every interface, so it is not.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitHostPort(addr string) (string, string, error) {

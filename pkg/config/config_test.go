@@ -86,6 +86,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"retention", worker, []string{"WEBHOOK_RETENTION=-1h"}, "WEBHOOK_RETENTION must be 0"},
 		{"webui addr", webui, []string{"WEBUI_ADDR=nowhere"}, "WEBUI_ADDR must be host:port"},
 		{"webui half credentials", webui, []string{"WEBUI_USERNAME=ops"}, "WEBUI_USERNAME and WEBUI_PASSWORD must be set together"},
+		{"webui open without login", webui, []string{"WEBUI_ADDR=0.0.0.0:5040"}, "WEBUI_ADDR is not a loopback address"},
+		{"webui all interfaces without login", webui, []string{"WEBUI_ADDR=:5040"}, "WEBUI_ADDR is not a loopback address"},
 		{"migrate database url", migrate, []string{"DATABASE_URL=::"}, "DATABASE_URL must be a postgres:// URL"},
 	}
 	for _, tt := range tests {
@@ -121,6 +123,19 @@ func TestCommandsRequireOnlyWhatTheyUse(t *testing.T) {
 	for name, load := range map[string]func([]string) error{"worker": worker, "webui": webui, "migrate": migrate} {
 		if err := load(nil); err != nil {
 			t.Errorf("%s with an empty environment: %v", name, err)
+		}
+	}
+}
+
+func TestWebUIBeyondLoopbackNeedsLogin(t *testing.T) {
+	t.Parallel()
+	for _, environ := range [][]string{
+		{"WEBUI_ADDR=localhost:5040"},
+		{"WEBUI_ADDR=[::1]:5040"},
+		{"WEBUI_ADDR=0.0.0.0:5040", "WEBUI_USERNAME=ops", "WEBUI_PASSWORD=s3cret"},
+	} {
+		if err := webui(environ); err != nil {
+			t.Errorf("%v: %v", environ, err)
 		}
 	}
 }

@@ -110,3 +110,17 @@ func (q *Enqueuer) Enqueue(j Job) error {
 	}
 	return nil
 }
+
+// DeadKey is the sorted set of dead jobs.
+func DeadKey(namespace string) string { return namespace + ":dead" }
+
+// RetryKey is the sorted set of jobs waiting for their retry.
+func RetryKey(namespace string) string { return namespace + ":retry" }
+
+// TrimDead keeps only the newest keep jobs of the dead set (the event rows
+// keep their error regardless) and returns how many it removed.
+func TrimDead(pool *redis.Pool, namespace string, keep int) (int, error) {
+	conn := pool.Get()
+	defer conn.Close()
+	return redis.Int(conn.Do("ZREMRANGEBYRANK", DeadKey(namespace), 0, -keep-1))
+}

@@ -45,3 +45,26 @@ func TestEnqueueWithRedisDownFails(t *testing.T) {
 		t.Fatal("enqueue with nothing listening succeeded")
 	}
 }
+
+func TestTrimDeadKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "")
+	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
+	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 2)
+	t.Cleanup(func() { _ = pool.Close() })
+	conn := pool.Get()
+	defer conn.Close()
+	for i := range 1005 {
+		if _, err := conn.Do("ZADD", queue.DeadKey(ns), i, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := queue.TrimDead(pool, ns, 1000)
+	if err != nil || removed != 5 {
+		t.Fatalf("removed %d, %v; want 5", removed, err)
+	}
+	oldest, err := redis.Strings(conn.Do("ZRANGE", queue.DeadKey(ns), 0, 0))
+	if err != nil || len(oldest) != 1 || oldest[0] != "5" {
+		t.Errorf("oldest kept = %v, want 5", oldest)
+	}
+}

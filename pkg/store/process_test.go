@@ -1,0 +1,101 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/testenv"
+)
+
+func insert(t *testing.T, s *store.Store, id string) string {
+	t.Helper()
+	res, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: id, EventType: "account.updated",
+		Payload: []byte(`{"id":"` + id + `","type":"account.updated"}`), ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.WebhookID
+}
+
+// Two jobs for one event at once: the second waits on the row lock, then
+// finds the event processed. The handler runs once.
+func TestProcessEventConcurrentJobsApplyOnce(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	id := insert(t, s, "evt_twice")
+	var calls atomic.Int32
+	release := make(chan struct{})
+	apply := func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		return nil
+	}
+	type result struct {
+		out store.Outcome
+		err error
+	}
+	results := make(chan result, 2)
+	go func() { o, _, err := s.ProcessEvent(context.Background(), id, apply); results <- result{o, err} }()
+	testenv.Eventually(t, 10*time.Second, "the first job to hold the row", func() bool { return calls.Load() == 1 })
+	go func() { o, _, err := s.ProcessEvent(context.Background(), id, apply); results <- result{o, err} }()
+	testenv.Eventually(t, 10*time.Second, "the second job to wait on the row lock", func() bool {
+		var waiting int64
+		err := s.DB().Raw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error
+		return err == nil && waiting == 1
+	})
+	close(release)
+	got := map[store.Outcome]int{}
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got[r.out]++
+	}
+	if calls.Load() != 1 || got[store.Applied] != 1 || got[store.AlreadyProcessed] != 1 {
+		t.Errorf("handler ran %d times, outcomes %v; want once, one applied and one already processed", calls.Load(), got)
+	}
+	row, err := s.EventByStripeID(context.Background(), "evt_twice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !row.Processed || row.ProcessedAt == nil || row.RetryCount != 0 {
+		t.Errorf("row = %+v", row)
+	}
+}
+
+func TestProcessEventFailureRollsBackAndCounts(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	id := insert(t, s, "evt_fail")
+	boom := errors.New("boom")
+	_, _, err := s.ProcessEvent(context.Background(), id, func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+		if err := tx.ApplyCapability(ctx, "acct_rollback", "card_payments", "active", time.Now()); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	row, _ := s.EventByStripeID(context.Background(), "evt_fail")
+	if row.Processed || row.RetryCount != 1 || row.Error == nil || *row.Error != "boom" {
+		t.Errorf("row = processed %v retry_count %d error %v", row.Processed, row.RetryCount, row.Error)
+	}
+	if _, err := s.Account(context.Background(), "acct_rollback"); !store.IsNotFound(err) {
+		t.Errorf("the failed handler's write was not rolled back: %v", err)
+	}
+	// A job for a row that no longer exists completes without effect.
+	out, _, err := s.ProcessEvent(context.Background(), "00000000-0000-4000-8000-000000000000", func(context.Context, *store.Tx, store.WebhookEvent) error {
+		t.Error("handler ran for a missing row")
+		return nil
+	})
+	if err != nil || out != store.Missing {
+		t.Errorf("missing row: %v, %v", out, err)
+	}
+}

@@ -1,0 +1,253 @@
+package handler_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripefixture"
+	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/handler"
+)
+
+const acct = "acct_handlertest0001"
+
+func setup(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(testenv.Database(t, ""), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// deliver stores an event and processes it as the worker does.
+func deliver(t *testing.T, st *store.Store, o stripefixture.Options) (store.Outcome, error) {
+	t.Helper()
+	if o.Account == "" {
+		o.Account = acct
+	}
+	payload := stripefixture.MustEvent(o)
+	var env struct{ ID, Type string }
+	_ = json.Unmarshal(payload, &env)
+	ctx := context.Background()
+	row, err := st.InsertEvent(ctx, store.NewEvent{StripeEventID: env.ID, EventType: env.Type, Payload: payload, ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := st.ProcessEvent(ctx, row.WebhookID, handler.Apply)
+	return out, err
+}
+
+func mustDeliver(t *testing.T, st *store.Store, o stripefixture.Options) {
+	t.Helper()
+	if out, err := deliver(t, st, o); err != nil || out != store.Applied {
+		t.Fatalf("%s: outcome %v, error %v", o.Type, out, err)
+	}
+}
+
+func account(t *testing.T, st *store.Store) (store.ConnectedAccount, map[string]string) {
+	t.Helper()
+	a, err := st.Account(context.Background(), acct)
+	if err != nil {
+		t.Fatalf("account row: %v", err)
+	}
+	caps := map[string]string{}
+	if err := json.Unmarshal(a.Capabilities, &caps); err != nil {
+		t.Fatal(err)
+	}
+	return a, caps
+}
+
+func externals(t *testing.T, st *store.Store) []store.ExternalAccount {
+	t.Helper()
+	rows, err := st.ExternalAccounts(context.Background(), acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func at(sec int64) time.Time { return time.Unix(1_700_000_000+sec, 0) }
+
+func set(kv ...any) func(map[string]any) {
+	return func(o map[string]any) {
+		for i := 0; i < len(kv); i += 2 {
+			o[kv[i].(string)] = kv[i+1]
+		}
+	}
+}
+
+func str(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// Each type's effect, from Stripe's example objects.
+func TestEffects(t *testing.T) {
+	t.Parallel()
+	t.Run("account.updated", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(1),
+			Mutate: set("charges_enabled", true, "details_submitted", true)})
+		a, caps := account(t, st)
+		if !a.ChargesEnabled || a.PayoutsEnabled || !a.DetailsSubmitted {
+			t.Errorf("booleans = %v %v %v, want true false true", a.ChargesEnabled, a.PayoutsEnabled, a.DetailsSubmitted)
+		}
+		if diff := cmp.Diff(map[string]string{"card_payments": "active", "transfers": "active"}, caps); diff != "" {
+			t.Errorf("capabilities (-want +got):\n%s", diff)
+		}
+		var req map[string]any
+		if err := json.Unmarshal(a.Requirements, &req); err != nil || req["disabled_reason"] != "requirements.past_due" {
+			t.Errorf("requirements = %s", a.Requirements)
+		}
+	})
+	t.Run("capability.updated creates the account", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(1), Mutate: set("status", "pending")})
+		a, caps := account(t, st)
+		if a.ChargesEnabled || a.PayoutsEnabled || a.DetailsSubmitted {
+			t.Errorf("booleans of a row created by capability.updated must be false: %+v", a)
+		}
+		if diff := cmp.Diff(map[string]string{"card_payments": "pending"}, caps); diff != "" {
+			t.Errorf("capabilities (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("external accounts: bank account and card", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.created", Created: at(1)})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.created", Created: at(1), Card: true})
+		rows := externals(t, st)
+		if len(rows) != 2 {
+			t.Fatalf("%d external accounts, want 2", len(rows))
+		}
+		bank, card := rows[0], rows[1]
+		if bank.Object != "bank_account" || str(bank.Last4) != "6789" || str(bank.BankName) != "STRIPE TEST BANK" ||
+			str(bank.Currency) != "usd" || str(bank.Status) != "new" || !bank.DefaultForCurrency || bank.DeletedAt != nil {
+			t.Errorf("bank account = %+v", bank)
+		}
+		if card.Object != "card" || str(card.Last4) != "4242" || str(card.Brand) != "Visa" || str(card.Currency) != "usd" {
+			t.Errorf("card = %+v", card)
+		}
+		if _, err := st.Account(context.Background(), acct); err != nil {
+			t.Errorf("an external account of a new account creates the account's row: %v", err)
+		}
+	})
+	t.Run("external account updated then deleted", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.created", Created: at(1)})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.updated", Created: at(2), Mutate: set("status", "verified")})
+		if r := externals(t, st)[0]; str(r.Status) != "verified" {
+			t.Errorf("status after update = %s", str(r.Status))
+		}
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.deleted", Created: at(3)})
+		r := externals(t, st)[0]
+		if r.DeletedAt == nil || !r.DeletedAt.Equal(at(3)) {
+			t.Errorf("deleted_at = %v, want %v", r.DeletedAt, at(3))
+		}
+	})
+	t.Run("other types are processed without effect", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "plan.created"})
+		if _, err := st.Account(context.Background(), acct); !store.IsNotFound(err) {
+			t.Errorf("plan.created touched the accounts table: %v", err)
+		}
+	})
+}
+
+// An older event never overwrites what a newer one wrote to the same object.
+func TestOutOfOrder(t *testing.T) {
+	t.Parallel()
+	t.Run("older account update after newer", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(20), Mutate: set("charges_enabled", true, "payouts_enabled", true)})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", false, "payouts_enabled", false)})
+		if a, _ := account(t, st); !a.ChargesEnabled || !a.PayoutsEnabled {
+			t.Errorf("older update overwrote newer: %+v", a)
+		}
+		// Equal seconds apply in processing order.
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(20), Mutate: set("payouts_enabled", false)})
+		if a, _ := account(t, st); a.PayoutsEnabled {
+			t.Error("an update with equal created seconds did not apply")
+		}
+	})
+	t.Run("older capability status after newer", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(20), Mutate: set("status", "active")})
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(10), Mutate: set("status", "inactive")})
+		if _, caps := account(t, st); caps["card_payments"] != "active" {
+			t.Errorf("card_payments = %s, want active", caps["card_payments"])
+		}
+	})
+	t.Run("older update to one capability after newer one to another", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(20), Mutate: set("id", "card_payments", "status", "active")})
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(10), Mutate: set("id", "transfers", "status", "pending")})
+		if _, caps := account(t, st); caps["card_payments"] != "active" || caps["transfers"] != "pending" {
+			t.Errorf("capabilities = %v, want card_payments active and transfers pending", caps)
+		}
+	})
+	t.Run("older account update keeps a newer capability", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(20), Mutate: set("id", "card_payments", "status", "inactive")})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)})
+		a, caps := account(t, st)
+		if !a.ChargesEnabled {
+			t.Error("account fields of the first account.updated not applied")
+		}
+		if caps["card_payments"] != "inactive" || caps["transfers"] != "active" {
+			t.Errorf("capabilities = %v, want card_payments inactive (newer) and transfers active", caps)
+		}
+	})
+	t.Run("older external account update after newer, and after deletion", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.updated", Created: at(20), Mutate: set("status", "verified")})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.created", Created: at(10), Mutate: set("status", "new")})
+		if r := externals(t, st)[0]; str(r.Status) != "verified" {
+			t.Errorf("status = %s, want verified", str(r.Status))
+		}
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.deleted", Created: at(30), Mutate: set("status", "verified")})
+		mustDeliver(t, st, stripefixture.Options{Type: "account.external_account.updated", Created: at(25), Mutate: set("status", "errored")})
+		if r := externals(t, st)[0]; r.DeletedAt == nil || str(r.Status) != "verified" {
+			t.Errorf("older update changed a deleted account: %+v", r)
+		}
+	})
+}
+
+func TestPoisonEventIsRecordedAndRolledBack(t *testing.T) {
+	t.Parallel()
+	st := setup(t)
+	o := stripefixture.Options{Type: "account.updated", ID: "evt_poison", Account: acct, Mutate: set("charges_enabled", "yes")}
+	for attempt := 1; attempt <= 2; attempt++ {
+		if _, err := deliver(t, st, o); err == nil {
+			t.Fatal("a poison event was applied")
+		}
+	}
+	row, err := st.EventByStripeID(context.Background(), "evt_poison")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Processed || row.RetryCount != 2 || row.Error == nil {
+		t.Errorf("row = processed %v, retry_count %d, error %v; want false, 2, set", row.Processed, row.RetryCount, row.Error)
+	}
+	if _, err := st.Account(context.Background(), acct); !store.IsNotFound(err) {
+		t.Errorf("a failed handler left an account row: %v", err)
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"stripe-webhooks/pkg/queue"
+)
+
+// metrics are the worker's Prometheus series, in a registry of its own.
+type metrics struct {
+	registry   *prometheus.Registry
+	processed  *prometheus.CounterVec
+	failed     *prometheus.CounterVec
+	jobSeconds *prometheus.HistogramVec
+}
+
+func newMetrics(pool *redis.Pool, namespace string) *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &metrics{
+		registry: reg,
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stripe_webhooks_events_processed_total",
+			Help: "Events applied and marked processed, by event type.",
+		}, []string{"event_type"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stripe_webhooks_events_failed_total",
+			Help: "Failed processing attempts, by event type.",
+		}, []string{"event_type"}),
+		jobSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stripe_webhooks_job_duration_seconds",
+			Help:    "Time to run one process-webhook job, by outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds)
+	size := func(cmd, key string) func() float64 {
+		return func() float64 {
+			conn := pool.Get()
+			defer conn.Close()
+			n, err := redis.Int64(conn.Do(cmd, key))
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_queue_depth", Help: "process-webhook jobs waiting (-1: Redis unreachable)."},
+			size("LLEN", queue.ListKey(namespace))),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_retry_jobs", Help: "Jobs waiting for a retry (-1: Redis unreachable)."},
+			size("ZCARD", queue.RetryKey(namespace))),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_dead_jobs", Help: "Jobs in the dead set (-1: Redis unreachable)."},
+			size("ZCARD", queue.DeadKey(namespace))),
+	)
+	return m
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gocraft/work"
+	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
+)
+
+// deadSetSize is how many dead jobs are kept (the event rows keep their
+// error regardless).
+const deadSetSize = 1000
+
+// poolContext is the gocraft/work job context; handlers need none.
+type poolContext struct{}
+
+// runPool runs the worker pool until SIGTERM/SIGINT (or ctx), then stops
+// taking jobs, lets running ones finish within their deadline, and returns.
+func runPool(ctx context.Context, args []string, environ []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return &config.UsageError{Msg: fmt.Sprintf("worker: unexpected arguments %q", args), Usage: usage}
+	}
+	cfg, err := config.LoadWorker(environ)
+	if err != nil {
+		return err
+	}
+	logger := cfg.Log.Logger(stdout)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: cfg.Concurrency + 4, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// gocraft/work holds a connection per busy worker plus its fetcher,
+	// heartbeater, requeuers, reaper and observer.
+	pool := queue.NewPool(cfg.Redis, 2*cfg.Concurrency+10)
+	defer pool.Close()
+	m := newMetrics(pool, cfg.Redis.Namespace)
+	proc := NewProcessor(logger, st, m, cfg.JobTimeout)
+
+	wp := work.NewWorkerPool(poolContext{}, uint(cfg.Concurrency), cfg.Redis.Namespace, pool)
+	wp.JobWithOptions(queue.JobName, work.JobOptions{
+		MaxFails: uint(cfg.MaxRetries),
+		Backoff:  backoff(cfg.RetryBaseDelay),
+	}, proc.Process)
+
+	srv := &http.Server{
+		Handler:           workerRoutes(st, pool, m),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.HTTPPort))
+	if err != nil {
+		return fmt.Errorf("worker: listen: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	wp.Start()
+	logger.Info("worker started", "namespace", cfg.Redis.Namespace, "concurrency", cfg.Concurrency,
+		"max_retries", cfg.MaxRetries, "retry_base_delay", cfg.RetryBaseDelay.String(),
+		"job_timeout", cfg.JobTimeout.String(), "http_addr", ln.Addr().String())
+
+	trim := time.NewTicker(30 * time.Second)
+	defer trim.Stop()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case err := <-serveErr:
+			wp.Stop()
+			return fmt.Errorf("worker: serve: %w", err)
+		case <-trim.C:
+			if n, err := queue.TrimDead(pool, cfg.Redis.Namespace, deadSetSize); err != nil {
+				logger.Warn("could not trim the dead set", "error", err)
+			} else if n > 0 {
+				logger.Info("trimmed the dead set", "removed", n, "kept", deadSetSize)
+			}
+		}
+	}
+	logger.Info("worker stopping: no new jobs; running jobs finish within their deadline")
+	wp.Stop()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("worker: serve: %w", err)
+	}
+	logger.Info("worker stopped")
+	return nil
+}
+
+// workerRoutes serves the worker's probes and metrics.
+func workerRoutes(st *store.Store, pool *redis.Pool, m *metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	// Ready only with both backends: a worker can do nothing without either.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		rep := map[string]string{"status": "ready", "database": "up", "redis": "up"}
+		status := http.StatusOK
+		if err := st.Ping(ctx); err != nil {
+			rep["database"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
+		}
+		if err := queue.Ping(pool); err != nil {
+			rep["redis"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, rep)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
