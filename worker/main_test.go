@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,7 +60,26 @@ type backend struct {
 
 func newBackend(t *testing.T) *backend {
 	t.Helper()
-	b := &backend{dbURL: testenv.Database(t, ""), redisAddr: testenv.RedisAddr()}
+	return newBackendOn(t, "", testenv.RedisAddr())
+}
+
+// privateBackend is a backend on private Postgres and Redis servers, which
+// a fault test stops and starts.
+type privateBackend struct {
+	*backend
+	pg *testenv.Postgres
+	rd *testenv.Redis
+}
+
+func newPrivateBackend(t *testing.T) *privateBackend {
+	t.Helper()
+	pg, rd := testenv.StartPostgres(t), testenv.StartRedis(t)
+	return &privateBackend{backend: newBackendOn(t, pg.URL("postgres"), rd.Addr()), pg: pg, rd: rd}
+}
+
+func newBackendOn(t *testing.T, serverURL, redisAddr string) *backend {
+	t.Helper()
+	b := &backend{dbURL: testenv.Database(t, serverURL), redisAddr: redisAddr}
 	b.namespace = testenv.Namespace(t, b.redisAddr)
 	st, err := store.Open(b.dbURL, store.Options{MaxConns: 10})
 	if err != nil {
@@ -260,3 +280,5 @@ func post(t *testing.T, url string, payload []byte) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -14,6 +14,10 @@ type metrics struct {
 	processed  *prometheus.CounterVec
 	failed     *prometheus.CounterVec
 	jobSeconds *prometheus.HistogramVec
+
+	sweeps        prometheus.Counter
+	sweeperQueued prometheus.Counter
+	sweeperErrors prometheus.Counter
 }
 
 func newMetrics(pool *redis.Pool, namespace string) *metrics {
@@ -35,7 +39,16 @@ func newMetrics(pool *redis.Pool, namespace string) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.processed, m.failed, m.jobSeconds)
+	m.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_sweeps_total", Help: "Completed sweeps (run by one replica per WEBHOOK_SWEEP_INTERVAL).",
+	})
+	m.sweeperQueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_sweeper_enqueued_total", Help: "Events the sweeper queued again because no job was waiting for them.",
+	})
+	m.sweeperErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_sweeper_errors_total", Help: "Sweeps cut short by a Redis error.",
+	})
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperQueued, m.sweeperErrors)
 	size := func(cmd, key string) func() float64 {
 		return func() float64 {
 			conn := pool.Get()

@@ -20,7 +20,7 @@ func runMigrate(ctx context.Context, args []string, environ []string, stdout io.
 	if err := fs.Parse(args); err != nil {
 		return &config.UsageError{Msg: "worker migrate: " + err.Error(), Usage: usage}
 	}
-	cfg, err := config.LoadMigrate(environ)
+	cfg, err := config.LoadAdmin(environ)
 	if err != nil {
 		return err
 	}

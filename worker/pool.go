@@ -54,12 +54,13 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	pool := queue.NewPool(cfg.Redis, 2*cfg.Concurrency+10)
 	defer pool.Close()
 	m := newMetrics(pool, cfg.Redis.Namespace)
-	proc := NewProcessor(logger, st, m, cfg.JobTimeout)
+	retryBackoff := backoff(cfg.RetryBaseDelay)
+	proc := NewProcessor(logger, st, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
 
 	wp := work.NewWorkerPool(poolContext{}, uint(cfg.Concurrency), cfg.Redis.Namespace, pool)
 	wp.JobWithOptions(queue.JobName, work.JobOptions{
 		MaxFails: uint(cfg.MaxRetries),
-		Backoff:  backoff(cfg.RetryBaseDelay),
+		Backoff:  retryBackoff,
 	}, proc.Process)
 
 	srv := &http.Server{
@@ -77,9 +78,31 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	wp.Start()
+	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
+	sweeper := NewSweeper(logger, st, enqueuer, m, cfg.SweepAfter)
+	tasks := []*periodic{newPeriodic("sweeper", cfg.SweepInterval, st, logger, func(ctx context.Context) error {
+		_, err := sweeper.Sweep(ctx)
+		return err
+	})}
+	if cfg.Retention > 0 {
+		retention := NewRetention(logger, st, cfg.Retention)
+		tasks = append(tasks, newPeriodic("retention", retentionEvery, st, logger, func(ctx context.Context) error {
+			_, err := retention.Run(ctx)
+			return err
+		}))
+	}
+	for _, t := range tasks {
+		_ = t.Start(ctx)
+	}
+	defer func() {
+		for _, t := range tasks {
+			t.Stop()
+		}
+	}()
 	logger.Info("worker started", "namespace", cfg.Redis.Namespace, "concurrency", cfg.Concurrency,
 		"max_retries", cfg.MaxRetries, "retry_base_delay", cfg.RetryBaseDelay.String(),
-		"job_timeout", cfg.JobTimeout.String(), "http_addr", ln.Addr().String())
+		"job_timeout", cfg.JobTimeout.String(), "sweep_interval", cfg.SweepInterval.String(),
+		"sweep_after", cfg.SweepAfter.String(), "retention", cfg.Retention.String(), "http_addr", ln.Addr().String())
 
 	trim := time.NewTicker(30 * time.Second)
 	defer trim.Stop()

@@ -104,7 +104,7 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if row.Processed || row.RetryCount != 3 || row.Error == nil || !strings.Contains(*row.Error, "charges_enabled") {
+	if row.Processed || row.RetryCount != 3 || row.Error == nil || !strings.Contains(*row.Error, "charges_enabled") || row.DeadAt == nil {
 		t.Fatalf("row = processed %v, retry_count %d, error %v; want false, 3, a decoding error", row.Processed, row.RetryCount, row.Error)
 	}
 	if dead[0].Fails != 3 || dead[0].ArgString("event_id") != "evt_poison" {
@@ -122,7 +122,7 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, "the retried event to be processed", func() bool { return b.count(t, "processed") == 1 })
 	row, _ = b.store.EventByStripeID(context.Background(), "evt_poison")
-	if row.RetryCount != 3 || row.Error != nil {
+	if row.RetryCount != 3 || row.Error != nil || row.DeadAt != nil {
 		t.Errorf("after the retry: retry_count %d (want 3: a retry does not reset it), error %v", row.RetryCount, row.Error)
 	}
 	acct, err := b.store.Account(context.Background(), "acct_poison")
@@ -230,6 +230,34 @@ func TestSIGTERMDuringDrainLosesNothing(t *testing.T) {
 	b.store.DB().Model(&store.ConnectedAccount{}).Count(&accounts)
 	if accounts != n {
 		t.Errorf("%d accounts, want %d", accounts, n)
+	}
+}
+
+// The sweeper leaves an event waiting for its retry alone: backoff stays backoff.
+func TestSweeperDoesNotRunARetryEarly(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	w := startWorker(t, b, merge(fastSweep, map[string]string{"WEBHOOK_RETRY_BASE_DELAY": "1h"}))
+	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_backoff", Mutate: set("charges_enabled", "yes")}))
+	testenv.Eventually(t, 30*time.Second, "the first attempt to fail", func() bool { return b.count(t, "retry_count = 1") == 1 })
+	row, _ := b.store.EventByStripeID(context.Background(), "evt_backoff")
+	if row.NextAttemptAt == nil || time.Until(*row.NextAttemptAt) < 50*time.Minute {
+		t.Fatalf("next_attempt_at = %v, want about an hour from now", row.NextAttemptAt)
+	}
+	sweeps := func() int {
+		_, body := w.get(t, "/metrics", nil)
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, "stripe_webhooks_sweeps_total "); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return 0
+	}
+	before := sweeps()
+	testenv.Consistently(t, 4*time.Second, "one attempt only", func() bool { return b.count(t, "retry_count = 1") == 1 })
+	if after := sweeps(); after < before+3 {
+		t.Fatalf("the sweeper ran %d times in 4s; the check proves nothing", after-before)
 	}
 }
 

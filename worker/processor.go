@@ -16,15 +16,30 @@ import (
 // Processor runs process-webhook jobs: each job applies its stored event
 // once in effect, within a deadline.
 type Processor struct {
-	logger  *slog.Logger
-	store   *store.Store
-	metrics *metrics
-	timeout time.Duration
+	logger   *slog.Logger
+	store    *store.Store
+	metrics  *metrics
+	timeout  time.Duration
+	maxFails int64
+	backoff  work.BackoffCalculator
 }
 
-// NewProcessor returns a processor whose jobs each get timeout.
-func NewProcessor(logger *slog.Logger, st *store.Store, m *metrics, timeout time.Duration) *Processor {
-	return &Processor{logger: logger, store: st, metrics: m, timeout: timeout}
+// NewProcessor returns a processor whose jobs each get timeout, and whose
+// failures are retried after backoff until maxFails attempts.
+func NewProcessor(logger *slog.Logger, st *store.Store, m *metrics, timeout time.Duration, maxFails int, backoff work.BackoffCalculator) *Processor {
+	return &Processor{logger: logger, store: st, metrics: m, timeout: timeout, maxFails: int64(maxFails), backoff: backoff}
+}
+
+// attempt says what gocraft/work does if this run of job fails: it counts
+// one more fail, then retries after the backoff or, at maxFails, kills it.
+func (p *Processor) attempt(job *work.Job) store.Attempt {
+	fails := job.Fails + 1
+	if fails >= p.maxFails {
+		return store.Attempt{Final: true}
+	}
+	next := *job
+	next.Fails = fails
+	return store.Attempt{RetryAt: time.Now().Add(time.Duration(p.backoff(&next)) * time.Second)}
 }
 
 // Process is the gocraft/work handler of process-webhook. A returned error
@@ -41,12 +56,17 @@ func (p *Processor) Process(job *work.Job) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	began := time.Now()
-	outcome, _, err := p.store.ProcessEvent(ctx, j.WebhookID, handler.Apply)
+	attempt := p.attempt(job)
+	outcome, _, err := p.store.ProcessEvent(ctx, j.WebhookID, attempt, handler.Apply)
 	elapsed := time.Since(began).Seconds()
 	if err != nil {
 		p.metrics.failed.WithLabelValues(j.EventType).Inc()
 		p.metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)
-		log.Warn("event failed; gocraft/work retries it with backoff", "error", err)
+		if attempt.Final {
+			log.Error("event failed its last attempt; its job goes to the dead set", "error", err)
+		} else {
+			log.Warn("event failed; retried with backoff", "error", err, "retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
+		}
 		return err
 	}
 	p.metrics.jobSeconds.WithLabelValues(outcome.String()).Observe(elapsed)

@@ -15,6 +15,9 @@ commands:
   webui                         serve the gocraft/work web UI behind a login on WEBUI_ADDR
   migrate [--create-database]   apply every pending migration and exit
                                 (--create-database first creates the database if missing)
+  replay --event evt_…          apply stored events again, here and now, and print how many;
+  replay --since 24h [--type T]   safe while workers run; newer state is never overwritten
+  replay --failed [--type T]      (--failed: events that exhausted their retries)
 
 Configuration comes from the environment; see README.md.`
 
@@ -29,6 +32,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return runPool(ctx, rest, environ, stdout)
 	case "webui":
 		return runWebUI(ctx, rest, environ, stdout)
+	case "replay":
+		return runReplay(ctx, rest, environ, stdout)
 	case "migrate":
 		return runMigrate(ctx, rest, environ, stdout)
 	case "help", "-h", "--help":

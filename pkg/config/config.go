@@ -105,11 +105,16 @@ type WebUI struct {
 	LoginPassword string `env:"WEBUI_PASSWORD"`
 }
 
-// Migrate is the configuration of `bin/worker migrate`.
-type Migrate struct {
+// Admin is the configuration of the commands that need only the database:
+// `bin/worker migrate` and `bin/worker replay`.
+type Admin struct {
 	Database
 	Log
 }
+
+// MinRetention is the shortest WEBHOOK_RETENTION accepted: Stripe
+// redelivers an event for up to three days.
+const MinRetention = 72 * time.Hour
 
 // Error names every missing or malformed variable, on one line.
 type Error struct {
@@ -164,8 +169,8 @@ func LoadWorker(environ []string) (Worker, error) {
 	p.port("WORKER_HTTP_PORT", c.HTTPPort)
 	p.positiveDuration("WEBHOOK_SWEEP_INTERVAL", c.SweepInterval)
 	p.positiveDuration("WEBHOOK_SWEEP_AFTER", c.SweepAfter)
-	if c.Retention < 0 {
-		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or a positive duration such as 720h")
+	if c.Retention < 0 || (c.Retention > 0 && c.Retention < MinRetention) {
+		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h: Stripe redelivers for three days, and a redelivery of a deleted event would be applied again")
 	}
 	return c, p.err()
 }
@@ -191,9 +196,9 @@ func LoadWebUI(environ []string) (WebUI, error) {
 	return c, p.err()
 }
 
-// LoadMigrate reads the configuration of `migrate`.
-func LoadMigrate(environ []string) (Migrate, error) {
-	var c Migrate
+// LoadAdmin reads the configuration of `migrate` and `replay`.
+func LoadAdmin(environ []string) (Admin, error) {
+	var c Admin
 	if err := load(&c, environ); err != nil {
 		return c, err
 	}

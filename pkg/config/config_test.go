@@ -84,6 +84,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"sweep interval", worker, []string{"WEBHOOK_SWEEP_INTERVAL=0s"}, "WEBHOOK_SWEEP_INTERVAL must be a positive duration"},
 		{"sweep after", worker, []string{"WEBHOOK_SWEEP_AFTER=soon"}, "WEBHOOK_SWEEP_AFTER is malformed"},
 		{"retention", worker, []string{"WEBHOOK_RETENTION=-1h"}, "WEBHOOK_RETENTION must be 0"},
+		{"retention under three days", worker, []string{"WEBHOOK_RETENTION=24h"}, "WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h"},
 		{"webui addr", webui, []string{"WEBUI_ADDR=nowhere"}, "WEBUI_ADDR must be host:port"},
 		{"webui half credentials", webui, []string{"WEBUI_USERNAME=ops"}, "WEBUI_USERNAME and WEBUI_PASSWORD must be set together"},
 		{"webui open without login", webui, []string{"WEBUI_ADDR=0.0.0.0:5040"}, "WEBUI_ADDR is not a loopback address"},
@@ -143,4 +144,4 @@ func TestWebUIBeyondLoopbackNeedsLogin(t *testing.T) {
 func ingest(e []string) error  { _, err := LoadIngest(e); return err }
 func worker(e []string) error  { _, err := LoadWorker(e); return err }
 func webui(e []string) error   { _, err := LoadWebUI(e); return err }
-func migrate(e []string) error { _, err := LoadMigrate(e); return err }
+func migrate(e []string) error { _, err := LoadAdmin(e); return err }

@@ -19,6 +19,10 @@ type WebhookEvent struct {
 	RetryCount    int
 	ReceivedAt    time.Time
 	CreatedAt     time.Time
+	// DeadAt is set when the event's job exhausted its retries.
+	DeadAt *time.Time
+	// NextAttemptAt is when gocraft/work retries the failed job.
+	NextAttemptAt *time.Time
 }
 
 // ConnectedAccount is the platform's view of one Stripe Connect account.

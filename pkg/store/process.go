@@ -44,6 +44,14 @@ type Tx struct {
 // ApplyFunc applies one event inside tx.
 type ApplyFunc func(ctx context.Context, tx *Tx, event WebhookEvent) error
 
+// Attempt says what follows if this attempt fails.
+type Attempt struct {
+	// Final: a failure sends the job to the dead set (dead_at is set).
+	Final bool
+	// RetryAt: otherwise, when the job runs again (next_attempt_at).
+	RetryAt time.Time
+}
+
 // ProcessEvent applies the event with row id webhookID exactly once in
 // effect: in one transaction it locks the row, skips it if already
 // processed, runs apply, marks it processed and commits. Two calls for the
@@ -51,7 +59,18 @@ type ApplyFunc func(ctx context.Context, tx *Tx, event WebhookEvent) error
 // processed. When apply fails, the transaction is rolled back and the
 // failure is recorded (error set, retry_count incremented) before the error
 // is returned.
-func (s *Store) ProcessEvent(ctx context.Context, webhookID string, apply ApplyFunc) (Outcome, WebhookEvent, error) {
+func (s *Store) ProcessEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc) (Outcome, WebhookEvent, error) {
+	return s.processEvent(ctx, webhookID, attempt, apply, false)
+}
+
+// ReplayEvent applies the event again even if it was processed (the
+// handlers' own created-time guards still keep newer state), under the same
+// row lock as ProcessEvent, so it is safe while workers run.
+func (s *Store) ReplayEvent(ctx context.Context, webhookID string, apply ApplyFunc) (Outcome, WebhookEvent, error) {
+	return s.processEvent(ctx, webhookID, Attempt{Final: true}, apply, true)
+}
+
+func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
 	var (
 		outcome Outcome
 		event   WebhookEvent
@@ -65,7 +84,7 @@ func (s *Store) ProcessEvent(ctx context.Context, webhookID string, apply ApplyF
 		if err != nil {
 			return fmt.Errorf("store: lock event: %w", err)
 		}
-		if event.Processed {
+		if event.Processed && !replay {
 			outcome = AlreadyProcessed
 			return nil
 		}
@@ -74,7 +93,7 @@ func (s *Store) ProcessEvent(ctx context.Context, webhookID string, apply ApplyF
 		}
 		now := time.Now().UTC()
 		res := db.Model(&WebhookEvent{}).Where("id = ?", webhookID).
-			Updates(map[string]any{"processed": true, "processed_at": now, "error": nil})
+			Updates(map[string]any{"processed": true, "processed_at": now, "error": nil, "dead_at": nil, "next_attempt_at": nil})
 		if res.Error != nil {
 			return fmt.Errorf("store: mark processed: %w", res.Error)
 		}
@@ -93,7 +112,7 @@ func (s *Store) ProcessEvent(ctx context.Context, webhookID string, apply ApplyF
 	if errors.As(err, &ae) {
 		err = ae.err
 	}
-	if recErr := s.RecordFailure(recordCtx, webhookID, err); recErr != nil {
+	if recErr := s.RecordFailure(recordCtx, webhookID, err, attempt); recErr != nil {
 		return 0, event, fmt.Errorf("%w (and recording the failure failed: %v)", err, recErr)
 	}
 	return 0, event, err
@@ -115,13 +134,20 @@ type applyError struct{ err error }
 func (e *applyError) Error() string { return e.err.Error() }
 func (e *applyError) Unwrap() error { return e.err }
 
-// RecordFailure sets the event's error and counts one more failed attempt.
-func (s *Store) RecordFailure(ctx context.Context, webhookID string, cause error) error {
+// RecordFailure sets the event's error, counts one more failed attempt, and
+// notes what follows: the dead set, or a retry at attempt.RetryAt. A
+// processed event (a failed replay) keeps its state.
+func (s *Store) RecordFailure(ctx context.Context, webhookID string, cause error, attempt Attempt) error {
 	msg := cause.Error()
 	if len(msg) > 4000 {
 		msg = msg[:4000]
 	}
+	set := map[string]any{"error": msg, "retry_count": gorm.Expr("retry_count + 1")}
+	if attempt.Final {
+		set["dead_at"], set["next_attempt_at"] = time.Now().UTC(), nil
+	} else if !attempt.RetryAt.IsZero() {
+		set["dead_at"], set["next_attempt_at"] = nil, attempt.RetryAt.UTC()
+	}
 	return s.db.WithContext(ctx).Model(&WebhookEvent{}).
-		Where("id = ? AND processed = false", webhookID).
-		Updates(map[string]any{"error": msg, "retry_count": gorm.Expr("retry_count + 1")}).Error
+		Where("id = ? AND processed = false", webhookID).Updates(set).Error
 }

@@ -40,9 +40,15 @@ func TestProcessEventConcurrentJobsApplyOnce(t *testing.T) {
 		err error
 	}
 	results := make(chan result, 2)
-	go func() { o, _, err := s.ProcessEvent(context.Background(), id, apply); results <- result{o, err} }()
+	go func() {
+		o, _, err := s.ProcessEvent(context.Background(), id, store.Attempt{}, apply)
+		results <- result{o, err}
+	}()
 	testenv.Eventually(t, 10*time.Second, "the first job to hold the row", func() bool { return calls.Load() == 1 })
-	go func() { o, _, err := s.ProcessEvent(context.Background(), id, apply); results <- result{o, err} }()
+	go func() {
+		o, _, err := s.ProcessEvent(context.Background(), id, store.Attempt{}, apply)
+		results <- result{o, err}
+	}()
 	testenv.Eventually(t, 10*time.Second, "the second job to wait on the row lock", func() bool {
 		var waiting int64
 		err := s.DB().Raw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error
@@ -74,7 +80,7 @@ func TestProcessEventFailureRollsBackAndCounts(t *testing.T) {
 	s, _ := setup(t)
 	id := insert(t, s, "evt_fail")
 	boom := errors.New("boom")
-	_, _, err := s.ProcessEvent(context.Background(), id, func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+	_, _, err := s.ProcessEvent(context.Background(), id, store.Attempt{}, func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
 		if err := tx.ApplyCapability(ctx, "acct_rollback", "card_payments", "active", time.Now()); err != nil {
 			return err
 		}
@@ -91,7 +97,7 @@ func TestProcessEventFailureRollsBackAndCounts(t *testing.T) {
 		t.Errorf("the failed handler's write was not rolled back: %v", err)
 	}
 	// A job for a row that no longer exists completes without effect.
-	out, _, err := s.ProcessEvent(context.Background(), "00000000-0000-4000-8000-000000000000", func(context.Context, *store.Tx, store.WebhookEvent) error {
+	out, _, err := s.ProcessEvent(context.Background(), "00000000-0000-4000-8000-000000000000", store.Attempt{}, func(context.Context, *store.Tx, store.WebhookEvent) error {
 		t.Error("handler ran for a missing row")
 		return nil
 	})

@@ -189,3 +189,16 @@ func Environ(vars map[string]string) []string {
 	}
 	return out
 }
+
+// Consistently polls cond every 20ms for the whole duration and fails the
+// test the first time it is false: for what must not happen.
+func Consistently(t testing.TB, duration time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(duration)
+	for time.Now().Before(deadline) {
+		if !cond() {
+			t.Fatalf("%s stopped holding", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

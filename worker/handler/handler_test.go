@@ -40,7 +40,7 @@ func deliver(t *testing.T, st *store.Store, o stripefixture.Options) (store.Outc
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := st.ProcessEvent(ctx, row.WebhookID, handler.Apply)
+	out, _, err := st.ProcessEvent(ctx, row.WebhookID, store.Attempt{}, handler.Apply)
 	return out, err
 }
 

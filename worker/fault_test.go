@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"stripe-webhooks/pkg/stripefixture"
+	"stripe-webhooks/pkg/testenv"
+)
+
+// fastSweep makes the sweeper look every 500ms at events older than 2s.
+var fastSweep = map[string]string{"WEBHOOK_SWEEP_INTERVAL": "500ms", "WEBHOOK_SWEEP_AFTER": "2s"}
+
+func merge(maps ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func startIngest(t *testing.T, b *backend) *process {
+	t.Helper()
+	port := testenv.FreePort(t)
+	return startProcess(t, "ingest", nil, b.env(t, map[string]string{"PORT": strconv.Itoa(port)}),
+		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
+}
+
+func startWorkerProcess(t *testing.T, b *backend, extra map[string]string) *process {
+	t.Helper()
+	port := testenv.FreePort(t)
+	return startProcess(t, "worker", nil, b.env(t, merge(extra, map[string]string{"WORKER_HTTP_PORT": strconv.Itoa(port)})),
+		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
+}
+
+func events(n int, prefix string) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_%s_%04d", prefix, i)})
+	}
+	return out
+}
+
+// deliverAll posts payloads with 8 clients spread over the ingests and
+// returns each answer's status by event id.
+func deliverAll(t *testing.T, ingests []*process, payloads [][]byte) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	status := map[string]int{}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				p := payloads[i]
+				code := postNoFail(ingests[(i+c)%len(ingests)].base+"/api/billing/webhooks/stripe", p)
+				mu.Lock()
+				id := eventIDOf(p)
+				if prev, ok := status[id]; !ok || prev != http.StatusOK {
+					status[id] = code
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range payloads {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return status
+}
+
+func postNoFail(url string, payload []byte) int {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(payload)))
+	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testSecret, time.Now()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func eventIDOf(p []byte) string {
+	var e struct{ ID string }
+	_ = json.Unmarshal(p, &e)
+	return e.ID
+}
+
+// appliedCounts counts, per event id, the "event processed" lines in worker logs.
+func appliedCounts(logs ...string) map[string]int {
+	counts := map[string]int{}
+	for _, l := range logs {
+		sc := bufio.NewScanner(strings.NewReader(l))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Msg string `json:"msg"`
+				ID  string `json:"stripe_event_id"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "event processed" {
+				counts[line.ID]++
+			}
+		}
+	}
+	return counts
+}
+
+func (b *backend) processedIn(t *testing.T, ids []string) int64 {
+	t.Helper()
+	var n int64
+	if err := b.store.DB().Raw("SELECT count(*) FROM webhook_events WHERE processed AND stripe_event_id IN ?", ids).Scan(&n).Error; err != nil {
+		return -1
+	}
+	return n
+}
+
+// Redis stopped while 50 events arrive, then started empty: every event
+// answered 200 is processed.
+func TestFaultRedisLostWhileEventsArrive(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	ingest := startIngest(t, b.backend)
+	startWorker(t, b.backend, fastSweep)
+	b.rd.Stop()
+	status := deliverAll(t, []*process{ingest}, events(50, "redis"))
+	var ok []string
+	for id, code := range status {
+		if code == http.StatusOK {
+			ok = append(ok, id)
+		} else if code < 500 {
+			t.Errorf("%s answered %d, want 200 or 5xx", id, code)
+		}
+	}
+	if len(ok) == 0 {
+		t.Fatal("no event answered 200 with Redis down")
+	}
+	b.rd.Start() // empty: every queued job is gone
+	began := time.Now()
+	testenv.Eventually(t, 60*time.Second, "every event answered 200 to be processed", func() bool {
+		return b.processedIn(t, ok) == int64(len(ok))
+	})
+	t.Logf("recovery: %d of 50 answered 200 with Redis down; all processed %s after Redis came back empty",
+		len(ok), time.Since(began).Round(10*time.Millisecond))
+}
+
+// Postgres stopped: deliveries get 503 and ingest keeps serving its health
+// routes; started again, the redelivered events are stored and processed.
+func TestFaultPostgresDown(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	ingest := startIngest(t, b.backend)
+	startWorker(t, b.backend, fastSweep)
+	payloads := events(20, "pg")
+	b.pg.Stop()
+	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("%s answered %d with Postgres down, want 503", id, code)
+		}
+	}
+	if code, _ := do(t, http.MethodGet, ingest.base+"/healthz", nil); code != http.StatusOK {
+		t.Errorf("/healthz = %d with Postgres down, want 200", code)
+	}
+	if code, body := do(t, http.MethodGet, ingest.base+"/health", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"database":"down"`) {
+		t.Errorf("/health = %d %s", code, body)
+	}
+	b.pg.Start()
+	began := time.Now()
+	// Stripe redelivers until it gets a 200.
+	pending := payloads
+	testenv.Eventually(t, 60*time.Second, "redeliveries to be stored", func() bool {
+		var still [][]byte
+		for id, code := range deliverAll(t, []*process{ingest}, pending) {
+			if code != http.StatusOK {
+				for _, p := range pending {
+					if eventIDOf(p) == id {
+						still = append(still, p)
+					}
+				}
+			}
+		}
+		pending = still
+		return len(pending) == 0
+	})
+	ids := make([]string, len(payloads))
+	for i, p := range payloads {
+		ids[i] = eventIDOf(p)
+	}
+	testenv.Eventually(t, 60*time.Second, "redelivered events to be processed", func() bool {
+		return b.processedIn(t, ids) == int64(len(ids))
+	})
+	t.Logf("recovery: 20 events stored and processed %s after Postgres came back", time.Since(began).Round(10*time.Millisecond))
+}
+
+// A worker SIGKILLed a third of the way through 300 events, a new one
+// started: all processed, none applied twice, none failed.
+func TestFaultWorkerKilled(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	b.seed(t, events(300, "kill")...)
+	w1 := startWorkerProcess(t, b.backend, fastSweep)
+	testenv.Eventually(t, 30*time.Second, "a third processed", func() bool { return b.count(t, "processed") >= 100 })
+	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-w1.done
+	killedAt := b.count(t, "processed")
+	began := time.Now()
+	w2 := startWorkerProcess(t, b.backend, fastSweep)
+	testenv.Eventually(t, 60*time.Second, "all 300 processed", func() bool { return b.count(t, "processed") == 300 })
+	if n := b.count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
+		t.Errorf("%d events have a failure recorded", n)
+	}
+	for id, n := range appliedCounts(w1.logs.String(), w2.logs.String()) {
+		if n > 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
+	t.Logf("recovery: killed at %d of 300 processed; the rest processed %s after a new worker started",
+		killedAt, time.Since(began).Round(10*time.Millisecond))
+}
+
+// Ingest SIGKILLed under load: every event it answered 200 for is stored
+// and processed.
+func TestFaultIngestKilled(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	ingest := startIngest(t, b.backend)
+	startWorker(t, b.backend, fastSweep)
+	var mu sync.Mutex
+	var ok []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: fmt.Sprintf("acct_ik_%d_%d", c, i)})
+				if postNoFail(ingest.base+"/api/billing/webhooks/stripe", p) == http.StatusOK {
+					mu.Lock()
+					ok = append(ok, eventIDOf(p))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	testenv.Eventually(t, 30*time.Second, "200 answers", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) >= 200 })
+	_ = ingest.cmd.Process.Signal(syscall.SIGKILL)
+	<-ingest.done
+	close(stop)
+	wg.Wait()
+	began := time.Now()
+	testenv.Eventually(t, 60*time.Second, "every event answered 200 to be processed", func() bool {
+		return b.processedIn(t, ok) == int64(len(ok))
+	})
+	t.Logf("recovery: ingest killed after %d answers of 200; all processed %s later", len(ok), time.Since(began).Round(10*time.Millisecond))
+}
+
+// Two ingests and three workers on 1,500 deliveries with 10% duplicates:
+// every distinct event stored once and applied once.
+func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	ingests := []*process{startIngest(t, b.backend), startIngest(t, b.backend)}
+	var workers []*process
+	for range 3 {
+		workers = append(workers, startWorkerProcess(t, b.backend, fastSweep))
+	}
+	distinct := events(1350, "multi")
+	deliveries := append([][]byte{}, distinct...)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 150 {
+		deliveries = append(deliveries, distinct[rng.IntN(len(distinct))])
+	}
+	rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	began := time.Now()
+	for id, code := range deliverAll(t, ingests, deliveries) {
+		if code != http.StatusOK {
+			t.Fatalf("%s answered %d", id, code)
+		}
+	}
+	testenv.Eventually(t, 120*time.Second, "1,350 distinct events processed", func() bool { return b.count(t, "processed") == 1350 })
+	if n := b.count(t, "true"); n != 1350 {
+		t.Errorf("%d rows, want 1350", n)
+	}
+	var logs []string
+	for _, w := range workers {
+		logs = append(logs, w.logs.String())
+	}
+	counts := appliedCounts(logs...)
+	twice := 0
+	for _, n := range counts {
+		if n != 1 {
+			twice++
+		}
+	}
+	if len(counts) != 1350 || twice != 0 {
+		t.Errorf("%d events applied, %d of them more than once; want 1350 applied once each", len(counts), twice)
+	}
+	t.Logf("1,500 deliveries (1,350 distinct) through 2 ingests and 3 workers: all processed %s after the first", time.Since(began).Round(10*time.Millisecond))
+}

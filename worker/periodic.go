@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"stripe-webhooks/pkg/store"
+)
+
+// periodic runs a task every period in one replica only: each replica
+// ticks, and the one that claims the period in Postgres runs it.
+type periodic struct {
+	name   string
+	every  time.Duration
+	run    func(ctx context.Context) error
+	store  *store.Store
+	logger *slog.Logger
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func newPeriodic(name string, every time.Duration, st *store.Store, logger *slog.Logger, run func(context.Context) error) *periodic {
+	return &periodic{name: name, every: every, run: run, store: st, logger: logger.With("task", name),
+		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Start runs the task's loop until Stop or ctx ends.
+func (p *periodic) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		<-p.stop
+		cancel()
+	}()
+	go func() {
+		defer close(p.done)
+		defer cancel()
+		ticker := time.NewTicker(p.every)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				p.tick(ctx)
+			}
+		}
+	}()
+	return nil
+}
+
+func (p *periodic) tick(ctx context.Context) {
+	// Claim a little less than a period, so that tick jitter skips none.
+	claimed, err := p.store.ClaimPeriodic(ctx, p.name, p.every*9/10)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.logger.Warn("could not claim the periodic run", "error", err)
+		}
+		return
+	}
+	if !claimed {
+		return
+	}
+	if err := p.run(ctx); err != nil && ctx.Err() == nil {
+		p.logger.Warn("periodic run failed", "error", err)
+	}
+}
+
+// Stop ends the loop, waiting for a run in progress; calling it again is a no-op.
+func (p *periodic) Stop() {
+	p.stopOnce.Do(func() { close(p.stop) })
+	<-p.done
+}

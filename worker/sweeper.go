@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
+)
+
+// Sweeper queues again the events that Postgres holds but Redis lost track
+// of: stored while Redis was down, jobs lost with Redis, jobs of a killed
+// worker. It reads them in bounded batches, so a large backlog never sits in
+// memory at once.
+type Sweeper struct {
+	logger   *slog.Logger
+	store    *store.Store
+	enqueuer *queue.Enqueuer
+	metrics  *metrics
+	// after is how old an unprocessed event must be before it is queued again.
+	after time.Duration
+	// batch is how many events one query reads; maxPerSweep bounds one sweep.
+	batch, maxPerSweep int
+}
+
+// NewSweeper returns a sweeper for events older than after.
+func NewSweeper(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, m *metrics, after time.Duration) *Sweeper {
+	return &Sweeper{logger: logger.With("task", "sweeper"), store: st, enqueuer: enq, metrics: m, after: after,
+		batch: 1000, maxPerSweep: 100_000}
+}
+
+// Sweep queues every event that needs it (up to maxPerSweep) and returns
+// how many it queued. gocraft/work merges a job with a copy still waiting.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	before := time.Now().Add(-s.after)
+	cursor := store.Cursor{}
+	queued := 0
+	for queued < s.maxPerSweep {
+		refs, err := s.store.Unqueued(ctx, before, cursor, s.batch)
+		if err != nil {
+			return queued, err
+		}
+		for _, r := range refs {
+			if err := s.enqueuer.Enqueue(queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}); err != nil {
+				s.metrics.sweeperErrors.Inc()
+				return queued, err
+			}
+			queued++
+			s.metrics.sweeperQueued.Inc()
+		}
+		if len(refs) < s.batch {
+			break
+		}
+		cursor = store.Next(refs)
+	}
+	s.metrics.sweeps.Inc()
+	if queued > 0 {
+		s.logger.Info("sweeper queued events again", "queued", queued)
+	}
+	return queued, nil
+}
