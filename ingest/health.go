@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/health"
 )
 
 // unprocessedDegraded is the backlog past which /health says degraded.
 const unprocessedDegraded = 1000
-
-const checkTimeout = 2 * time.Second
 
 func handleHealthz() gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -25,9 +22,7 @@ func handleHealthz() gin.HandlerFunc {
 // still stores every delivery, and the sweeper queues them later.
 func handleReadyz(d Deps) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), checkTimeout)
-		defer cancel()
-		if err := d.Store.Ping(ctx); err != nil {
+		if err := health.Postgres(c.Request.Context(), d.Store); err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "database": "down"})
 			return
 		}
@@ -46,11 +41,11 @@ type healthReport struct {
 // down or over 1000 unprocessed events) or down (Postgres down, 503).
 func handleHealth(d Deps) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), checkTimeout)
+		ctx, cancel := context.WithTimeout(c.Request.Context(), health.Timeout)
 		defer cancel()
 		rep := healthReport{Status: "ok", Database: "up", Redis: "up"}
 		redisErr := make(chan error, 1)
-		go func() { redisErr <- queue.Ping(d.Redis) }()
+		go func() { redisErr <- health.Redis(d.Redis) }()
 		n, err := d.Store.CountUnprocessed(ctx)
 		if err != nil {
 			rep.Database = "down"

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"stripe-webhooks/pkg/health"
+	"stripe-webhooks/pkg/store"
 )
 
 // metrics are the ingest's Prometheus series, in a registry of its own.
@@ -14,7 +18,7 @@ type metrics struct {
 	enqueueSeconds  prometheus.Histogram
 }
 
-func newMetrics() *metrics {
+func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -36,5 +40,6 @@ func newMetrics() *metrics {
 		}),
 	}
 	reg.MustRegister(m.deliveries, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
+	reg.MustRegister(health.BackendUp(st, pool)...)
 	return m
 }

@@ -39,7 +39,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	r.HandleMethodNotAllowed = true
 	r.Use(recovery(d.Logger))
-	m := newMetrics()
+	m := newMetrics(d.Store, d.Redis)
 	addRoutes(r, d, m)
 	return r, nil
 }

@@ -71,7 +71,7 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 		// merges it with a copy already waiting.
 		if stored.Inserted || !stored.Processed {
 			began = time.Now()
-			err := d.Enqueuer.Enqueue(queue.Job{WebhookID: stored.WebhookID, EventID: event.ID, EventType: string(event.Type)})
+			_, err := d.Enqueuer.Enqueue(queue.Job{WebhookID: stored.WebhookID, EventID: event.ID, EventType: string(event.Type)})
 			m.enqueueSeconds.Observe(time.Since(began).Seconds())
 			if err != nil {
 				m.enqueueFailures.Inc()

@@ -132,12 +132,26 @@ func (b *backend) seed(t *testing.T, payloads ...[]byte) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.enqueuer.Enqueue(queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type}); err != nil {
+		if _, err := b.enqueuer.Enqueue(queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, e.ID)
 	}
 	return ids
+}
+
+// storeOnly stores an event without queueing it, as the ingest does when
+// Redis is down.
+func (b *backend) storeOnly(t *testing.T, payload []byte) {
+	t.Helper()
+	var e struct{ ID, Type string }
+	if err := json.Unmarshal(payload, &e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: e.ID, EventType: e.Type, Payload: payload, ReceivedAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	b.store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '1 hour' WHERE stripe_event_id = ?", e.ID)
 }
 
 func (b *backend) count(t *testing.T, where string) int64 {

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"time"
+
+	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"stripe-webhooks/pkg/health"
 	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
 )
 
 // metrics are the worker's Prometheus series, in a registry of its own.
@@ -20,7 +26,11 @@ type metrics struct {
 	sweeperErrors prometheus.Counter
 }
 
-func newMetrics(pool *redis.Pool, namespace string) *metrics {
+// heartbeatFresh is how recent a worker pool's heartbeat (every 5 s) must be
+// for the pool to count as alive.
+const heartbeatFresh = 30 * time.Second
+
+func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &metrics{
@@ -67,6 +77,38 @@ func newMetrics(pool *redis.Pool, namespace string) *metrics {
 			size("ZCARD", queue.RetryKey(namespace))),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_dead_jobs", Help: "Jobs in the dead set (-1: Redis unreachable)."},
 			size("ZCARD", queue.DeadKey(namespace))),
+	)
+	reg.MustRegister(health.BackendUp(st, pool)...)
+	client := work.NewClient(namespace, pool)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stripe_webhooks_unprocessed_events",
+			Help: "Stored events not yet processed (-1: Postgres unreachable).",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := st.CountUnprocessed(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stripe_webhooks_worker_pools_alive",
+			Help: "Worker pools of this namespace with a heartbeat in the last 30 s (-1: Redis unreachable).",
+		}, func() float64 {
+			beats, err := client.WorkerPoolHeartbeats()
+			if err != nil {
+				return -1
+			}
+			alive := 0
+			for _, b := range beats {
+				if time.Since(time.Unix(b.HeartbeatAt, 0)) < heartbeatFresh {
+					alive++
+				}
+			}
+			return float64(alive)
+		}),
 	)
 	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/health"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 )
@@ -53,7 +54,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	// heartbeater, requeuers, reaper and observer.
 	pool := queue.NewPool(cfg.Redis, 2*cfg.Concurrency+10)
 	defer pool.Close()
-	m := newMetrics(pool, cfg.Redis.Namespace)
+	m := newMetrics(pool, cfg.Redis.Namespace, st)
 	retryBackoff := backoff(cfg.RetryBaseDelay)
 	proc := NewProcessor(logger, st, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
 
@@ -141,14 +142,12 @@ func workerRoutes(st *store.Store, pool *redis.Pool, m *metrics) http.Handler {
 	})
 	// Ready only with both backends: a worker can do nothing without either.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
 		rep := map[string]string{"status": "ready", "database": "up", "redis": "up"}
 		status := http.StatusOK
-		if err := st.Ping(ctx); err != nil {
+		if err := health.Postgres(r.Context(), st); err != nil {
 			rep["database"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
-		if err := queue.Ping(pool); err != nil {
+		if err := health.Redis(pool); err != nil {
 			rep["redis"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, rep)

@@ -164,6 +164,9 @@ func TestWebUILoginAndCrossSitePosts(t *testing.T) {
 	if code, _ := ui.get(t, "/queues", nil); code != http.StatusUnauthorized {
 		t.Errorf("without credentials: %d, want 401", code)
 	}
+	if code, _ := ui.get(t, "/healthz", nil); code != http.StatusOK {
+		t.Errorf("/healthz without credentials: %d, want 200 (for probes)", code)
+	}
 	bad := http.Header{"Authorization": {"Basic b3BzOndyb25n"}} // ops:wrong
 	if code, _ := ui.get(t, "/queues", bad); code != http.StatusUnauthorized {
 		t.Errorf("wrong password: %d, want 401", code)

@@ -30,24 +30,29 @@ func NewSweeper(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, m *me
 		batch: 1000, maxPerSweep: 100_000}
 }
 
-// Sweep queues every event that needs it (up to maxPerSweep) and returns
-// how many it queued. gocraft/work merges a job with a copy still waiting.
+// Sweep queues every event that needs it and returns how many new jobs it
+// added; gocraft/work merges a job with a copy still waiting, and those are
+// not counted. One sweep reads at most maxPerSweep events.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	before := time.Now().Add(-s.after)
 	cursor := store.Cursor{}
-	queued := 0
-	for queued < s.maxPerSweep {
+	queued, read := 0, 0
+	for read < s.maxPerSweep {
 		refs, err := s.store.Unqueued(ctx, before, cursor, s.batch)
 		if err != nil {
 			return queued, err
 		}
+		read += len(refs)
 		for _, r := range refs {
-			if err := s.enqueuer.Enqueue(queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}); err != nil {
+			added, err := s.enqueuer.Enqueue(queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType})
+			if err != nil {
 				s.metrics.sweeperErrors.Inc()
 				return queued, err
 			}
-			queued++
-			s.metrics.sweeperQueued.Inc()
+			if added {
+				queued++
+				s.metrics.sweeperQueued.Inc()
+			}
 		}
 		if len(refs) < s.batch {
 			break

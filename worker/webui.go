@@ -90,14 +90,22 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 // webUIHandler requires HTTP basic auth (when a user is set) and refuses
 // cross-site state-changing requests (the UI's retry and delete POSTs), by
 // the browser's Sec-Fetch-Site and Origin headers.
+//
+// GET /healthz answers 200 without a login, for the kubelet's probes; the
+// web UI has no route of that name.
 func webUIHandler(user, password string, next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	protected := http.NewCrossOriginProtection().Handler(next)
 	if user == "" {
-		return protected
+		mux.Handle("/", protected)
+		return mux
 	}
 	wantUser := sha256.Sum256([]byte(user))
 	wantPass := sha256.Sum256([]byte(password))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		gotUser := sha256.Sum256([]byte(u))
 		gotPass := sha256.Sum256([]byte(p))
@@ -109,7 +117,8 @@ func webUIHandler(user, password string, next http.Handler) http.Handler {
 			return
 		}
 		protected.ServeHTTP(w, r)
-	})
+	}))
+	return mux
 }
 
 func freeLoopbackAddr() (string, error) {

@@ -100,15 +100,17 @@ func NewEnqueuer(namespace string, pool *redis.Pool) *Enqueuer {
 }
 
 // Enqueue queues a job for the event unless one for it is already waiting
-// (gocraft/work merges waiting copies; it answers (nil, nil) for those).
-func (q *Enqueuer) Enqueue(j Job) error {
+// (gocraft/work merges waiting copies; it answers (nil, nil) for those). It
+// reports whether a new job was added.
+func (q *Enqueuer) Enqueue(j Job) (bool, error) {
 	if j.WebhookID == "" {
-		return errors.New("queue: enqueue: no webhook_id")
+		return false, errors.New("queue: enqueue: no webhook_id")
 	}
-	if _, err := q.e.EnqueueUnique(JobName, j.Args()); err != nil {
-		return fmt.Errorf("queue: enqueue %s: %w", j.EventID, err)
+	job, err := q.e.EnqueueUnique(JobName, j.Args())
+	if err != nil {
+		return false, fmt.Errorf("queue: enqueue %s: %w", j.EventID, err)
 	}
-	return nil
+	return job != nil, nil
 }
 
 // DeadKey is the sorted set of dead jobs.

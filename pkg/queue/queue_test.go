@@ -18,12 +18,16 @@ func TestEnqueueMergesWaitingCopies(t *testing.T) {
 	t.Cleanup(func() { _ = pool.Close() })
 	q := queue.NewEnqueuer(ns, pool)
 	job := queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"}
-	for range 3 {
-		if err := q.Enqueue(job); err != nil {
+	for i := range 3 {
+		added, err := q.Enqueue(job)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if added != (i == 0) {
+			t.Errorf("copy %d: added = %v", i+1, added)
+		}
 	}
-	if err := q.Enqueue(queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "account.updated"}); err != nil {
+	if _, err := q.Enqueue(queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "account.updated"}); err != nil {
 		t.Fatal(err)
 	}
 	conn := pool.Get()
@@ -41,7 +45,7 @@ func TestEnqueueWithRedisDownFails(t *testing.T) {
 	t.Parallel()
 	pool := queue.NewPool(config.Redis{Host: "127.0.0.1", Port: testenv.FreePort(t), Namespace: "x"}, 2)
 	t.Cleanup(func() { _ = pool.Close() })
-	if err := queue.NewEnqueuer("x", pool).Enqueue(queue.Job{WebhookID: "w", EventID: "evt"}); err == nil {
+	if _, err := queue.NewEnqueuer("x", pool).Enqueue(queue.Job{WebhookID: "w", EventID: "evt"}); err == nil {
 		t.Fatal("enqueue with nothing listening succeeded")
 	}
 }
