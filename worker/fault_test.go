@@ -66,7 +66,7 @@ func deliverAll(t *testing.T, ingests []*process, payloads [][]byte) map[string]
 			defer wg.Done()
 			for i := range work {
 				p := payloads[i]
-				code := postNoFail(ingests[(i+c)%len(ingests)].base+"/api/billing/webhooks/stripe", p)
+				code := postNoFail(ingests[(i+c)%len(ingests)].Base+"/api/billing/webhooks/stripe", p)
 				mu.Lock()
 				id := eventIDOf(p)
 				if prev, ok := status[id]; !ok || prev != http.StatusOK {
@@ -172,10 +172,10 @@ func TestFaultPostgresDown(t *testing.T) {
 			t.Errorf("%s answered %d with Postgres down, want 503", id, code)
 		}
 	}
-	if code, _ := do(t, http.MethodGet, ingest.base+"/healthz", nil); code != http.StatusOK {
+	if code, _ := do(t, http.MethodGet, ingest.Base+"/healthz", nil); code != http.StatusOK {
 		t.Errorf("/healthz = %d with Postgres down, want 200", code)
 	}
-	if code, body := do(t, http.MethodGet, ingest.base+"/health", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"database":"down"`) {
+	if code, body := do(t, http.MethodGet, ingest.Base+"/health", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"database":"down"`) {
 		t.Errorf("/health = %d %s", code, body)
 	}
 	b.pg.Start()
@@ -214,10 +214,10 @@ func TestFaultWorkerKilled(t *testing.T) {
 	b.seed(t, events(300, "kill")...)
 	w1 := startWorkerProcess(t, b.backend, fastSweep)
 	testenv.Eventually(t, 30*time.Second, "a third processed", func() bool { return b.count(t, "processed") >= 100 })
-	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := w1.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-w1.done
+	<-w1.Done
 	killedAt := b.count(t, "processed")
 	began := time.Now()
 	w2 := startWorkerProcess(t, b.backend, fastSweep)
@@ -225,7 +225,7 @@ func TestFaultWorkerKilled(t *testing.T) {
 	if n := b.count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
 		t.Errorf("%d events have a failure recorded", n)
 	}
-	for id, n := range appliedCounts(w1.logs.String(), w2.logs.String()) {
+	for id, n := range appliedCounts(w1.Logs.String(), w2.Logs.String()) {
 		if n > 1 {
 			t.Errorf("%s applied %d times", id, n)
 		}
@@ -256,7 +256,7 @@ func TestFaultIngestKilled(t *testing.T) {
 				default:
 				}
 				p := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: fmt.Sprintf("acct_ik_%d_%d", c, i)})
-				if postNoFail(ingest.base+"/api/billing/webhooks/stripe", p) == http.StatusOK {
+				if postNoFail(ingest.Base+"/api/billing/webhooks/stripe", p) == http.StatusOK {
 					mu.Lock()
 					ok = append(ok, eventIDOf(p))
 					mu.Unlock()
@@ -265,8 +265,8 @@ func TestFaultIngestKilled(t *testing.T) {
 		}()
 	}
 	testenv.Eventually(t, 30*time.Second, "200 answers", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) >= 200 })
-	_ = ingest.cmd.Process.Signal(syscall.SIGKILL)
-	<-ingest.done
+	_ = ingest.Cmd.Process.Signal(syscall.SIGKILL)
+	<-ingest.Done
 	close(stop)
 	wg.Wait()
 	began := time.Now()
@@ -305,7 +305,7 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 	}
 	var logs []string
 	for _, w := range workers {
-		logs = append(logs, w.logs.String())
+		logs = append(logs, w.Logs.String())
 	}
 	counts := appliedCounts(logs...)
 	twice := 0

@@ -7,6 +7,7 @@ require (
 	github.com/gomodule/redigo v1.9.3
 	github.com/google/go-cmp v0.7.0
 	github.com/prometheus/client_golang v1.25.0
+	stripe-webhooks/migrations v0.0.0
 	stripe-webhooks/pkg v0.0.0
 )
 
@@ -38,7 +39,6 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gorm.io/driver/postgres v1.6.3 // indirect
 	gorm.io/gorm v1.31.2 // indirect
-	stripe-webhooks/migrations v0.0.0 // indirect
 )
 
 replace (

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,22 +27,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sw-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, pkg := range []string{"stripe-webhooks/ingest", "stripe-webhooks/worker"} {
-		out := filepath.Join(dir, filepath.Base(pkg))
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testenv.RunWithBinaries(m, &binDir, "stripe-webhooks/ingest", "stripe-webhooks/worker")
 }
 
 const testSecret = "whsec_worker_tests"
@@ -221,40 +204,11 @@ func startService(t *testing.T, args, environ []string, base, probe string) *ser
 }
 
 // process is a built binary run as a child process.
-type process struct {
-	cmd  *exec.Cmd
-	base string
-	logs *testenv.Buffer
-	done chan struct{}
-}
+type process = testenv.Process
 
 func startProcess(t *testing.T, name string, args []string, environ []string, base, probe string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(filepath.Join(binDir, name), args...), base: base, logs: &testenv.Buffer{}, done: make(chan struct{})}
-	p.cmd.Env = environ
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	testenv.Eventually(t, 15*time.Second, name+" to serve", func() bool {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited early: %v\n%s", name, p.cmd.ProcessState, p.logs.String())
-		default:
-		}
-		resp, err := http.Get(base + probe)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
+	return testenv.StartProcess(t, filepath.Join(binDir, name), args, environ, base, probe)
 }
 
 func (s *service) get(t *testing.T, path string, header http.Header) (int, []byte) {

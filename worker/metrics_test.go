@@ -19,7 +19,7 @@ func TestMetricsAfterASmallRun(t *testing.T) {
 	b := newBackend(t)
 	ingest := startIngest(t, b)
 	w := startWorker(t, b, merge(fastSweep, map[string]string{"WEBHOOK_MAX_RETRIES": "1"}))
-	url := ingest.base + "/api/billing/webhooks/stripe"
+	url := ingest.Base + "/api/billing/webhooks/stripe"
 	good := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
 	poison := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Mutate: set("charges_enabled", "yes")})
 	for _, p := range [][]byte{good, good, poison} {
@@ -61,7 +61,7 @@ func TestMetricsAfterASmallRun(t *testing.T) {
 		`stripe_webhooks_backend_up{backend="postgres"} 1`,
 		`stripe_webhooks_backend_up{backend="redis"} 1`,
 	}
-	checkSeries(t, "ingest", scrape(ingest.base), ingestWant)
+	checkSeries(t, "ingest", scrape(ingest.Base), ingestWant)
 	testenv.Eventually(t, 10*time.Second, "the dead set gauge", func() bool {
 		return strings.Contains(scrape(w.base), "stripe_webhooks_dead_jobs 1")
 	})

@@ -48,8 +48,8 @@ func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 		}
 		for _, o := range events {
 			o.Account = acct
-			if code := post(t, ingest.base+"/api/billing/webhooks/stripe", stripefixture.MustEvent(o)); code != http.StatusOK {
-				t.Fatalf("ingest answered %d\n%s", code, ingest.logs.String())
+			if code := post(t, ingest.Base+"/api/billing/webhooks/stripe", stripefixture.MustEvent(o)); code != http.StatusOK {
+				t.Fatalf("ingest answered %d\n%s", code, ingest.Logs.String())
 			}
 		}
 	}
@@ -211,16 +211,16 @@ func TestSIGTERMDuringDrainLosesNothing(t *testing.T) {
 		"WORKER_HTTP_PORT": strconv.Itoa(port), "WEBHOOK_WORKER_CONCURRENCY": "2",
 	}), fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 	testenv.Eventually(t, 30*time.Second, "the drain to start", func() bool { return b.count(t, "processed") >= 30 })
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-w.done:
+	case <-w.Done:
 	case <-time.After(40 * time.Second):
 		t.Fatal("worker did not exit within 40s of SIGTERM")
 	}
-	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d, want 0\n%s", code, w.logs.String())
+	if code := w.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0\n%s", code, w.Logs.String())
 	}
 	first := b.count(t, "processed")
 	t.Logf("processed before SIGTERM took effect: %d of %d", first, n)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -355,4 +356,15 @@ func splitHostPort(addr string) (string, string, error) {
 		return "", "", errors.New("no port")
 	}
 	return u.Hostname(), u.Port(), nil
+}
+
+// VarNames lists the environment variables a configuration struct (such as
+// Ingest{}) reads, embedded structs included.
+func VarNames(c any) []string {
+	var names []string
+	for _, name := range envNames(reflect.TypeOf(c)) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -145,3 +145,12 @@ func ingest(e []string) error  { _, err := LoadIngest(e); return err }
 func worker(e []string) error  { _, err := LoadWorker(e); return err }
 func webui(e []string) error   { _, err := LoadWebUI(e); return err }
 func migrate(e []string) error { _, err := LoadAdmin(e); return err }
+
+func TestVarNames(t *testing.T) {
+	t.Parallel()
+	got := strings.Join(VarNames(WebUI{}), ",")
+	want := "LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PORT,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_USERNAME,WORK_NAMESPACE"
+	if got != want {
+		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
+	}
+}

@@ -1,0 +1,319 @@
+package deploy_test
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"stripe-webhooks/pkg/queue"
+)
+
+// Every variable a container sets is one its command reads, and the
+// resolved environment passes the command's own configuration checks (so
+// every required variable is set and well-formed).
+func TestEnvironmentMatchesConfiguration(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, d := range r.ours() {
+			for _, c := range containers(d) {
+				where := o + "/" + d.Name + "/" + c.Name
+				cmd := commandOf(t, where, c.Command)
+				env := r.environ(t, c)
+				for name := range env {
+					if !slices.Contains(cmd.vars, name) && !runtimeVars[name] {
+						t.Errorf("%s sets %s, which %q does not read", where, name, c.Command)
+					}
+				}
+				if err := cmd.load(pairs(env)); err != nil {
+					t.Errorf("%s: its environment fails the configuration: %v", where, err)
+				}
+			}
+		}
+	}
+}
+
+// Each probe names a declared container port; that port is the one the
+// container's configuration makes the binary listen on.
+func TestProbesUseDeclaredPortsTheBinaryListensOn(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, d := range r.ours() {
+			for _, c := range d.Spec.Template.Spec.Containers {
+				where := o + "/" + d.Name + "/" + c.Name
+				cmd := commandOf(t, where, c.Command)
+				if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+					t.Errorf("%s lacks a liveness or readiness probe", where)
+					continue
+				}
+				env := r.environ(t, c)
+				listen := env[cmd.portVar]
+				if i := strings.LastIndex(listen, ":"); i >= 0 {
+					listen = listen[i+1:]
+				}
+				for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+					if p.HTTPGet == nil {
+						t.Errorf("%s: probe is not an HTTP GET", where)
+						continue
+					}
+					port := containerPort(c, p.HTTPGet.Port)
+					if port == 0 {
+						t.Errorf("%s: probe port %s is not a declared container port", where, p.HTTPGet.Port.String())
+					}
+					if strconv.Itoa(int(port)) != listen {
+						t.Errorf("%s: probe port %d, but %s=%q makes the binary listen elsewhere", where, port, cmd.portVar, env[cmd.portVar])
+					}
+				}
+			}
+		}
+	}
+}
+
+func containerPort(c corev1.Container, p intstr.IntOrString) int32 {
+	for _, cp := range c.Ports {
+		if (p.Type == intstr.String && cp.Name == p.StrVal) || (p.Type == intstr.Int && cp.ContainerPort == p.IntVal) {
+			return cp.ContainerPort
+		}
+	}
+	return 0
+}
+
+func selects(t *testing.T, sel *metav1.LabelSelector, set map[string]string) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return !s.Empty() && s.Matches(labels.Set(set))
+}
+
+// Selectors match the labels they are meant to, and what they point at exists.
+func TestSelectorsMatchLabels(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		podsOf := func(sel *metav1.LabelSelector) []*appsv1.Deployment {
+			var out []*appsv1.Deployment
+			for _, d := range r.deployments {
+				if selects(t, sel, d.Spec.Template.Labels) {
+					out = append(out, d)
+				}
+			}
+			return out
+		}
+		for _, d := range r.deployments {
+			if !selects(t, d.Spec.Selector, d.Spec.Template.Labels) {
+				t.Errorf("%s: Deployment %s's selector does not match its pods", o, d.Name)
+			}
+			if got := podsOf(d.Spec.Selector); len(got) != 1 {
+				t.Errorf("%s: Deployment %s's selector matches %d Deployments' pods", o, d.Name, len(got))
+			}
+		}
+		for _, s := range r.services {
+			matched := podsOf(&metav1.LabelSelector{MatchLabels: s.Spec.Selector})
+			if len(matched) != 1 {
+				t.Errorf("%s: Service %s selects %d Deployments, want 1", o, s.Name, len(matched))
+				continue
+			}
+			for _, p := range s.Spec.Ports {
+				found := false
+				for _, c := range matched[0].Spec.Template.Spec.Containers {
+					found = found || containerPort(c, p.TargetPort) != 0
+				}
+				if !found {
+					t.Errorf("%s: Service %s port %s targets %s, not a port of %s", o, s.Name, p.Name, p.TargetPort.String(), matched[0].Name)
+				}
+			}
+		}
+		for _, p := range r.pdbs {
+			if len(podsOf(p.Spec.Selector)) != 1 {
+				t.Errorf("%s: PodDisruptionBudget %s matches no single Deployment", o, p.Name)
+			}
+		}
+		for _, np := range r.netpols {
+			matched := podsOf(&np.Spec.PodSelector)
+			if len(matched) != 1 {
+				t.Errorf("%s: NetworkPolicy %s matches %d Deployments", o, np.Name, len(matched))
+				continue
+			}
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					if containerPort(matched[0].Spec.Template.Spec.Containers[0], *p.Port) == 0 {
+						t.Errorf("%s: NetworkPolicy %s opens port %s, which %s does not serve", o, np.Name, p.Port.String(), matched[0].Name)
+					}
+				}
+			}
+		}
+		for _, h := range r.hpas {
+			if h.Spec.ScaleTargetRef.Kind != "Deployment" || r.deployment(t, h.Spec.ScaleTargetRef.Name) == nil {
+				t.Errorf("%s: HPA %s targets nothing", o, h.Name)
+			}
+		}
+		for _, so := range r.scaledObjects {
+			r.deployment(t, so.Spec.ScaleTargetRef.Name)
+		}
+		for _, sm := range r.serviceMonitors {
+			ports := map[string]bool{}
+			for _, s := range r.services {
+				if selects(t, &sm.Spec.Selector, s.Labels) {
+					for _, p := range s.Spec.Ports {
+						ports[p.Name] = true
+					}
+				}
+			}
+			for _, ep := range sm.Spec.Endpoints {
+				if !ports[ep.Port] {
+					t.Errorf("%s: ServiceMonitor %s scrapes port %q, which no selected Service has", o, sm.Name, ep.Port)
+				}
+			}
+		}
+	}
+}
+
+// KEDA watches the very list the code queues on, in the same Redis database.
+func TestKEDATriggerWatchesTheQueue(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		so := r.scaledObjects[0]
+		cm := r.configMap(t, "stripe-webhooks-config").Data
+		target := r.deployment(t, so.Spec.ScaleTargetRef.Name)
+		if commandOf(t, o+"/"+target.Name, target.Spec.Template.Spec.Containers[0].Command).binary != "worker" ||
+			len(target.Spec.Template.Spec.Containers[0].Command) != 1 {
+			t.Errorf("%s: the ScaledObject scales %s, not the worker pool", o, target.Name)
+		}
+		if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 {
+			t.Errorf("%s: minReplicaCount must be at least 1 (retries and the reaper live in running pools)", o)
+		}
+		if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "redis" {
+			t.Fatalf("%s: want one redis trigger, got %+v", o, so.Spec.Triggers)
+		}
+		md := so.Spec.Triggers[0].Metadata
+		if want := queue.ListKey(cm["WORK_NAMESPACE"]); md["listName"] != want {
+			t.Errorf("%s: listName %q, the code queues on %q", o, md["listName"], want)
+		}
+		if md["databaseIndex"] != cm["REDIS_DB"] {
+			t.Errorf("%s: databaseIndex %q, REDIS_DB %q", o, md["databaseIndex"], cm["REDIS_DB"])
+		}
+		env := r.environ(t, target.Spec.Template.Spec.Containers[0])
+		for _, k := range []string{"hostFromEnv", "portFromEnv", "passwordFromEnv"} {
+			if _, ok := env[md[k]]; !ok {
+				t.Errorf("%s: %s names %q, which the worker container does not set", o, k, md[k])
+			}
+		}
+	}
+}
+
+// Non-root, read-only, no capabilities, resources, spread, disruption
+// budgets, and grace periods longer than the work they must let finish.
+func TestWorkloadsAreHardened(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, d := range r.ours() {
+			pod := d.Spec.Template.Spec
+			if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+				t.Errorf("%s/%s: pod not runAsNonRoot", o, d.Name)
+			}
+			for _, c := range containers(d) {
+				where := o + "/" + d.Name + "/" + c.Name
+				sc := c.SecurityContext
+				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+					sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+					sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+					t.Errorf("%s: container not read-only, escalation-free with ALL capabilities dropped", where)
+				}
+				res := c.Resources
+				if res.Requests.Cpu().IsZero() || res.Requests.Memory().IsZero() || res.Limits.Cpu().IsZero() || res.Limits.Memory().IsZero() {
+					t.Errorf("%s: CPU and memory requests and limits must all be set", where)
+				}
+			}
+			main := pod.Containers[0]
+			env := r.environ(t, main)
+			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+			switch commandOf(t, d.Name, main.Command).binary + strings.Join(main.Command[1:], " ") {
+			case "worker":
+				job, _ := time.ParseDuration(env["WEBHOOK_JOB_TIMEOUT"])
+				if grace <= job {
+					t.Errorf("%s/%s: terminationGracePeriodSeconds %s is not above WEBHOOK_JOB_TIMEOUT %s", o, d.Name, grace, job)
+				}
+			case "ingest":
+				shutdown, _ := time.ParseDuration(env["SHUTDOWN_TIMEOUT"])
+				var preStop time.Duration
+				if main.Lifecycle != nil && main.Lifecycle.PreStop != nil && main.Lifecycle.PreStop.Sleep != nil {
+					preStop = time.Duration(main.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+				}
+				if grace <= shutdown+preStop {
+					t.Errorf("%s/%s: terminationGracePeriodSeconds %s is not above preStop %s + SHUTDOWN_TIMEOUT %s", o, d.Name, grace, preStop, shutdown)
+				}
+			}
+			if d.Name != "stripe-webhooks-webui" {
+				if len(pod.TopologySpreadConstraints) == 0 {
+					t.Errorf("%s/%s: no topology spread", o, d.Name)
+				}
+				covered := false
+				for _, p := range r.pdbs {
+					covered = covered || selects(t, p.Spec.Selector, d.Spec.Template.Labels)
+				}
+				if !covered {
+					t.Errorf("%s/%s: no PodDisruptionBudget", o, d.Name)
+				}
+			}
+		}
+		if r.deployment(t, "stripe-webhooks-ingest").Spec.Replicas == nil {
+			t.Errorf("%s: ingest replicas unset", o)
+		}
+		if h := r.hpas[0]; h.Spec.ScaleTargetRef.Name != "stripe-webhooks-ingest" || len(h.Spec.Metrics) != 1 || h.Spec.Metrics[0].Resource == nil || h.Spec.Metrics[0].Resource.Name != corev1.ResourceCPU {
+			t.Errorf("%s: the HPA must scale ingest on CPU", o)
+		}
+	}
+	r := render(t, "production")
+	for name, want := range map[string]int32{"stripe-webhooks-ingest": 2, "stripe-webhooks-worker": 3, "stripe-webhooks-webui": 1} {
+		if got := *r.deployment(t, name).Spec.Replicas; got != want {
+			t.Errorf("production: %s has %d replicas, want %d", name, got, want)
+		}
+	}
+}
+
+// The workers' and the web UI's ports are reachable from inside the cluster only.
+func TestNetworkPoliciesKeepOpsPortsInCluster(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, name := range []string{"stripe-webhooks-worker", "stripe-webhooks-webui"} {
+			d := r.deployment(t, name)
+			var covering int
+			for _, np := range r.netpols {
+				if !selects(t, &np.Spec.PodSelector, d.Spec.Template.Labels) {
+					continue
+				}
+				covering++
+				if !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+					t.Errorf("%s: NetworkPolicy %s does not restrict ingress", o, np.Name)
+				}
+				for _, rule := range np.Spec.Ingress {
+					if len(rule.From) == 0 {
+						t.Errorf("%s: NetworkPolicy %s admits any source", o, np.Name)
+					}
+					for _, peer := range rule.From {
+						if peer.IPBlock != nil || (peer.NamespaceSelector == nil && peer.PodSelector == nil) {
+							t.Errorf("%s: NetworkPolicy %s admits sources outside the cluster", o, np.Name)
+						}
+					}
+				}
+			}
+			if covering == 0 {
+				t.Errorf("%s: no NetworkPolicy covers %s", o, name)
+			}
+		}
+	}
+}

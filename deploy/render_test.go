@@ -1,0 +1,233 @@
+package deploy_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+var overlays = []string{"dev", "production"}
+
+// rendered is one overlay's objects, decoded into their API types.
+type rendered struct {
+	overlay         string
+	deployments     []*appsv1.Deployment
+	services        []*corev1.Service
+	configMaps      []*corev1.ConfigMap
+	secrets         []*corev1.Secret
+	pdbs            []*policyv1.PodDisruptionBudget
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	netpols         []*networkingv1.NetworkPolicy
+	scaledObjects   []*kedav1alpha1.ScaledObject
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	rules           []*monitoringv1.PrometheusRule
+	namespaces      []*corev1.Namespace
+}
+
+func decoder() runtime.Decoder {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, autoscalingv2.AddToScheme,
+		networkingv1.AddToScheme, kedav1alpha1.AddToScheme, monitoringv1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			panic(err)
+		}
+	}
+	// Strict: an unknown or duplicated field is an error.
+	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+}
+
+// render builds an overlay with kustomize and decodes every object strictly.
+func render(t *testing.T, overlay string) *rendered {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	resMap, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("kubernetes", "overlays", overlay))
+	if err != nil {
+		t.Fatalf("kustomize build overlays/%s: %v", overlay, err)
+	}
+	dec := decoder()
+	r := &rendered{overlay: overlay}
+	for _, res := range resMap.Resources() {
+		y, err := res.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, gvk, err := dec.Decode(y, nil, nil)
+		if err != nil {
+			t.Fatalf("overlays/%s: %s %s does not decode strictly: %v", overlay, res.GetKind(), res.GetName(), err)
+		}
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			r.deployments = append(r.deployments, o)
+		case *corev1.Service:
+			r.services = append(r.services, o)
+		case *corev1.ConfigMap:
+			r.configMaps = append(r.configMaps, o)
+		case *corev1.Secret:
+			r.secrets = append(r.secrets, o)
+		case *policyv1.PodDisruptionBudget:
+			r.pdbs = append(r.pdbs, o)
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			r.hpas = append(r.hpas, o)
+		case *networkingv1.NetworkPolicy:
+			r.netpols = append(r.netpols, o)
+		case *kedav1alpha1.ScaledObject:
+			r.scaledObjects = append(r.scaledObjects, o)
+		case *monitoringv1.ServiceMonitor:
+			r.serviceMonitors = append(r.serviceMonitors, o)
+		case *monitoringv1.PrometheusRule:
+			r.rules = append(r.rules, o)
+		case *corev1.Namespace:
+			r.namespaces = append(r.namespaces, o)
+		default:
+			t.Fatalf("overlays/%s: no check covers %s", overlay, gvk)
+		}
+	}
+	return r
+}
+
+// ours are the Deployments of the services (not the dev overlay's backends).
+func (r *rendered) ours() []*appsv1.Deployment {
+	var out []*appsv1.Deployment
+	for _, d := range r.deployments {
+		if strings.HasPrefix(d.Name, "stripe-webhooks-") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (r *rendered) deployment(t *testing.T, name string) *appsv1.Deployment {
+	t.Helper()
+	for _, d := range r.deployments {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("overlays/%s has no Deployment %s", r.overlay, name)
+	return nil
+}
+
+func (r *rendered) configMap(t *testing.T, name string) *corev1.ConfigMap {
+	t.Helper()
+	for _, c := range r.configMaps {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("overlays/%s has no ConfigMap %s", r.overlay, name)
+	return nil
+}
+
+// secretData is the Secret the overlay generates, or else the template the
+// platform team fills in.
+func (r *rendered) secretData(t *testing.T, name string) map[string]string {
+	t.Helper()
+	for _, s := range r.secrets {
+		if s.Name == name {
+			data := map[string]string{}
+			for k, v := range s.Data {
+				data[k] = string(v)
+			}
+			for k, v := range s.StringData {
+				data[k] = v
+			}
+			return data
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("kubernetes", "secret.template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s corev1.Secret
+	if err := yaml.UnmarshalStrict(b, &s); err != nil {
+		t.Fatalf("secret.template.yaml: %v", err)
+	}
+	if s.Name != name {
+		t.Fatalf("secret.template.yaml names %s, the manifests %s", s.Name, name)
+	}
+	return s.StringData
+}
+
+// environ resolves a container's env the way the kubelet does.
+func (r *rendered) environ(t *testing.T, c corev1.Container) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			v, ok := r.configMap(t, ref.Name).Data[ref.Key]
+			if !ok {
+				t.Fatalf("overlays/%s: %s: %s reads ConfigMap %s key %s, which does not exist", r.overlay, c.Name, e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = v
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			v, ok := r.secretData(t, ref.Name)[ref.Key]
+			if !ok && (ref.Optional == nil || !*ref.Optional) {
+				t.Fatalf("overlays/%s: %s: %s reads Secret %s key %s, which the Secret does not have", r.overlay, c.Name, e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = v
+		case e.ValueFrom.ResourceFieldRef != nil:
+			env[e.Name] = "268435456"
+		default:
+			t.Fatalf("overlays/%s: %s: %s has a source no check covers", r.overlay, c.Name, e.Name)
+		}
+	}
+	return env
+}
+
+func pairs(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, fmt.Sprintf("%s=%s", k, v))
+	}
+	return out
+}
+
+// containers lists a pod's init and regular containers.
+func containers(d *appsv1.Deployment) []corev1.Container {
+	return append(append([]corev1.Container{}, d.Spec.Template.Spec.InitContainers...), d.Spec.Template.Spec.Containers...)
+}
+
+func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		if len(r.ours()) != 3 || len(r.hpas) != 1 || len(r.scaledObjects) != 1 || len(r.pdbs) != 2 || len(r.netpols) != 3 || len(r.namespaces) != 1 {
+			t.Errorf("overlays/%s: %d Deployments of ours, %d HPAs, %d ScaledObjects, %d PDBs, %d NetworkPolicies, %d Namespaces",
+				o, len(r.ours()), len(r.hpas), len(r.scaledObjects), len(r.pdbs), len(r.netpols), len(r.namespaces))
+		}
+	}
+	if r := render(t, "production"); len(r.serviceMonitors) != 1 || len(r.rules) != 1 {
+		t.Error("overlays/production lacks the monitoring component")
+	}
+}
+
+// The decoder really is strict: a misspelt field fails.
+func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
+	t.Parallel()
+	_, _, err := decoder().Decode([]byte("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicaz: 2}\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "replicaz") {
+		t.Fatalf("a misspelt field decoded: %v", err)
+	}
+}
