@@ -36,7 +36,7 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 			Name: "stripe_webhooks_store_duration_seconds", Help: "Time to store one delivery in Postgres.", Buckets: buckets,
 		}),
 		enqueueSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "stripe_webhooks_enqueue_duration_seconds", Help: "Time to queue one event in Redis.", Buckets: buckets,
+			Name: "stripe_webhooks_enqueue_duration_seconds", Help: "Time to queue one committed batch of events in Redis (one round trip).", Buckets: buckets,
 		}),
 	}
 	reg.MustRegister(m.deliveries, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)

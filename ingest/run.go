@@ -33,20 +33,30 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 32, Logger: logger})
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 16, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	pool := queue.NewPool(cfg.Redis, 64)
 	defer pool.Close()
+	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
+	m := newMetrics(st, pool)
+	// Group commit: concurrent deliveries share one INSERT and one commit;
+	// then their jobs are queued in one round trip to Redis.
+	inserter, err := st.NewInserter(4, 128, queueCommitted(enqueuer, m))
+	if err != nil {
+		return err
+	}
+	defer inserter.Close()
 
 	handler, err := NewServer(Deps{
 		Logger:          logger,
 		Config:          cfg,
 		Store:           st,
+		Inserter:        inserter,
 		Redis:           pool,
-		Enqueuer:        queue.NewEnqueuer(cfg.Redis.Namespace, pool),
+		Metrics:         m,
 		Verifier:        stripeevent.NewVerifier(cfg.WebhookSecrets),
 		RejectPerMinute: cfg.RejectRateLimit,
 	})

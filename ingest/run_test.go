@@ -493,7 +493,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the delivery's INSERT to wait on the lock", func() bool {
 		var waiting int64
 		err := in.store.DB().Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO "webhook_events"%'`).Scan(&waiting).Error
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO webhook_events%'`).Scan(&waiting).Error
 		return err == nil && waiting == 1
 	})
 	in.cancel()

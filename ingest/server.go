@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gomodule/redigo/redis"
@@ -21,11 +22,13 @@ func init() {
 
 // Deps are everything the HTTP server uses.
 type Deps struct {
-	Logger   *slog.Logger
-	Config   config.Ingest
-	Store    *store.Store
+	Logger *slog.Logger
+	Config config.Ingest
+	Store  *store.Store
+	// Inserter stores deliveries with group commit.
+	Inserter *store.Inserter
 	Redis    *redis.Pool
-	Enqueuer *queue.Enqueuer
+	Metrics  *metrics
 	Verifier *stripeevent.Verifier
 	// RejectPerMinute limits requests failing verification per client address; 0 is no limit.
 	RejectPerMinute int
@@ -39,9 +42,28 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	r.HandleMethodNotAllowed = true
 	r.Use(recovery(d.Logger))
-	m := newMetrics(d.Store, d.Redis)
-	addRoutes(r, d, m)
+	addRoutes(r, d, d.Metrics)
 	return r, nil
+}
+
+// queueCommitted queues a job for each new event of a committed batch, and
+// for each duplicate not yet processed (gocraft/work merges it with a copy
+// still waiting), in one round trip to Redis.
+func queueCommitted(q *queue.Enqueuer, m *metrics) store.AfterCommit {
+	return func(rows []store.Committed) error {
+		jobs := make([]queue.Job, 0, len(rows))
+		seen := make(map[string]bool, len(rows))
+		for _, r := range rows {
+			if (r.Inserted || !r.Processed) && !seen[r.WebhookID] {
+				seen[r.WebhookID] = true
+				jobs = append(jobs, queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType})
+			}
+		}
+		began := time.Now()
+		_, err := q.EnqueueMany(jobs)
+		m.enqueueSeconds.Observe(time.Since(began).Seconds())
+		return err
+	}
 }
 
 // recovery turns a panic into a 500 and one log line; unlike gin's own, it

@@ -11,7 +11,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeevent"
 )
@@ -45,16 +44,16 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			reject(c, d.Logger, m, limiter, http.StatusBadRequest, string(rej.Reason), rej.Message)
 			return
 		}
-		log := d.Logger.With("stripe_event_id", event.ID, "event_type", string(event.Type))
+		log := d.Logger.With("stripe_event_id", event.ID, "event_type", event.Type)
 
 		// The work below must not stop halfway because Stripe hung up: a
 		// committed row is then still queued.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), storeTimeout)
 		defer cancel()
 		began := time.Now()
-		stored, err := d.Store.InsertEvent(ctx, store.NewEvent{
+		stored, err := d.Inserter.Insert(ctx, store.NewEvent{
 			StripeEventID: event.ID,
-			EventType:     string(event.Type),
+			EventType:     event.Type,
 			Payload:       payload,
 			ReceivedAt:    began,
 		})
@@ -67,16 +66,10 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 		}
 		log = log.With("webhook_id", stored.WebhookID)
 
-		// A new event, or a duplicate not yet applied, is queued. gocraft/work
-		// merges it with a copy already waiting.
-		if stored.Inserted || !stored.Processed {
-			began = time.Now()
-			_, err := d.Enqueuer.Enqueue(queue.Job{WebhookID: stored.WebhookID, EventID: event.ID, EventType: string(event.Type)})
-			m.enqueueSeconds.Observe(time.Since(began).Seconds())
-			if err != nil {
-				m.enqueueFailures.Inc()
-				log.Error("event stored but not queued; the sweeper will queue it", "error", err)
-			}
+		// The Inserter's hook queued it in Redis with the rest of its batch.
+		if stored.AfterCommitErr != nil {
+			m.enqueueFailures.Inc()
+			log.Error("event stored but not queued; the sweeper will queue it", "error", stored.AfterCommitErr)
 		}
 		if !stored.Inserted {
 			m.deliveries.WithLabelValues("duplicate", "").Inc()

@@ -91,12 +91,13 @@ func Ping(pool *redis.Pool) error {
 
 // Enqueuer puts process-webhook jobs on the queue.
 type Enqueuer struct {
-	e *work.Enqueuer
+	e     *work.Enqueuer
+	batch *batcher
 }
 
 // NewEnqueuer returns an enqueuer for namespace.
 func NewEnqueuer(namespace string, pool *redis.Pool) *Enqueuer {
-	return &Enqueuer{e: work.NewEnqueuer(namespace, pool)}
+	return &Enqueuer{e: work.NewEnqueuer(namespace, pool), batch: &batcher{namespace: namespace, pool: pool}}
 }
 
 // Enqueue queues a job for the event unless one for it is already waiting

@@ -1,6 +1,10 @@
 package queue_test
 
 import (
+	"fmt"
+	"time"
+
+	"github.com/gocraft/work"
 	"testing"
 
 	"github.com/gomodule/redigo/redis"
@@ -71,4 +75,61 @@ func TestTrimDeadKeepsTheNewest(t *testing.T) {
 	if err != nil || len(oldest) != 1 || oldest[0] != "5" {
 		t.Errorf("oldest kept = %v, want 5", oldest)
 	}
+}
+
+// EnqueueMany and gocraft/work's own EnqueueUnique write the same keys: they
+// merge each other's waiting copies, and a worker taking the job drops the
+// unique key.
+func TestEnqueueManyIsGocraftCompatible(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "")
+	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
+	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 8)
+	t.Cleanup(func() { _ = pool.Close() })
+	q := queue.NewEnqueuer(ns, pool)
+	jobs := []queue.Job{
+		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"},
+		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "capability.updated"},
+		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"},
+	}
+	added, err := q.EnqueueMany(jobs)
+	if err != nil || fmt.Sprint(added) != "[true true false]" {
+		t.Fatalf("added %v, %v; want [true true false]", added, err)
+	}
+	// gocraft/work's own enqueue sees the copy EnqueueMany left waiting.
+	if j, err := work.NewEnqueuer(ns, pool).EnqueueUnique(queue.JobName, jobs[1].Args()); err != nil || j != nil {
+		t.Fatalf("gocraft EnqueueUnique of a waiting job: %v, %v; want merged", j, err)
+	}
+	// A real pool takes both jobs, decodes their arguments, and drops the unique keys.
+	got := make(chan queue.Job, 2)
+	wp := work.NewWorkerPool(struct{}{}, 2, ns, pool)
+	wp.Job(queue.JobName, func(j *work.Job) error {
+		job, err := queue.JobFrom(j)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- job
+		return nil
+	})
+	wp.Start()
+	defer wp.Stop()
+	seen := map[string]bool{}
+	for range 2 {
+		select {
+		case j := <-got:
+			seen[j.EventID] = true
+		case <-time.After(15 * time.Second):
+			t.Fatal("the pool did not run the jobs")
+		}
+	}
+	if !seen["evt_1"] || !seen["evt_2"] {
+		t.Errorf("ran %v", seen)
+	}
+	testenv.Eventually(t, 5*time.Second, "the unique keys to be dropped", func() bool {
+		added, err := q.EnqueueMany(jobs[:1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return added[0]
+	})
 }

@@ -145,16 +145,17 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	if accountID == "" {
 		return ConnectedAccount{}, fmt.Errorf("store: event names no connected account")
 	}
-	db := tx.db.WithContext(ctx)
-	err := db.Exec(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES (?)
-		ON CONFLICT (stripe_account_id) DO NOTHING`, accountID).Error
-	if err != nil {
-		return ConnectedAccount{}, fmt.Errorf("store: create account %s: %w", accountID, err)
-	}
+	// One statement: insert the row if it is new, else touch it, which
+	// locks it either way until the transaction ends; and return it.
 	var acct ConnectedAccount
-	err = db.Clauses(clause.Locking{Strength: "UPDATE"}).Where("stripe_account_id = ?", accountID).Take(&acct).Error
+	err := tx.db.WithContext(ctx).Raw(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES (?)
+		ON CONFLICT (stripe_account_id) DO UPDATE SET stripe_account_id = excluded.stripe_account_id
+		RETURNING *`, accountID).Scan(&acct).Error
 	if err != nil {
 		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: %w", accountID, err)
+	}
+	if acct.ID == 0 {
+		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: no row returned", accountID)
 	}
 	return acct, nil
 }

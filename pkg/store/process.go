@@ -76,6 +76,14 @@ func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Atte
 		event   WebhookEvent
 	)
 	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		// Applying is idempotent and the event row is the record: should
+		// Postgres crash before this commit reaches disk, the handler's
+		// writes and the processed mark are lost together, the event reads
+		// unprocessed, and the sweeper queues it again. So this commit need
+		// not wait for the WAL flush (ingest's inserts always do).
+		if err := db.Exec("SET LOCAL synchronous_commit TO OFF").Error; err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 		err := db.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", webhookID).Take(&event).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			outcome = Missing

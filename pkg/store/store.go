@@ -125,6 +125,8 @@ type Stored struct {
 	Inserted bool
 	// Processed tells whether the worker has applied the event.
 	Processed bool
+	// AfterCommitErr is the error of the Inserter's AfterCommit hook, if any.
+	AfterCommitErr error
 }
 
 // InsertEvent stores a delivery once per Stripe event id. It is one

@@ -4,9 +4,17 @@ package stripeevent
 import (
 	"errors"
 
-	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
+	"github.com/tidwall/gjson"
 )
+
+// Event is what the ingest needs of a verified delivery: its identity. The
+// body itself is stored as delivered.
+type Event struct {
+	ID         string
+	Type       string
+	APIVersion string
+}
 
 // Reason says why a delivery was rejected; it is safe to show the sender and
 // to use as a metric label.
@@ -42,28 +50,44 @@ func NewVerifier(secrets []string) *Verifier {
 }
 
 // Verify checks the Stripe-Signature header against the exact raw payload
-// (Stripe's 300 s tolerance) and parses the event. An event of another
-// api_version than stripe-go's pinned one is accepted. Failures are *RejectError.
-func (v *Verifier) Verify(payload []byte, header string) (stripe.Event, error) {
+// with stripe-go (each v1 signature against each secret, Stripe's 300 s
+// tolerance), then reads the event's id and type. The api_version does not
+// matter: an event of another version than stripe-go's pinned one is
+// accepted, and only its envelope is read here (stripe-go's own
+// ConstructEvent would refuse it, and would decode the whole object into
+// maps, which the ingest never uses). Failures are *RejectError.
+func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 	if header == "" {
-		return stripe.Event{}, &RejectError{NoSignature, "missing Stripe-Signature header"}
+		return Event{}, &RejectError{NoSignature, "missing Stripe-Signature header"}
 	}
 	var firstErr error
 	for _, secret := range v.secrets {
-		ev, err := webhook.ConstructEventWithOptions(payload, header, secret, webhook.ConstructEventOptions{
-			IgnoreAPIVersionMismatch: true,
-		})
+		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, webhook.DefaultTolerance)
 		if err == nil {
-			if ev.ID == "" || ev.Type == "" {
-				return stripe.Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
-			}
-			return ev, nil
+			firstErr = nil
+			break
 		}
 		if firstErr == nil || errors.Is(firstErr, webhook.ErrNoValidSignature) {
 			firstErr = err
 		}
 	}
-	return stripe.Event{}, classify(firstErr)
+	if firstErr != nil {
+		return Event{}, classify(firstErr)
+	}
+	// Validate the whole document (Postgres stores it as jsonb), then read
+	// three top-level fields without decoding the rest.
+	if !gjson.ValidBytes(payload) {
+		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid JSON"}
+	}
+	f := gjson.GetManyBytes(payload, "id", "type", "api_version")
+	if !gjson.ParseBytes(payload).IsObject() || f[0].Type != gjson.String || f[1].Type != gjson.String {
+		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
+	}
+	ev := Event{ID: f[0].String(), Type: f[1].String(), APIVersion: f[2].String()}
+	if ev.ID == "" || ev.Type == "" {
+		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
+	}
+	return ev, nil
 }
 
 func classify(err error) error {
@@ -77,7 +101,6 @@ func classify(err error) error {
 	case errors.Is(err, webhook.ErrTooOld):
 		return &RejectError{TooOld, "signature timestamp is outside the 300 s tolerance"}
 	default:
-		// The signature matched but the body is not JSON of an event.
-		return &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid event JSON"}
+		return &RejectError{BadSignature, "signature could not be checked"}
 	}
 }

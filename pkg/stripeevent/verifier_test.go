@@ -33,6 +33,9 @@ func TestVerify(t *testing.T) {
 		{"not json", []byte("hello"), stripefixture.Sign([]byte("hello"), "whsec_new", now), stripeevent.NotAnEvent},
 		{"no id", []byte(`{"type":"account.updated"}`), stripefixture.Sign([]byte(`{"type":"account.updated"}`), "whsec_new", now), stripeevent.NotAnEvent},
 		{"no type", []byte(`{"id":"evt_1"}`), stripefixture.Sign([]byte(`{"id":"evt_1"}`), "whsec_old", now), stripeevent.NotAnEvent},
+		{"id not a string", []byte(`{"id":1,"type":"x"}`), stripefixture.Sign([]byte(`{"id":1,"type":"x"}`), "whsec_old", now), stripeevent.NotAnEvent},
+		{"an array", []byte(`[{"id":"evt_1","type":"x"}]`), stripefixture.Sign([]byte(`[{"id":"evt_1","type":"x"}]`), "whsec_old", now), stripeevent.NotAnEvent},
+		{"truncated", event[:len(event)-1], stripefixture.Sign(event[:len(event)-1], "whsec_old", now), stripeevent.NotAnEvent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

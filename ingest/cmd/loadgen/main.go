@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+
+	"stripe-webhooks/ingest/loadgen"
 )
 
 func main() {
@@ -33,7 +35,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if port == "" {
 		port = "8080"
 	}
-	var o Options
+	var o loadgen.Options
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:"+port+"/api/billing/webhooks/stripe", "the webhook route")
 	fs.IntVar(&o.Concurrency, "c", 8, "concurrent clients")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to run (ignored when -n is set)")
@@ -49,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if o.Secret == "" {
 		return fmt.Errorf("STRIPE_WEBHOOK_SECRET is not set: it must be the secret the ingest runs with")
 	}
-	rep, err := Run(ctx, o)
+	rep, err := loadgen.Run(ctx, o)
 	if err != nil {
 		return err
 	}

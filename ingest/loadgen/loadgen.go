@@ -1,4 +1,6 @@
-package main
+// Package loadgen drives a closed-loop load of signed Stripe deliveries at
+// a webhook route and reports throughput, status counts and latency.
+package loadgen
 
 import (
 	"bytes"
@@ -137,7 +139,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(started)
+	return Summarise(o.Concurrency, lat, status, errs, time.Since(started), len(template)), nil
+}
+
+// Summarise turns latencies and counts into a Report.
+func Summarise(concurrency int, lat []time.Duration, status map[string]int, errs int, elapsed time.Duration, payloadSize int) Report {
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
 		if len(lat) == 0 {
@@ -148,7 +154,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return float64(lat[i].Microseconds()) / 1000
 	}
 	return Report{
-		Concurrency: o.Concurrency,
+		Concurrency: concurrency,
 		Requests:    len(lat),
 		Errors:      errs,
 		Seconds:     elapsed.Seconds(),
@@ -158,6 +164,6 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		P90Ms:       pct(0.90),
 		P99Ms:       pct(0.99),
 		MaxMs:       pct(1),
-		PayloadSize: len(template),
-	}, nil
+		PayloadSize: payloadSize,
+	}
 }

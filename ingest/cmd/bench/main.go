@@ -1,0 +1,31 @@
+// Command bench measures, in one run on this machine: (a) the ceiling of a
+// gin route that only verifies signatures, (b) the database ceiling of
+// single-row idempotent inserts, (c) the real ingest, at several
+// concurrencies, and (d) the worker's end-to-end drain of a fixed batch with
+// one and with three processes. It prints a table with the ratios and
+// writes the same as JSON under .bench/.
+//
+//	make bench        (builds bin/ first)
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "serve-ceiling" {
+		err = serveCeiling(ctx)
+	} else {
+		err = run(ctx, os.Args)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"stripe-webhooks/ingest/loadgen"
+	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripefixture"
+)
+
+// maxDBConns caps the database ceiling's pool below Postgres's default
+// max_connections of 100.
+const maxDBConns = 64
+
+const secret = "whsec_bench"
+
+// Result is one `make bench` run.
+type Result struct {
+	Started     time.Time `json:"started"`
+	Machine     string    `json:"machine"`
+	DurationSec float64   `json:"seconds_per_measure"`
+	Rows        []Row     `json:"ingest"`
+	Drain       []Drain   `json:"drain"`
+}
+
+// Row is one concurrency's three measures and their ratios.
+type Row struct {
+	Concurrency    int            `json:"concurrency"`
+	CeilingGin     loadgen.Report `json:"ceiling_gin"`
+	CeilingDB      loadgen.Report `json:"ceiling_db"`
+	Ingest         loadgen.Report `json:"ingest"`
+	IngestVsGin    float64        `json:"ingest_over_ceiling_gin"`
+	IngestVsDB     float64        `json:"ingest_over_ceiling_db"`
+	CeilingGinRSS  int64          `json:"ceiling_gin_peak_rss_bytes"`
+	IngestPeakRSS  int64          `json:"ingest_peak_rss_bytes"`
+	IngestStatuses string         `json:"ingest_statuses"`
+}
+
+// Drain is the worker's end-to-end drain of a fixed batch.
+type Drain struct {
+	Processes     int     `json:"processes"`
+	Concurrency   int     `json:"concurrency_per_process"`
+	Events        int     `json:"events"`
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"per_second"`
+	PeakRSSBytes  []int64 `json:"peak_rss_bytes"`
+	FailedOrStuck int     `json:"unprocessed_at_end"`
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	bin := fs.String("bin", "bin", "directory holding ingest and worker")
+	conc := fs.String("c", "8,32,128", "client concurrencies")
+	dur := fs.Duration("duration", 10*time.Second, "length of each measure")
+	drainN := fs.Int("drain", 20000, "events in the drain batch")
+	out := fs.String("out", ".bench", "folder for the JSON result")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	serverURL := os.Getenv("DATABASE_URL")
+	if serverURL == "" {
+		serverURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	redisCfg, err := config.LoadWebUI(nil) // REDIS_* from the environment, with defaults
+	if err != nil {
+		return err
+	}
+	dbName := fmt.Sprintf("sw_bench_%d", time.Now().UnixNano())
+	dbURL, err := createDatabase(ctx, serverURL, dbName)
+	if err != nil {
+		return err
+	}
+	defer dropDatabase(serverURL, dbName)
+	ns := "sw-bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	rc := redisCfg.Redis
+	rc.Namespace = ns
+	pool := queue.NewPool(rc, 16)
+	defer pool.Close()
+	defer clearNamespace(pool, ns)
+	st, err := store.Open(dbURL, store.Options{MaxConns: 8})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reset := func() error {
+		clearNamespace(pool, ns)
+		return st.DB().Exec("TRUNCATE webhook_events, stripe_connected_accounts, stripe_external_accounts").Error
+	}
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "WORK_NAMESPACE="+ns, "STRIPE_WEBHOOK_SECRET="+secret,
+		"REDIS_HOST="+rc.Host, "REDIS_PORT="+strconv.Itoa(rc.Port))
+
+	res := Result{Started: time.Now().UTC(), Machine: machine(), DurationSec: dur.Seconds()}
+	self, _ := os.Executable()
+	for _, f := range strings.Split(*conc, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c <= 0 {
+			return fmt.Errorf("-c: %q is not a concurrency", f)
+		}
+		row := Row{Concurrency: c}
+		fmt.Fprintf(os.Stderr, "c=%d: gin ceiling…\n", c)
+		row.CeilingGin, row.CeilingGinRSS, err = measureServer(ctx, self, []string{"serve-ceiling"}, env, c, *dur)
+		if err != nil {
+			return fmt.Errorf("gin ceiling: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "c=%d: database ceiling…\n", c)
+		if err := reset(); err != nil {
+			return err
+		}
+		if row.CeilingDB, err = dbCeiling(ctx, dbURL, c, *dur); err != nil {
+			return fmt.Errorf("database ceiling: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "c=%d: ingest…\n", c)
+		if err := reset(); err != nil {
+			return err
+		}
+		row.Ingest, row.IngestPeakRSS, err = measureServer(ctx, filepath.Join(*bin, "ingest"), nil, env, c, *dur)
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		row.IngestVsGin = row.Ingest.PerSecond / row.CeilingGin.PerSecond
+		row.IngestVsDB = row.Ingest.PerSecond / row.CeilingDB.PerSecond
+		row.IngestStatuses = fmt.Sprint(row.Ingest.Status)
+		res.Rows = append(res.Rows, row)
+	}
+	for _, procs := range []int{1, 3} {
+		fmt.Fprintf(os.Stderr, "drain: %d events, %d worker process(es)…\n", *drainN, procs)
+		if err := reset(); err != nil {
+			return err
+		}
+		d, err := drain(ctx, st, queue.NewEnqueuer(ns, pool), filepath.Join(*bin, "worker"), env, procs, *drainN)
+		if err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		res.Drain = append(res.Drain, d)
+	}
+	printTable(os.Stdout, res)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(*out, "bench-"+res.Started.Format("20060102-150405")+".json")
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwritten to %s\n", path)
+	return nil
+}
+
+// measureServer starts a server process, loads it with c clients for d,
+// and returns the report and the process's peak RSS.
+func measureServer(ctx context.Context, path string, args, env []string, c int, d time.Duration) (loadgen.Report, int64, error) {
+	port, err := freePort()
+	if err != nil {
+		return loadgen.Report{}, 0, err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(env, "PORT="+strconv.Itoa(port), "SHUTDOWN_TIMEOUT=5s")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return loadgen.Report{}, 0, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(base + "/healthz"); err != nil {
+		return loadgen.Report{}, 0, err
+	}
+	o := loadgen.Options{URL: base + "/api/billing/webhooks/stripe", Secret: secret, Concurrency: c, EventType: "account.updated"}
+	o.Duration = time.Second // warm up: connections, pools, caches
+	if _, err := loadgen.Run(ctx, o); err != nil {
+		return loadgen.Report{}, 0, err
+	}
+	o.Duration = d
+	rep, err := loadgen.Run(ctx, o)
+	return rep, peakRSS(cmd.Process.Pid), err
+}
+
+// drain seeds n events, starts procs worker processes, and times them until
+// every event is processed.
+func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path string, env []string, procs, n int) (Drain, error) {
+	for i := range n {
+		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_bench_%04d", i%2000)})
+		var e struct{ ID, Type string }
+		_ = json.Unmarshal(p, &e)
+		row, err := st.InsertEvent(ctx, store.NewEvent{StripeEventID: e.ID, EventType: e.Type, Payload: p, ReceivedAt: time.Now()})
+		if err != nil {
+			return Drain{}, err
+		}
+		if _, err := enq.Enqueue(queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type}); err != nil {
+			return Drain{}, err
+		}
+	}
+	var cmds []*exec.Cmd
+	defer func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}()
+	began := time.Now()
+	for range procs {
+		port, err := freePort()
+		if err != nil {
+			return Drain{}, err
+		}
+		cmd := exec.CommandContext(ctx, path)
+		cmd.Env = append(env, "WORKER_HTTP_PORT="+strconv.Itoa(port), "LOG_LEVEL=warn")
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return Drain{}, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	var left int64
+	for {
+		if err := st.DB().Raw("SELECT count(*) FROM webhook_events WHERE NOT processed").Scan(&left).Error; err != nil {
+			return Drain{}, err
+		}
+		if left == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(began)
+	d := Drain{Processes: procs, Concurrency: 5, Events: n, Seconds: elapsed.Seconds(),
+		PerSecond: float64(n-int(left)) / elapsed.Seconds(), FailedOrStuck: int(left)}
+	for _, c := range cmds {
+		d.PeakRSSBytes = append(d.PeakRSSBytes, peakRSS(c.Process.Pid))
+	}
+	return d, nil
+}
+
+func printTable(w io.Writer, r Result) {
+	fmt.Fprintf(w, "\nmake bench, %s, %s, %.0fs per measure, %d-byte signed account.updated deliveries\n\n",
+		r.Started.Format(time.RFC3339), r.Machine, r.DurationSec, r.Rows[0].Ingest.PayloadSize)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tgin ceiling/s\tdb ceiling/s\tingest/s\tingest p50 ms\tp90 ms\tp99 ms\tmax ms\tingest/gin\tingest/db\tingest peak RSS MiB\tgin peak RSS MiB\t")
+	for _, row := range r.Rows {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t\n", row.Concurrency,
+			row.CeilingGin.PerSecond, row.CeilingDB.PerSecond, row.Ingest.PerSecond,
+			row.Ingest.P50Ms, row.Ingest.P90Ms, row.Ingest.P99Ms, row.Ingest.MaxMs,
+			row.IngestVsGin, row.IngestVsDB, mib(row.IngestPeakRSS), mib(row.CeilingGinRSS))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "worker processes\tconcurrency each\tevents\tseconds\tevents/s\tpeak RSS MiB (each)\tunprocessed at end\t")
+	for _, d := range r.Drain {
+		var rss []string
+		for _, b := range d.PeakRSSBytes {
+			rss = append(rss, fmt.Sprintf("%.1f", mib(b)))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f\t%.0f\t%s\t%d\t\n", d.Processes, d.Concurrency, d.Events, d.Seconds, d.PerSecond, strings.Join(rss, " "), d.FailedOrStuck)
+	}
+	tw.Flush()
+	for _, row := range r.Rows {
+		if row.Concurrency == 32 && len(r.Drain) == 2 {
+			fmt.Fprintf(w, "\nat 32 clients: ingest %.0f/s = %.2f x database ceiling, p99 %.2f ms; drain with 3 workers %.0f/s = %.2f x ingest\n",
+				row.Ingest.PerSecond, row.IngestVsDB, row.Ingest.P99Ms, r.Drain[1].PerSecond, r.Drain[1].PerSecond/row.Ingest.PerSecond)
+		}
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// peakRSS reads a live process's peak resident set (VmHWM).
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func machine() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	model := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			break
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)", numCPU(), model)
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer", url)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func createDatabase(ctx context.Context, serverURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	cfg, _ := pgx.ParseConfig(serverURL)
+	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	if _, err := store.Migrate(ctx, url); err != nil {
+		return "", err
+	}
+	return url, nil
+}
+
+func dropDatabase(serverURL, name string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+}

@@ -1,0 +1,106 @@
+package queue
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gocraft/work"
+	"github.com/gomodule/redigo/redis"
+)
+
+// enqueueUnique is gocraft/work v0.5.1's own unique-enqueue script: push the
+// job only if its unique key could be set.
+var enqueueUnique = redis.NewScript(2, `
+if redis.call('set', KEYS[2], '1', 'NX', 'EX', '86400') then
+  redis.call('lpush', KEYS[1], ARGV[1])
+  return 'ok'
+end
+return 'dup'
+`)
+
+// batcher holds what EnqueueMany needs beyond the gocraft/work enqueuer.
+type batcher struct {
+	namespace string
+	pool      *redis.Pool
+	mu        sync.Mutex
+	knownAt   time.Time
+}
+
+// EnqueueMany queues jobs as Enqueue does (unique per event: a copy still
+// waiting is merged), in one pipelined round trip to Redis. It writes the
+// same keys and job JSON as gocraft/work's EnqueueUnique, so jobs from
+// either merge with each other, and the worker drops the unique key when it
+// takes the job (a test holds it to that). It reports, per job, whether a new
+// job was added.
+func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	b := q.batch
+	conn := b.pool.Get()
+	defer conn.Close()
+	// gocraft/work registers job names it has seen; refresh it like it does.
+	b.mu.Lock()
+	refresh := time.Since(b.knownAt) > 5*time.Minute
+	b.mu.Unlock()
+	if refresh {
+		if err := conn.Send("SADD", b.namespace+":known_jobs", JobName); err != nil {
+			return nil, fmt.Errorf("queue: enqueue: %w", err)
+		}
+	}
+	now := time.Now().Unix()
+	for _, j := range jobs {
+		if j.WebhookID == "" {
+			return nil, fmt.Errorf("queue: enqueue %s: no webhook_id", j.EventID)
+		}
+		args := j.Args()
+		raw, err := json.Marshal(work.Job{Name: JobName, ID: newJobID(), EnqueuedAt: now, Args: args, Unique: true})
+		if err != nil {
+			return nil, err
+		}
+		if err := enqueueUnique.Send(conn, ListKey(b.namespace), uniqueKey(b.namespace, args), raw); err != nil {
+			return nil, fmt.Errorf("queue: enqueue: %w", err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	if refresh {
+		if _, err := conn.Receive(); err != nil {
+			return nil, fmt.Errorf("queue: enqueue: %w", err)
+		}
+		b.mu.Lock()
+		b.knownAt = time.Now()
+		b.mu.Unlock()
+	}
+	added := make([]bool, len(jobs))
+	var firstErr error
+	for i := range jobs {
+		reply, err := redis.String(conn.Receive())
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("queue: enqueue %s: %w", jobs[i].EventID, err)
+		}
+		added[i] = reply == "ok"
+	}
+	return added, firstErr
+}
+
+// uniqueKey is gocraft/work's unique-job key: the arguments JSON-encoded
+// (sorted keys, trailing newline) after "<ns>:unique:<job>:".
+func uniqueKey(namespace string, args map[string]any) string {
+	var buf bytes.Buffer
+	buf.WriteString(namespace + ":unique:" + JobName + ":")
+	_ = json.NewEncoder(&buf).Encode(args)
+	return buf.String()
+}
+
+func newJobID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Inserter stores deliveries with group commit: deliveries that arrive
+// while a commit is in flight are stored together by the next one, in one
+// multi-row INSERT … ON CONFLICT (stripe_event_id) DO NOTHING and one
+// commit, and each caller is answered only after that commit. Under light
+// load a delivery is stored alone at once; no delivery waits for a batch to
+// fill.
+type Inserter struct {
+	db          *sql.DB
+	afterCommit AfterCommit
+	reqs        chan *insertReq
+	maxBatch    int
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	once        sync.Once
+}
+
+type insertReq struct {
+	ev   NewEvent
+	res  Stored
+	err  error
+	done chan struct{}
+}
+
+// Committed is a delivery whose row is committed.
+type Committed struct {
+	Stored
+	StripeEventID string
+	EventType     string
+}
+
+// AfterCommit runs once per batch, after its commit and before any of its
+// callers is answered (the ingest queues the batch's jobs in one round trip
+// to Redis). Its error is each row's AfterCommitErr; the rows stay stored.
+type AfterCommit func(rows []Committed) error
+
+// NewInserter starts flushers goroutines, each storing up to maxBatch
+// deliveries per statement and then calling afterCommit (which may be nil).
+// Close stops them.
+func (s *Store) NewInserter(flushers, maxBatch int, afterCommit AfterCommit) (*Inserter, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, err
+	}
+	in := &Inserter{db: sqlDB, afterCommit: afterCommit, reqs: make(chan *insertReq), maxBatch: maxBatch, stop: make(chan struct{})}
+	for range flushers {
+		in.wg.Add(1)
+		go in.flusher()
+	}
+	return in, nil
+}
+
+// Close stops the flushers after the batches in flight.
+func (in *Inserter) Close() {
+	in.once.Do(func() { close(in.stop) })
+	in.wg.Wait()
+}
+
+// ErrInserterClosed answers deliveries that arrive after Close.
+var ErrInserterClosed = errors.New("store: inserter closed")
+
+// Insert stores one delivery once per Stripe event id, like InsertEvent, and
+// returns after the commit that made it durable.
+func (in *Inserter) Insert(ctx context.Context, ev NewEvent) (Stored, error) {
+	r := &insertReq{ev: ev, done: make(chan struct{})}
+	select {
+	case in.reqs <- r:
+	case <-in.stop:
+		return Stored{}, ErrInserterClosed
+	case <-ctx.Done():
+		return Stored{}, ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The batch may still commit; a redelivery then reads as a duplicate.
+		return Stored{}, ctx.Err()
+	}
+}
+
+func (in *Inserter) flusher() {
+	defer in.wg.Done()
+	batch := make([]*insertReq, 0, in.maxBatch)
+	for {
+		select {
+		case r := <-in.reqs:
+			batch = append(batch[:0], r)
+		case <-in.stop:
+			return
+		}
+	fill:
+		for len(batch) < in.maxBatch {
+			select {
+			case r := <-in.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		in.flush(batch)
+	}
+}
+
+// insertBatch is one statement for any batch size, so it is prepared once.
+const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at)
+SELECT e.id, e.type, e.payload::jsonb, e.received_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[]) AS e(id, type, payload, received_at)
+ON CONFLICT (stripe_event_id) DO NOTHING
+RETURNING id, stripe_event_id`
+
+func (in *Inserter) flush(batch []*insertReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// One candidate row per event id; later copies in the batch are duplicates of it.
+	first := make(map[string]*insertReq, len(batch))
+	var ids, types, payloads []string
+	var received []time.Time
+	for _, r := range batch {
+		if _, dup := first[r.ev.StripeEventID]; dup {
+			continue
+		}
+		first[r.ev.StripeEventID] = r
+		ids = append(ids, r.ev.StripeEventID)
+		types = append(types, r.ev.EventType)
+		payloads = append(payloads, string(r.ev.Payload))
+		received = append(received, r.ev.ReceivedAt.UTC())
+	}
+	inserted, err := in.insert(ctx, ids, types, payloads, received)
+	if err != nil && len(ids) > 1 && ctx.Err() == nil {
+		// One bad row (say, a payload jsonb refuses) must not fail its
+		// neighbours: store them one by one, so only it gets the error.
+		inserted, err = in.insertOneByOne(ctx, batch, first)
+	}
+	var existing map[string]Stored
+	if err == nil && len(inserted) < len(ids) {
+		var missing []string
+		for _, id := range ids {
+			if _, ok := inserted[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		existing, err = in.lookup(ctx, missing)
+	}
+	for _, r := range batch {
+		switch {
+		case r.err != nil:
+			// Failed on its own (insertOneByOne).
+		case first[r.ev.StripeEventID].err != nil:
+			r.err = first[r.ev.StripeEventID].err
+		case err != nil:
+			r.err = fmt.Errorf("store: insert events: %w", err)
+		case first[r.ev.StripeEventID] != r:
+			// A copy of an event earlier in this batch.
+			r.res = inserted[r.ev.StripeEventID]
+			if r.res.WebhookID == "" {
+				r.res = existing[r.ev.StripeEventID]
+			}
+			r.res.Inserted = false
+		default:
+			if s, ok := inserted[r.ev.StripeEventID]; ok {
+				r.res = s
+			} else if s, ok := existing[r.ev.StripeEventID]; ok {
+				r.res = s
+			} else {
+				r.err = fmt.Errorf("store: event %s neither inserted nor found", r.ev.StripeEventID)
+			}
+		}
+	}
+	if err == nil && in.afterCommit != nil {
+		rows := make([]Committed, 0, len(batch))
+		for _, r := range batch {
+			if r.err == nil {
+				rows = append(rows, Committed{Stored: r.res, StripeEventID: r.ev.StripeEventID, EventType: r.ev.EventType})
+			}
+		}
+		if hookErr := in.afterCommit(rows); hookErr != nil {
+			for _, r := range batch {
+				r.res.AfterCommitErr = hookErr
+			}
+		}
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+func (in *Inserter) insert(ctx context.Context, ids, types, payloads []string, received []time.Time) (map[string]Stored, error) {
+	rows, err := in.db.QueryContext(ctx, insertBatch, ids, types, payloads, received)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]Stored, len(ids))
+	for rows.Next() {
+		var webhookID, eventID string
+		if err := rows.Scan(&webhookID, &eventID); err != nil {
+			return nil, err
+		}
+		out[eventID] = Stored{WebhookID: webhookID, Inserted: true}
+	}
+	return out, rows.Err()
+}
+
+// insertOneByOne stores each candidate row alone; a row that fails is
+// answered with its own error.
+func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, first map[string]*insertReq) (map[string]Stored, error) {
+	out := map[string]Stored{}
+	for _, r := range batch {
+		if first[r.ev.StripeEventID] != r {
+			continue
+		}
+		got, err := in.insert(ctx, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, []string{string(r.ev.Payload)}, []time.Time{r.ev.ReceivedAt.UTC()})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			r.err = fmt.Errorf("store: insert event: %w", err)
+			continue
+		}
+		for k, v := range got {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// lookup reads the rows of event ids that were already stored. ON CONFLICT
+// waited for any concurrent insert of them to commit, so they are visible.
+func (in *Inserter) lookup(ctx context.Context, ids []string) (map[string]Stored, error) {
+	rows, err := in.db.QueryContext(ctx, `SELECT id, stripe_event_id, processed FROM webhook_events WHERE stripe_event_id = ANY($1::text[])`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]Stored, len(ids))
+	for rows.Next() {
+		var webhookID, eventID string
+		var processed bool
+		if err := rows.Scan(&webhookID, &eventID, &processed); err != nil {
+			return nil, err
+		}
+		out[eventID] = Stored{WebhookID: webhookID, Processed: processed}
+	}
+	return out, rows.Err()
+}
