@@ -22,6 +22,7 @@ import (
 	"stripe-webhooks/pkg/health"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/handler"
 )
 
 // deadSetSize is how many dead jobs are kept (the event rows keep their
@@ -45,7 +46,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: cfg.Concurrency + 4, Logger: logger})
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: cfg.Concurrency + 4, Logger: logger, AsyncCommit: true})
 	if err != nil {
 		return err
 	}
@@ -56,7 +57,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	defer pool.Close()
 	m := newMetrics(pool, cfg.Redis.Namespace, st)
 	retryBackoff := backoff(cfg.RetryBaseDelay)
-	proc := NewProcessor(logger, st, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
+	// Jobs running at the same moment are applied in one transaction.
+	applier := st.NewApplier(handler.Apply, 1, cfg.Concurrency, cfg.JobTimeout)
+	defer applier.Close() // after wp.Stop: no job is left to answer
+	proc := NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
 
 	wp := work.NewWorkerPool(poolContext{}, uint(cfg.Concurrency), cfg.Redis.Namespace, pool)
 	wp.JobWithOptions(queue.JobName, work.JobOptions{

@@ -17,7 +17,7 @@ import (
 // once in effect, within a deadline.
 type Processor struct {
 	logger   *slog.Logger
-	store    *store.Store
+	applier  *store.Applier
 	metrics  *metrics
 	timeout  time.Duration
 	maxFails int64
@@ -26,8 +26,8 @@ type Processor struct {
 
 // NewProcessor returns a processor whose jobs each get timeout, and whose
 // failures are retried after backoff until maxFails attempts.
-func NewProcessor(logger *slog.Logger, st *store.Store, m *metrics, timeout time.Duration, maxFails int, backoff work.BackoffCalculator) *Processor {
-	return &Processor{logger: logger, store: st, metrics: m, timeout: timeout, maxFails: int64(maxFails), backoff: backoff}
+func NewProcessor(logger *slog.Logger, applier *store.Applier, m *metrics, timeout time.Duration, maxFails int, backoff work.BackoffCalculator) *Processor {
+	return &Processor{logger: logger, applier: applier, metrics: m, timeout: timeout, maxFails: int64(maxFails), backoff: backoff}
 }
 
 // attempt says what gocraft/work does if this run of job fails: it counts
@@ -57,7 +57,7 @@ func (p *Processor) Process(job *work.Job) error {
 	defer cancel()
 	began := time.Now()
 	attempt := p.attempt(job)
-	outcome, _, err := p.store.ProcessEvent(ctx, j.WebhookID, attempt, handler.Apply)
+	outcome, _, err := p.applier.Process(ctx, j.WebhookID, attempt)
 	elapsed := time.Since(began).Seconds()
 	if err != nil {
 		p.metrics.failed.WithLabelValues(j.EventType).Inc()

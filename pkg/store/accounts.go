@@ -3,10 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
-	"gorm.io/gorm/clause"
+	"github.com/jackc/pgx/v5"
 )
 
 // AccountUpdate is the state of a Connect account as of one event.
@@ -101,41 +102,31 @@ type ExternalAccountUpdate struct {
 // newer event already wrote that external account. A deletion sets
 // deleted_at. It creates the account's row if the account is new.
 func (tx *Tx) ApplyExternalAccount(ctx context.Context, u ExternalAccountUpdate) error {
-	if _, err := tx.lockAccount(ctx, u.AccountID); err != nil {
-		return err
+	if u.AccountID == "" {
+		return fmt.Errorf("store: event names no connected account")
+	}
+	if u.Object != "bank_account" && u.Object != "card" {
+		return fmt.Errorf("store: external account %s: object %q is neither bank_account nor card", u.ID, u.Object)
 	}
 	at := u.EventCreated.UTC().Truncate(time.Second)
-	now := time.Now().UTC()
-	row := ExternalAccount{
-		StripeExternalAccountID: u.ID,
-		StripeAccountID:         u.AccountID,
-		Object:                  u.Object,
-		Last4:                   nullable(u.Last4),
-		BankName:                nullable(u.BankName),
-		Brand:                   nullable(u.Brand),
-		Currency:                nullable(u.Currency),
-		Status:                  nullable(u.Status),
-		DefaultForCurrency:      u.DefaultForCurrency,
-		EventCreated:            &at,
-		CreatedAt:               now,
-		UpdatedAt:               now,
-	}
-	columns := []string{"stripe_account_id", "object", "last4", "bank_name", "brand", "currency", "status",
-		"default_for_currency", "event_created", "updated_at"}
+	var deletedAt *time.Time
 	if u.Deleted {
-		row.DeletedAt = &at
-		columns = append(columns, "deleted_at")
+		deletedAt = &at
 	}
-	err := tx.db.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "stripe_external_account_id"}},
-		DoUpdates: clause.AssignmentColumns(columns),
-		Where: clause.Where{Exprs: []clause.Expression{clause.Expr{
-			SQL: "stripe_external_accounts.event_created IS NULL OR stripe_external_accounts.event_created <= excluded.event_created",
-		}}},
-	}).Create(&row).Error
-	if err != nil {
-		return fmt.Errorf("store: upsert external account %s: %w", u.ID, err)
-	}
+	tx.pending.Queue(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
+		ON CONFLICT (stripe_account_id) DO NOTHING`, u.AccountID)
+	tx.pending.Queue(`INSERT INTO stripe_external_accounts (stripe_external_account_id, stripe_account_id, object,
+			last4, bank_name, brand, currency, status, default_for_currency, deleted_at, event_created, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+		ON CONFLICT (stripe_external_account_id) DO UPDATE SET
+			stripe_account_id = excluded.stripe_account_id, object = excluded.object, last4 = excluded.last4,
+			bank_name = excluded.bank_name, brand = excluded.brand, currency = excluded.currency,
+			status = excluded.status, default_for_currency = excluded.default_for_currency,
+			deleted_at = CASE WHEN $13 THEN excluded.deleted_at ELSE stripe_external_accounts.deleted_at END,
+			event_created = excluded.event_created, updated_at = excluded.updated_at
+		WHERE stripe_external_accounts.event_created IS NULL OR stripe_external_accounts.event_created <= excluded.event_created`,
+		u.ID, u.AccountID, u.Object, nullable(u.Last4), nullable(u.BankName), nullable(u.Brand), nullable(u.Currency),
+		nullable(u.Status), u.DefaultForCurrency, deletedAt, at, time.Now().UTC(), u.Deleted)
 	return nil
 }
 
@@ -145,19 +136,37 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	if accountID == "" {
 		return ConnectedAccount{}, fmt.Errorf("store: event names no connected account")
 	}
-	// One statement: insert the row if it is new, else touch it, which
-	// locks it either way until the transaction ends; and return it.
-	var acct ConnectedAccount
-	err := tx.db.WithContext(ctx).Raw(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES (?)
-		ON CONFLICT (stripe_account_id) DO UPDATE SET stripe_account_id = excluded.stripe_account_id
-		RETURNING *`, accountID).Scan(&acct).Error
+	a, err := tx.selectAccountForUpdate(ctx, accountID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, err = tx.conn.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
+			ON CONFLICT (stripe_account_id) DO NOTHING`, accountID)
+		if err == nil {
+			a, err = tx.selectAccountForUpdate(ctx, accountID)
+		}
+	}
 	if err != nil {
 		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: %w", accountID, err)
 	}
-	if acct.ID == 0 {
-		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: no row returned", accountID)
-	}
-	return acct, nil
+	return a, nil
+}
+
+// selectAccountForUpdate reads and locks the account's row. Writes queued
+// by earlier handlers of this transaction go first, in the same round trip,
+// so the read sees them.
+func (tx *Tx) selectAccountForUpdate(ctx context.Context, accountID string) (ConnectedAccount, error) {
+	var a ConnectedAccount
+	var requirements, capabilities, capTimes string
+	b := tx.pending
+	tx.pending = &pgx.Batch{}
+	b.Queue(`SELECT id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
+			requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at
+		FROM stripe_connected_accounts WHERE stripe_account_id = $1 FOR UPDATE`, accountID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
+			&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &a.CreatedAt, &a.UpdatedAt)
+	})
+	err := tx.conn.SendBatch(ctx, b).Close()
+	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
+	return a, err
 }
 
 func capabilityMaps(acct ConnectedAccount) (map[string]string, map[string]int64, error) {
@@ -176,7 +185,7 @@ func capabilityMaps(acct ConnectedAccount) (map[string]string, map[string]int64,
 	return caps, times, nil
 }
 
-func (tx *Tx) saveAccount(ctx context.Context, acct ConnectedAccount, caps map[string]string, times map[string]int64) error {
+func (tx *Tx) saveAccount(_ context.Context, acct ConnectedAccount, caps map[string]string, times map[string]int64) error {
 	capsJSON, err := json.Marshal(caps)
 	if err != nil {
 		return err
@@ -189,19 +198,11 @@ func (tx *Tx) saveAccount(ctx context.Context, acct ConnectedAccount, caps map[s
 	if len(requirements) == 0 {
 		requirements = JSON("{}")
 	}
-	err = tx.db.WithContext(ctx).Model(&ConnectedAccount{}).Where("id = ?", acct.ID).Updates(map[string]any{
-		"charges_enabled":            acct.ChargesEnabled,
-		"payouts_enabled":            acct.PayoutsEnabled,
-		"details_submitted":          acct.DetailsSubmitted,
-		"requirements":               requirements,
-		"capabilities":               JSON(capsJSON),
-		"capabilities_event_created": JSON(timesJSON),
-		"account_event_created":      acct.AccountEventCreated,
-		"updated_at":                 time.Now().UTC(),
-	}).Error
-	if err != nil {
-		return fmt.Errorf("store: save account %s: %w", acct.StripeAccountID, err)
-	}
+	tx.pending.Queue(`UPDATE stripe_connected_accounts SET charges_enabled = $2, payouts_enabled = $3,
+			details_submitted = $4, requirements = $5::jsonb, capabilities = $6::jsonb,
+			capabilities_event_created = $7::jsonb, account_event_created = $8, updated_at = $9
+		WHERE id = $1`, acct.ID, acct.ChargesEnabled, acct.PayoutsEnabled, acct.DetailsSubmitted,
+		string(requirements), string(capsJSON), string(timesJSON), acct.AccountEventCreated, time.Now().UTC())
 	return nil
 }
 

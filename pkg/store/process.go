@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Outcome is what ProcessEvent did with an event.
@@ -36,9 +38,11 @@ func (o Outcome) String() string {
 }
 
 // Tx is the transaction a handler runs in; its methods are the only writes
-// handlers make.
+// handlers make. Reads that decide something (an account's row, locked) go
+// to Postgres at once; writes are sent with the commit, in one round trip.
 type Tx struct {
-	db *gorm.DB
+	conn    *pgx.Conn
+	pending *pgx.Batch
 }
 
 // ApplyFunc applies one event inside tx.
@@ -59,6 +63,15 @@ type Attempt struct {
 // processed. When apply fails, the transaction is rolled back and the
 // failure is recorded (error set, retry_count incremented) before the error
 // is returned.
+//
+// It speaks to Postgres through pgx on one of the pool's connections, in
+// three round trips for a typical event: BEGIN with the row's lock and
+// processed mark (one UPDATE … RETURNING); the handler's locking read; the
+// handler's writes and COMMIT. The worker opens its store with AsyncCommit: applying is
+// idempotent and the event row is the record, so should Postgres crash
+// before a commit reaches disk, the handler's writes and the processed mark
+// are lost together, the event reads unprocessed, and the sweeper queues it
+// again.
 func (s *Store) ProcessEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc) (Outcome, WebhookEvent, error) {
 	return s.processEvent(ctx, webhookID, attempt, apply, false)
 }
@@ -71,43 +84,18 @@ func (s *Store) ReplayEvent(ctx context.Context, webhookID string, apply ApplyFu
 }
 
 func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return 0, WebhookEvent{}, err
+	}
 	var (
 		outcome Outcome
 		event   WebhookEvent
 	)
-	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		// Applying is idempotent and the event row is the record: should
-		// Postgres crash before this commit reaches disk, the handler's
-		// writes and the processed mark are lost together, the event reads
-		// unprocessed, and the sweeper queues it again. So this commit need
-		// not wait for the WAL flush (ingest's inserts always do).
-		if err := db.Exec("SET LOCAL synchronous_commit TO OFF").Error; err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		err := db.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", webhookID).Take(&event).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			outcome = Missing
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("store: lock event: %w", err)
-		}
-		if event.Processed && !replay {
-			outcome = AlreadyProcessed
-			return nil
-		}
-		if err := safeApply(ctx, &Tx{db: db}, event, apply); err != nil {
-			return &applyError{err: err}
-		}
-		now := time.Now().UTC()
-		res := db.Model(&WebhookEvent{}).Where("id = ?", webhookID).
-			Updates(map[string]any{"processed": true, "processed_at": now, "error": nil, "dead_at": nil, "next_attempt_at": nil})
-		if res.Error != nil {
-			return fmt.Errorf("store: mark processed: %w", res.Error)
-		}
-		event.Processed, event.ProcessedAt, event.Error = true, &now, nil
-		outcome = Applied
-		return nil
+	err = withConn(ctx, sqlDB, func(conn *pgx.Conn) error {
+		var err error
+		outcome, event, err = runEvent(ctx, conn, webhookID, apply, replay)
+		return err
 	})
 	if err == nil {
 		return outcome, event, nil
@@ -124,6 +112,73 @@ func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Atte
 		return 0, event, fmt.Errorf("%w (and recording the failure failed: %v)", err, recErr)
 	}
 	return 0, event, err
+}
+
+// withConn lends fn a pgx connection of the pool, and makes sure it goes
+// back with no transaction open.
+func withConn(ctx context.Context, db *sql.DB, fn func(*pgx.Conn) error) error {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer c.Close()
+	return c.Raw(func(driverConn any) error {
+		conn := driverConn.(*stdlib.Conn).Conn()
+		err := fn(conn)
+		if conn.PgConn().TxStatus() != 'I' && !conn.IsClosed() {
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, rbErr := conn.Exec(rbCtx, "ROLLBACK"); rbErr != nil && err == nil {
+				err = rbErr
+			}
+		}
+		return err
+	})
+}
+
+// claimEvent locks the event's row and marks it processed in one
+// statement; the handler's failure rolls the mark back with everything else.
+// A row already processed is not returned (unless replaying).
+const claimEvent = `UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL,
+	next_attempt_at = NULL
+WHERE id = $1 AND (NOT processed OR $3)
+RETURNING stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`
+
+func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
+	now := time.Now().UTC()
+	e := WebhookEvent{ID: webhookID, Processed: true, ProcessedAt: &now}
+	var payload string
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(claimEvent, webhookID, now, replay).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&e.StripeEventID, &e.EventType, &payload, &e.RetryCount, &e.ReceivedAt, &e.CreatedAt)
+	})
+	err := conn.SendBatch(ctx, b).Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Already processed, or no such row: tell which.
+		var processed bool
+		err := conn.QueryRow(ctx, "SELECT processed FROM webhook_events WHERE id = $1", webhookID).Scan(&processed)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return Missing, WebhookEvent{ID: webhookID}, nil
+		case err != nil:
+			return 0, WebhookEvent{ID: webhookID}, fmt.Errorf("store: read event: %w", err)
+		}
+		return AlreadyProcessed, WebhookEvent{ID: webhookID, Processed: true}, nil
+	}
+	if err != nil {
+		return 0, e, fmt.Errorf("store: lock event: %w", err)
+	}
+	e.Payload = JSON(payload)
+	tx := &Tx{conn: conn, pending: &pgx.Batch{}}
+	if err := safeApply(ctx, tx, e, apply); err != nil {
+		return 0, e, &applyError{err: err}
+	}
+	tx.pending.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
+		return 0, e, &applyError{err: fmt.Errorf("store: apply and commit: %w", err)}
+	}
+	return Applied, e, nil
 }
 
 // safeApply runs apply, turning a panic into an error so that it is rolled

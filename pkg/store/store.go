@@ -24,6 +24,12 @@ type Options struct {
 	MaxConns int
 	// Logger receives slow-query and error lines, never query parameters. Default: discard.
 	Logger *slog.Logger
+	// AsyncCommit lets this pool's commits return before the WAL reaches
+	// disk (synchronous_commit off). Only for work that is safe to redo: the
+	// worker's, whose writes and processed mark would be lost together, to be
+	// applied again. Never for the ingest, whose 200 promises a durable row.
+	// Default: false.
+	AsyncCommit bool
 }
 
 // Store runs the named database operations of both services.
@@ -34,7 +40,7 @@ type Store struct {
 // Open connects to Postgres at databaseURL. Sessions run in UTC so that every
 // timestamp column holds UTC. It does not wait for the server to answer.
 func Open(databaseURL string, opts Options) (*Store, error) {
-	sqlDB, err := OpenSQL(databaseURL)
+	sqlDB, err := openSQL(databaseURL, opts.AsyncCommit)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +77,9 @@ func Open(databaseURL string, opts Options) (*Store, error) {
 }
 
 // OpenSQL returns a database/sql handle over pgx whose sessions run in UTC.
-func OpenSQL(databaseURL string) (*sql.DB, error) {
+func OpenSQL(databaseURL string) (*sql.DB, error) { return openSQL(databaseURL, false) }
+
+func openSQL(databaseURL string, asyncCommit bool) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
 		// pgx's message can quote the URL and its password: keep only that it failed.
@@ -81,6 +89,9 @@ func OpenSQL(databaseURL string) (*sql.DB, error) {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["timezone"] = "UTC"
+	if asyncCommit {
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}

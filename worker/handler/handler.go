@@ -3,11 +3,18 @@
 package handler
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"stripe-webhooks/pkg/store"
 )
@@ -28,29 +35,22 @@ type Event struct {
 // the transaction back and the event is retried.
 type Func func(ctx context.Context, tx *store.Tx, e Event) error
 
-// Parse reads the envelope of a stored event.
+// Parse reads the envelope of a stored event (valid JSON: Postgres stored
+// it as jsonb), without decoding data.object.
 func Parse(payload []byte) (Event, error) {
-	var raw struct {
-		ID      string `json:"id"`
-		Type    string `json:"type"`
-		Created int64  `json:"created"`
-		Account string `json:"account"`
-		Data    struct {
-			Object json.RawMessage `json:"object"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(payload, &raw); err != nil {
-		return Event{}, fmt.Errorf("event envelope: %w", err)
-	}
-	if raw.ID == "" || raw.Type == "" {
+	f := gjson.GetManyBytes(payload, "id", "type", "created", "account", "data.object")
+	if f[0].Type != gjson.String || f[1].Type != gjson.String || f[0].Str == "" || f[1].Str == "" {
 		return Event{}, errors.New("event envelope: no id or type")
 	}
+	if f[2].Exists() && f[2].Type != gjson.Number {
+		return Event{}, fmt.Errorf("event envelope: created is %s, not a number", f[2].Type)
+	}
 	return Event{
-		ID:      raw.ID,
-		Type:    raw.Type,
-		Created: time.Unix(raw.Created, 0).UTC(),
-		Account: raw.Account,
-		Object:  raw.Data.Object,
+		ID:      f[0].Str,
+		Type:    f[1].Str,
+		Created: time.Unix(f[2].Int(), 0).UTC(),
+		Account: f[3].Str,
+		Object:  json.RawMessage(f[4].Raw),
 	}, nil
 }
 
@@ -75,15 +75,57 @@ func Handles(eventType string) bool {
 	return ok
 }
 
-// decodeObject decodes data.object into v, naming the event type on failure.
+// decodeObject decodes data.object into v, a pointer to a struct, naming
+// the event type on failure. Only the top-level fields v's json tags name
+// are read out of the (large) object, then decoded by encoding/json, so
+// types stay strict: "charges_enabled": "yes" is an error.
 func decodeObject(e Event, v any) error {
 	if len(e.Object) == 0 || string(e.Object) == "null" {
 		return fmt.Errorf("%s: event has no data.object", e.Type)
 	}
-	if err := json.Unmarshal(e.Object, v); err != nil {
+	if !gjson.ParseBytes(e.Object).IsObject() {
+		return fmt.Errorf("%s: data.object is not an object", e.Type)
+	}
+	names := jsonNames(reflect.TypeOf(v).Elem())
+	found := gjson.GetManyBytes(e.Object, names...)
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, name := range names {
+		if !found[i].Exists() {
+			continue
+		}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(strconv.Quote(name))
+		buf.WriteByte(':')
+		buf.WriteString(found[i].Raw)
+	}
+	buf.WriteByte('}')
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
 		return fmt.Errorf("%s: data.object: %w", e.Type, err)
 	}
 	return nil
+}
+
+var fieldNames sync.Map // reflect.Type -> []string
+
+// jsonNames lists the json names of a struct's fields (gjson path syntax
+// escaped).
+func jsonNames(t reflect.Type) []string {
+	if names, ok := fieldNames.Load(t); ok {
+		return names.([]string)
+	}
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			name = t.Field(i).Name
+		}
+		names = append(names, name)
+	}
+	fieldNames.Store(t, names)
+	return names
 }
 
 // firstNonEmpty returns the first of ss that is not empty.
