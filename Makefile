@@ -57,6 +57,10 @@ account: ## Show the connected accounts and their external accounts in the local
 	  "SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, capabilities, updated_at FROM stripe_connected_accounts ORDER BY updated_at DESC LIMIT 5" -c \
 	  "SELECT stripe_external_account_id, object, last4, coalesce(bank_name, brand) AS bank_or_brand, currency, status, default_for_currency, deleted_at FROM stripe_external_accounts ORDER BY updated_at DESC LIMIT 5"
 
+.PHONY: bench
+bench: build ## Measure gin and database ceilings, the ingest (8/32/128 clients) and the worker's drain, in one run; JSON under .bench/
+	$(GO) run ./ingest/cmd/bench -bin bin
+
 .PHONY: clean
 clean: ## Remove bin/ and the local stack's .dev/
 	rm -rf bin .dev

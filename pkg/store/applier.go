@@ -173,12 +173,19 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
 	if err != nil {
 		return err
 	}
-	// Rows not claimed were processed already, or are gone.
+	// Rows not claimed were processed already, or are gone. Two jobs of one
+	// event in the group: the first applied it, the second finds it done.
 	var missing []string
+	answered := map[string]bool{}
 	for _, r := range batch {
-		if e, ok := claimed[r.webhookID]; ok {
+		e, ok := claimed[r.webhookID]
+		switch {
+		case ok && !answered[r.webhookID]:
 			r.outcome, r.event = Applied, e
-		} else {
+			answered[r.webhookID] = true
+		case ok:
+			r.outcome, r.event = AlreadyProcessed, e
+		default:
 			missing = append(missing, r.webhookID)
 		}
 	}

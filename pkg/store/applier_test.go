@@ -62,6 +62,20 @@ func TestApplierGroupsSeeEachOthersWrites(t *testing.T) {
 	if row.Processed || row.RetryCount != 1 {
 		t.Errorf("poison event: processed %v retry_count %d; want false, 1", row.Processed, row.RetryCount)
 	}
+	// Two jobs of one event in one group: one applies it, the other finds it done.
+	twin := insert(t, s, "evt_grp_twin")
+	var twinOut [2]store.Outcome
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			twinOut[i], _, _ = a.Process(ctx, twin, store.Attempt{})
+		}()
+	}
+	wg.Wait()
+	if got := map[store.Outcome]int{twinOut[0]: 1, twinOut[1]: 1}; twinOut[0] == twinOut[1] || got[store.Applied] != 1 {
+		t.Errorf("twin jobs: %v, want one applied and one already processed", twinOut)
+	}
 	// A second pass finds them processed.
 	if out, _, err := a.Process(ctx, ids[0], store.Attempt{}); err != nil || out != store.AlreadyProcessed {
 		t.Errorf("again: %v, %v", out, err)

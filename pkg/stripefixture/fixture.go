@@ -81,6 +81,11 @@ func Event(o Options) ([]byte, error) {
 	if o.Mutate != nil {
 		o.Mutate(object)
 	}
+	data := map[string]any{"object": object}
+	if strings.HasSuffix(o.Type, ".updated") {
+		// What changed, as Stripe reports it on every *.updated event.
+		data["previous_attributes"] = previousAttributes(object)
+	}
 	envelope := map[string]any{
 		"id":               o.ID,
 		"object":           "event",
@@ -91,9 +96,27 @@ func Event(o Options) ([]byte, error) {
 		"pending_webhooks": 1,
 		"request":          map[string]any{"id": nil, "idempotency_key": nil},
 		"account":          o.Account,
-		"data":             map[string]any{"object": object},
+		"data":             data,
 	}
 	return json.Marshal(envelope)
+}
+
+// previousAttributes is a plausible previous_attributes for an updated
+// object: its status fields as they were before.
+func previousAttributes(object map[string]any) map[string]any {
+	prev := map[string]any{}
+	for _, k := range []string{"charges_enabled", "payouts_enabled", "details_submitted", "status"} {
+		switch v := object[k].(type) {
+		case bool:
+			prev[k] = !v
+		case string:
+			prev[k] = "pending"
+		}
+	}
+	if req, ok := object["requirements"].(map[string]any); ok {
+		prev["requirements"] = map[string]any{"currently_due": req["eventually_due"], "disabled_reason": nil}
+	}
+	return prev
 }
 
 // MustEvent is Event for tests and tools whose options are known good.
@@ -113,8 +136,20 @@ func dataObject(o Options) (map[string]any, error) {
 			return nil, err
 		}
 		obj["id"] = o.Account
+		// A Connect account as Stripe sends it, with its bank account and card.
+		var externals []any
+		for _, name := range []string{"bank_account.json", "card.json"} {
+			ext, err := load(name)
+			if err != nil {
+				return nil, err
+			}
+			ext["account"] = o.Account
+			externals = append(externals, ext)
+		}
 		if list, ok := obj["external_accounts"].(map[string]any); ok {
 			list["url"] = "/v1/accounts/" + o.Account + "/external_accounts"
+			list["data"] = externals
+			list["total_count"] = len(externals)
 		}
 		return obj, nil
 	case strings.HasPrefix(o.Type, "capability."):
