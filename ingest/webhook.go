@@ -19,6 +19,13 @@ import (
 // 503 and delivers again, rather than waiting on a stuck database.
 const storeTimeout = 10 * time.Second
 
+// The answers to a stored delivery, rendered once.
+var (
+	jsonContentType   = "application/json; charset=utf-8"
+	received          = []byte(`{"received":true}`)
+	receivedDuplicate = []byte(`{"received":true,"duplicate":true}`)
+)
+
 // handleWebhook reads the limited raw body, verifies it, stores it once,
 // queues it, and answers. 200 only ever follows a committed row.
 func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
@@ -44,7 +51,7 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			reject(c, d.Logger, m, limiter, http.StatusBadRequest, string(rej.Reason), rej.Message)
 			return
 		}
-		log := d.Logger.With("stripe_event_id", event.ID, "event_type", event.Type)
+		ids := []any{"stripe_event_id", event.ID, "event_type", event.Type}
 
 		// The work below must not stop halfway because Stripe hung up: a
 		// committed row is then still queued.
@@ -60,26 +67,26 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 		m.storeSeconds.Observe(time.Since(began).Seconds())
 		if err != nil {
 			m.deliveries.WithLabelValues("store_failed", "").Inc()
-			log.Error("could not store event; answering 503 so Stripe delivers again", "error", err)
+			d.Logger.Error("could not store event; answering 503 so Stripe delivers again", append(ids, "error", err)...)
 			c.JSON(http.StatusServiceUnavailable, gin.H{"error": "event could not be stored; deliver again later"})
 			return
 		}
-		log = log.With("webhook_id", stored.WebhookID)
+		ids = append(ids, "webhook_id", stored.WebhookID)
 
 		// The Inserter's hook queued it in Redis with the rest of its batch.
 		if stored.AfterCommitErr != nil {
 			m.enqueueFailures.Inc()
-			log.Error("event stored but not queued; the sweeper will queue it", "error", stored.AfterCommitErr)
+			d.Logger.Error("event stored but not queued; the sweeper will queue it", append(ids, "error", stored.AfterCommitErr)...)
 		}
 		if !stored.Inserted {
 			m.deliveries.WithLabelValues("duplicate", "").Inc()
-			log.Info("duplicate delivery", "processed", stored.Processed)
-			c.JSON(http.StatusOK, gin.H{"received": true, "duplicate": true})
+			d.Logger.Info("duplicate delivery", append(ids, "processed", stored.Processed)...)
+			c.Data(http.StatusOK, jsonContentType, receivedDuplicate)
 			return
 		}
 		m.deliveries.WithLabelValues("stored", "").Inc()
-		log.Info("event stored")
-		c.JSON(http.StatusOK, gin.H{"received": true})
+		d.Logger.Info("event stored", ids...)
+		c.Data(http.StatusOK, jsonContentType, received)
 	}
 }
 
