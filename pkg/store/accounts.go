@@ -136,6 +136,9 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	if accountID == "" {
 		return ConnectedAccount{}, fmt.Errorf("store: event names no connected account")
 	}
+	if a, ok := tx.accounts[accountID]; ok {
+		return a, nil
+	}
 	a, err := tx.selectAccountForUpdate(ctx, accountID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		_, err = tx.conn.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
@@ -147,7 +150,40 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	if err != nil {
 		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: %w", accountID, err)
 	}
+	tx.accounts[accountID] = a
 	return a, nil
+}
+
+const selectAccounts = `SELECT id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
+	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at
+FROM stripe_connected_accounts`
+
+func scanAccount(row pgx.Row, a *ConnectedAccount) error {
+	var requirements, capabilities, capTimes string
+	err := row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
+		&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &a.CreatedAt, &a.UpdatedAt)
+	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
+	return err
+}
+
+// lockAccounts locks the existing rows of accountIDs in one statement, in
+// the order of their ids (so that transactions never wait on each other in
+// a cycle), and keeps them for the handlers' reads.
+func (tx *Tx) lockAccounts(ctx context.Context, accountIDs []string) error {
+	rows, err := tx.conn.Query(ctx, selectAccounts+` WHERE stripe_account_id = ANY($1::text[])
+		ORDER BY stripe_account_id FOR UPDATE`, accountIDs)
+	if err != nil {
+		return fmt.Errorf("store: lock accounts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a ConnectedAccount
+		if err := scanAccount(rows, &a); err != nil {
+			return fmt.Errorf("store: lock accounts: %w", err)
+		}
+		tx.accounts[a.StripeAccountID] = a
+	}
+	return rows.Err()
 }
 
 // selectAccountForUpdate reads and locks the account's row. Writes queued
@@ -155,17 +191,12 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 // so the read sees them.
 func (tx *Tx) selectAccountForUpdate(ctx context.Context, accountID string) (ConnectedAccount, error) {
 	var a ConnectedAccount
-	var requirements, capabilities, capTimes string
 	b := tx.pending
 	tx.pending = &pgx.Batch{}
-	b.Queue(`SELECT id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
-			requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at
-		FROM stripe_connected_accounts WHERE stripe_account_id = $1 FOR UPDATE`, accountID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
-			&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &a.CreatedAt, &a.UpdatedAt)
+	b.Queue(selectAccounts+` WHERE stripe_account_id = $1 FOR UPDATE`, accountID).QueryRow(func(row pgx.Row) error {
+		return scanAccount(row, &a)
 	})
 	err := tx.conn.SendBatch(ctx, b).Close()
-	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
 	return a, err
 }
 
@@ -198,6 +229,8 @@ func (tx *Tx) saveAccount(_ context.Context, acct ConnectedAccount, caps map[str
 	if len(requirements) == 0 {
 		requirements = JSON("{}")
 	}
+	acct.Requirements, acct.Capabilities, acct.CapabilitiesEventCreated = requirements, JSON(capsJSON), JSON(timesJSON)
+	tx.accounts[acct.StripeAccountID] = acct
 	tx.pending.Queue(`UPDATE stripe_connected_accounts SET charges_enabled = $2, payouts_enabled = $3,
 			details_submitted = $4, requirements = $5::jsonb, capabilities = $6::jsonb,
 			capabilities_event_created = $7::jsonb, account_event_created = $8, updated_at = $9

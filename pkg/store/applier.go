@@ -157,7 +157,20 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
 			return cmp.Or(cmp.Compare(account[x.ID], account[y.ID]),
 				cmp.Compare(x.CreatedAt.UnixNano(), y.CreatedAt.UnixNano()), cmp.Compare(x.ID, y.ID))
 		})
-		tx := &Tx{conn: conn, pending: &pgx.Batch{}}
+		tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
+		// The group's existing accounts, locked in one round trip; the
+		// handlers read them from here.
+		var accounts []string
+		for _, e := range events {
+			if id := account[e.ID]; id != "" && !slices.Contains(accounts, id) {
+				accounts = append(accounts, id)
+			}
+		}
+		if len(accounts) > 0 {
+			if err := tx.lockAccounts(ctx, accounts); err != nil {
+				return err
+			}
+		}
 		for _, e := range events {
 			if err := safeApply(ctx, tx, e, a.apply); err != nil {
 				return err

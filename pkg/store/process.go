@@ -43,6 +43,9 @@ func (o Outcome) String() string {
 type Tx struct {
 	conn    *pgx.Conn
 	pending *pgx.Batch
+	// accounts are the rows this transaction holds locked, as its queued
+	// writes leave them.
+	accounts map[string]ConnectedAccount
 }
 
 // ApplyFunc applies one event inside tx.
@@ -170,7 +173,7 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 		return 0, e, fmt.Errorf("store: lock event: %w", err)
 	}
 	e.Payload = JSON(payload)
-	tx := &Tx{conn: conn, pending: &pgx.Batch{}}
+	tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
 	if err := safeApply(ctx, tx, e, apply); err != nil {
 		return 0, e, &applyError{err: err}
 	}
