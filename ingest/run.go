@@ -27,7 +27,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return err
 	}
 	if len(args) > 1 {
-		return fmt.Errorf("ingest takes no arguments (got %q); it is configured by environment variables", args[1:])
+		return &config.UsageError{Msg: fmt.Sprintf("ingest: unexpected arguments %q", args[1:]),
+			Usage: "usage: ingest (no arguments; configuration comes from the environment, see README.md)"}
 	}
 	logger := cfg.Log.Logger(stdout)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

@@ -43,13 +43,17 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			return queued, err
 		}
 		read += len(refs)
-		for _, r := range refs {
-			added, err := s.enqueuer.Enqueue(queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType})
-			if err != nil {
-				s.metrics.sweeperErrors.Inc()
-				return queued, err
-			}
-			if added {
+		jobs := make([]queue.Job, len(refs))
+		for i, r := range refs {
+			jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
+		}
+		added, err := s.enqueuer.EnqueueMany(jobs) // one round trip per batch
+		if err != nil {
+			s.metrics.sweeperErrors.Inc()
+			return queued, err
+		}
+		for _, a := range added {
+			if a {
 				queued++
 				s.metrics.sweeperQueued.Inc()
 			}

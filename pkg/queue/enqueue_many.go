@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gocraft/work"
@@ -23,16 +22,8 @@ end
 return 'dup'
 `)
 
-// batcher holds what EnqueueMany needs beyond the gocraft/work enqueuer.
-type batcher struct {
-	namespace string
-	pool      *redis.Pool
-	mu        sync.Mutex
-	knownAt   time.Time
-}
-
-// EnqueueMany queues jobs as Enqueue does (unique per event: a copy still
-// waiting is merged), in one pipelined round trip to Redis. It writes the
+// EnqueueMany queues jobs, unique per event (a copy still waiting is
+// merged), in one pipelined round trip to Redis. It writes the
 // same keys and job JSON as gocraft/work's EnqueueUnique, so jobs from
 // either merge with each other, and the worker drops the unique key when it
 // takes the job (a test holds it to that). It reports, per job, whether a new
@@ -41,15 +32,14 @@ func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	b := q.batch
-	conn := b.pool.Get()
+	conn := q.pool.Get()
 	defer conn.Close()
 	// gocraft/work registers job names it has seen; refresh it like it does.
-	b.mu.Lock()
-	refresh := time.Since(b.knownAt) > 5*time.Minute
-	b.mu.Unlock()
+	q.mu.Lock()
+	refresh := time.Since(q.knownAt) > 5*time.Minute
+	q.mu.Unlock()
 	if refresh {
-		if err := conn.Send("SADD", b.namespace+":known_jobs", JobName); err != nil {
+		if err := conn.Send("SADD", q.namespace+":known_jobs", JobName); err != nil {
 			return nil, fmt.Errorf("queue: enqueue: %w", err)
 		}
 	}
@@ -63,7 +53,7 @@ func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := enqueueUnique.Send(conn, ListKey(b.namespace), uniqueKey(b.namespace, args), raw); err != nil {
+		if err := enqueueUnique.Send(conn, ListKey(q.namespace), uniqueKey(q.namespace, args), raw); err != nil {
 			return nil, fmt.Errorf("queue: enqueue: %w", err)
 		}
 	}
@@ -74,9 +64,9 @@ func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
 		if _, err := conn.Receive(); err != nil {
 			return nil, fmt.Errorf("queue: enqueue: %w", err)
 		}
-		b.mu.Lock()
-		b.knownAt = time.Now()
-		b.mu.Unlock()
+		q.mu.Lock()
+		q.knownAt = time.Now()
+		q.mu.Unlock()
 	}
 	added := make([]bool, len(jobs))
 	var firstErr error

@@ -4,8 +4,8 @@
 package queue
 
 import (
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gocraft/work"
@@ -91,27 +91,26 @@ func Ping(pool *redis.Pool) error {
 
 // Enqueuer puts process-webhook jobs on the queue.
 type Enqueuer struct {
-	e     *work.Enqueuer
-	batch *batcher
+	namespace string
+	pool      *redis.Pool
+	mu        sync.Mutex
+	knownAt   time.Time // when the job name was last registered in known_jobs
 }
 
 // NewEnqueuer returns an enqueuer for namespace.
 func NewEnqueuer(namespace string, pool *redis.Pool) *Enqueuer {
-	return &Enqueuer{e: work.NewEnqueuer(namespace, pool), batch: &batcher{namespace: namespace, pool: pool}}
+	return &Enqueuer{namespace: namespace, pool: pool}
 }
 
 // Enqueue queues a job for the event unless one for it is already waiting
-// (gocraft/work merges waiting copies; it answers (nil, nil) for those). It
-// reports whether a new job was added.
+// (gocraft/work merges waiting copies). It reports whether a new job was
+// added.
 func (q *Enqueuer) Enqueue(j Job) (bool, error) {
-	if j.WebhookID == "" {
-		return false, errors.New("queue: enqueue: no webhook_id")
-	}
-	job, err := q.e.EnqueueUnique(JobName, j.Args())
+	added, err := q.EnqueueMany([]Job{j})
 	if err != nil {
-		return false, fmt.Errorf("queue: enqueue %s: %w", j.EventID, err)
+		return false, err
 	}
-	return job != nil, nil
+	return added[0], nil
 }
 
 // DeadKey is the sorted set of dead jobs.

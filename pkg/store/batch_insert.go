@@ -136,7 +136,7 @@ func (in *Inserter) flush(batch []*insertReq) {
 		payloads = append(payloads, string(r.ev.Payload))
 		received = append(received, r.ev.ReceivedAt.UTC())
 	}
-	inserted, err := in.insert(ctx, ids, types, payloads, received)
+	inserted, err := insertRows(ctx, in.db, ids, types, payloads, received)
 	if err != nil && len(ids) > 1 && ctx.Err() == nil {
 		// One bad row (say, a payload jsonb refuses) must not fail its
 		// neighbours: store them one by one, so only it gets the error.
@@ -150,7 +150,7 @@ func (in *Inserter) flush(batch []*insertReq) {
 				missing = append(missing, id)
 			}
 		}
-		existing, err = in.lookup(ctx, missing)
+		existing, err = lookupRows(ctx, in.db, missing)
 	}
 	for _, r := range batch {
 		switch {
@@ -195,8 +195,9 @@ func (in *Inserter) flush(batch []*insertReq) {
 	}
 }
 
-func (in *Inserter) insert(ctx context.Context, ids, types, payloads []string, received []time.Time) (map[string]Stored, error) {
-	rows, err := in.db.QueryContext(ctx, insertBatch, ids, types, payloads, received)
+// insertRows runs insertBatch and returns the rows it inserted, by event id.
+func insertRows(ctx context.Context, db *sql.DB, ids, types, payloads []string, received []time.Time) (map[string]Stored, error) {
+	rows, err := db.QueryContext(ctx, insertBatch, ids, types, payloads, received)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, firs
 		if first[r.ev.StripeEventID] != r {
 			continue
 		}
-		got, err := in.insert(ctx, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, []string{string(r.ev.Payload)}, []time.Time{r.ev.ReceivedAt.UTC()})
+		got, err := insertRows(ctx, in.db, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, []string{string(r.ev.Payload)}, []time.Time{r.ev.ReceivedAt.UTC()})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
@@ -235,10 +236,11 @@ func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, firs
 	return out, nil
 }
 
-// lookup reads the rows of event ids that were already stored. ON CONFLICT
-// waited for any concurrent insert of them to commit, so they are visible.
-func (in *Inserter) lookup(ctx context.Context, ids []string) (map[string]Stored, error) {
-	rows, err := in.db.QueryContext(ctx, `SELECT id, stripe_event_id, processed FROM webhook_events WHERE stripe_event_id = ANY($1::text[])`, ids)
+// lookupRows reads the rows of event ids that were already stored. ON
+// CONFLICT waited for any concurrent insert of them to commit, so they are
+// visible.
+func lookupRows(ctx context.Context, db *sql.DB, ids []string) (map[string]Stored, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, stripe_event_id, processed FROM webhook_events WHERE stripe_event_id = ANY($1::text[])`, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 // Concurrent runs (several Kubernetes Jobs, or pods with an init step) take
 // turns on a Postgres advisory lock; running it again is a no-op.
 func Migrate(ctx context.Context, databaseURL string) (int, error) {
-	db, err := OpenSQL(databaseURL)
+	db, err := openSQL(databaseURL, false)
 	if err != nil {
 		return 0, err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 )
 
@@ -76,9 +75,7 @@ func Open(databaseURL string, opts Options) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
-// OpenSQL returns a database/sql handle over pgx whose sessions run in UTC.
-func OpenSQL(databaseURL string) (*sql.DB, error) { return openSQL(databaseURL, false) }
-
+// openSQL returns a database/sql handle over pgx whose sessions run in UTC.
 func openSQL(databaseURL string, asyncCommit bool) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
@@ -107,8 +104,7 @@ func (s *Store) Close() error {
 	return sqlDB.Close()
 }
 
-// DB exposes the GORM handle to the worker's handlers, which run inside the
-// transaction the store opens for them.
+// DB exposes the GORM handle, for tests that set up or inspect rows.
 func (s *Store) DB() *gorm.DB { return s.db }
 
 // Ping checks that Postgres answers.
@@ -140,35 +136,32 @@ type Stored struct {
 	AfterCommitErr error
 }
 
-// InsertEvent stores a delivery once per Stripe event id. It is one
-// INSERT … ON CONFLICT (stripe_event_id) DO NOTHING, atomic under concurrent
-// duplicates; when the id exists it reads the existing row instead.
+// InsertEvent stores one delivery once per Stripe event id, with the same
+// INSERT … ON CONFLICT (stripe_event_id) DO NOTHING the Inserter runs for a
+// batch: atomic under concurrent duplicates. When the id exists it reads the
+// existing row instead.
 func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
-	row := WebhookEvent{
-		StripeEventID: e.StripeEventID,
-		EventType:     e.EventType,
-		Payload:       JSON(e.Payload),
-		ReceivedAt:    e.ReceivedAt.UTC(),
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return Stored{}, err
 	}
-	res := s.db.WithContext(ctx).
-		Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "stripe_event_id"}}, DoNothing: true}).
-		Select("StripeEventID", "EventType", "Payload", "ReceivedAt").
-		Create(&row)
-	if res.Error != nil {
-		return Stored{}, fmt.Errorf("store: insert event: %w", res.Error)
+	id := e.StripeEventID
+	inserted, err := insertRows(ctx, sqlDB, []string{id}, []string{e.EventType}, []string{string(e.Payload)}, []time.Time{e.ReceivedAt.UTC()})
+	if err != nil {
+		return Stored{}, fmt.Errorf("store: insert event: %w", err)
 	}
-	if res.RowsAffected == 1 {
-		return Stored{WebhookID: row.ID, Inserted: true}, nil
+	if st, ok := inserted[id]; ok {
+		return st, nil
 	}
-	// A duplicate: ON CONFLICT waited for the first insert to commit, so the
-	// row is visible to this new statement.
-	var existing WebhookEvent
-	err := s.db.WithContext(ctx).Select("id", "processed").
-		Where("stripe_event_id = ?", e.StripeEventID).Take(&existing).Error
+	existing, err := lookupRows(ctx, sqlDB, []string{id})
 	if err != nil {
 		return Stored{}, fmt.Errorf("store: read duplicate event: %w", err)
 	}
-	return Stored{WebhookID: existing.ID, Processed: existing.Processed}, nil
+	st, ok := existing[id]
+	if !ok {
+		return Stored{}, fmt.Errorf("store: event %s neither inserted nor found", id)
+	}
+	return st, nil
 }
 
 // EventByStripeID returns the stored event with that Stripe id.

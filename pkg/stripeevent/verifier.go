@@ -11,9 +11,8 @@ import (
 // Event is what the ingest needs of a verified delivery: its identity. The
 // body itself is stored as delivered.
 type Event struct {
-	ID         string
-	Type       string
-	APIVersion string
+	ID   string
+	Type string
 }
 
 // Reason says why a delivery was rejected; it is safe to show the sender and
@@ -75,15 +74,15 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 		return Event{}, classify(firstErr)
 	}
 	// Validate the whole document (Postgres stores it as jsonb), then read
-	// three top-level fields without decoding the rest.
+	// two top-level fields without decoding the rest.
 	if !gjson.ValidBytes(payload) {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid JSON"}
 	}
-	f := gjson.GetManyBytes(payload, "id", "type", "api_version")
+	f := gjson.GetManyBytes(payload, "id", "type")
 	if !gjson.ParseBytes(payload).IsObject() || f[0].Type != gjson.String || f[1].Type != gjson.String {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}
-	ev := Event{ID: f[0].String(), Type: f[1].String(), APIVersion: f[2].String()}
+	ev := Event{ID: f[0].String(), Type: f[1].String()}
 	if ev.ID == "" || ev.Type == "" {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}

@@ -78,7 +78,11 @@ func run(ctx context.Context, args []string) error {
 	if serverURL == "" {
 		serverURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
-	redisCfg, err := config.LoadWebUI(nil) // REDIS_* from the environment, with defaults
+	redisCfg, err := config.LoadWebUI(os.Environ()) // REDIS_* from the environment, with defaults
+	if err != nil {
+		return err
+	}
+	workerCfg, err := config.LoadWorker(os.Environ()) // the workers' concurrency, as they will read it
 	if err != nil {
 		return err
 	}
@@ -147,7 +151,7 @@ func run(ctx context.Context, args []string) error {
 		if err := reset(); err != nil {
 			return err
 		}
-		d, err := drain(ctx, st, queue.NewEnqueuer(ns, pool), filepath.Join(*bin, "worker"), env, procs, *drainN)
+		d, err := drain(ctx, st, queue.NewEnqueuer(ns, pool), filepath.Join(*bin, "worker"), env, procs, workerCfg.Concurrency, *drainN)
 		if err != nil {
 			return fmt.Errorf("drain: %w", err)
 		}
@@ -196,7 +200,7 @@ func measureServer(ctx context.Context, path string, args, env []string, c int, 
 
 // drain seeds n events, starts procs worker processes, and times them until
 // every event is processed.
-func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path string, env []string, procs, n int) (Drain, error) {
+func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path string, env []string, procs, concurrency, n int) (Drain, error) {
 	if err := seed(ctx, st, enq, n); err != nil {
 		return Drain{}, err
 	}
@@ -238,7 +242,7 @@ func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path strin
 		return Drain{}, err
 	}
 	elapsed := time.Since(began)
-	d := Drain{Processes: procs, Concurrency: 5, Events: n, Seconds: elapsed.Seconds(),
+	d := Drain{Processes: procs, Concurrency: concurrency, Events: n, Seconds: elapsed.Seconds(),
 		PerSecond: float64(n-int(left)) / elapsed.Seconds(), FailedOrStuck: int(left)}
 	for _, c := range cmds {
 		d.PeakRSSBytes = append(d.PeakRSSBytes, peakRSS(c.Process.Pid))
