@@ -144,8 +144,9 @@ func TestDuplicateJobsApplyOnce(t *testing.T) {
 	}
 	w := startWorker(t, b, map[string]string{"WEBHOOK_WORKER_CONCURRENCY": "5"})
 	testenv.Eventually(t, 30*time.Second, "both jobs to finish", func() bool {
-		logs := w.logs.String()
-		return strings.Count(logs, `"msg":"event processed"`)+strings.Count(logs, `"msg":"event already processed; nothing to do"`) == 2
+		_, body := w.get(t, "/metrics", nil)
+		return strings.Contains(string(body), `stripe_webhooks_job_duration_seconds_count{outcome="applied"} 1`) &&
+			strings.Contains(string(body), `stripe_webhooks_job_duration_seconds_count{outcome="already_processed"} 1`)
 	})
 	logs := w.logs.String()
 	if n := strings.Count(logs, `"msg":"event processed"`); n != 1 {

@@ -75,11 +75,20 @@ func (p *Processor) Process(job *work.Job) error {
 		p.metrics.processed.WithLabelValues(j.EventType).Inc()
 		log.Info("event processed", "handled", handler.Handles(j.EventType))
 	case store.AlreadyProcessed:
-		log.Info("event already processed; nothing to do")
+		// The usual fate of a job whose event a group applied ahead of it.
+		log.Debug("event already processed; nothing to do")
 	case store.Missing:
 		log.Warn("no stored event for this job (deleted by retention?); nothing to do")
 	}
 	return nil
+}
+
+// AppliedAhead logs and counts an event a group applied before its own job
+// ran; that job will find it processed.
+func (p *Processor) AppliedAhead(e store.WebhookEvent) {
+	p.metrics.processed.WithLabelValues(e.EventType).Inc()
+	p.logger.Info("event processed", "stripe_event_id", e.StripeEventID, "event_type", e.EventType,
+		"webhook_id", e.ID, "ahead_of_job", true, "handled", handler.Handles(e.EventType))
 }
 
 // backoff waits base × 2^(fails-1) before the next attempt: 1, 2, 4, 8

@@ -141,9 +141,16 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	}
 	a, err := tx.selectAccountForUpdate(ctx, accountID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		_, err = tx.conn.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
-			ON CONFLICT (stripe_account_id) DO NOTHING`, accountID)
-		if err == nil {
+		// New: insert it (the row is then this transaction's); if another
+		// transaction inserted it first, wait for it and lock its row.
+		b := tx.pending
+		tx.pending = &pgx.Batch{}
+		b.Queue(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
+			ON CONFLICT (stripe_account_id) DO NOTHING RETURNING `+accountColumns, accountID).QueryRow(func(row pgx.Row) error {
+			return scanAccount(row, &a)
+		})
+		err = tx.conn.SendBatch(ctx, b).Close()
+		if errors.Is(err, pgx.ErrNoRows) {
 			a, err = tx.selectAccountForUpdate(ctx, accountID)
 		}
 	}
@@ -154,9 +161,10 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	return a, nil
 }
 
-const selectAccounts = `SELECT id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
-	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at
-FROM stripe_connected_accounts`
+const accountColumns = `id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
+	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at`
+
+const selectAccounts = `SELECT ` + accountColumns + ` FROM stripe_connected_accounts`
 
 func scanAccount(row pgx.Row, a *ConnectedAccount) error {
 	var requirements, capabilities, capTimes string

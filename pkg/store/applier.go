@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,20 +16,53 @@ import (
 
 // Applier is group commit for the worker: the events of jobs running at the
 // same moment in one process are applied in one transaction (one claim of
-// all their rows, one commit), each job answered after that commit. A job
-// running alone takes ProcessEvent's path. If anything in a group fails, the
-// group is rolled back and each of its events is processed on its own, so a
-// failure is recorded against its own event only.
+// all their rows, one commit), each job answered after that commit. With
+// Ahead set, each group also claims up to that many other unprocessed
+// events, oldest first, skipping rows another transaction holds: in a
+// backlog most events are then applied in large groups, and their own jobs
+// find them done. If anything in a group fails, the group is rolled back and
+// each of its jobs' events is processed on its own, so a failure is recorded
+// against its own event only; an event that failed while applied ahead is
+// not claimed ahead again by this process, and waits for its own job.
 type Applier struct {
-	store    *Store
-	apply    ApplyFunc
-	timeout  time.Duration
-	maxBatch int
-	reqs     chan *applyReq
-	stop     chan struct{}
-	once     sync.Once
-	wg       sync.WaitGroup
+	store   *Store
+	apply   ApplyFunc
+	opts    ApplierOptions
+	reqs    chan *applyReq
+	stop    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	skipped map[string]bool // events that failed when applied ahead
+	// backlog: the last look ahead filled its group, or a job has since
+	// found its own event unprocessed; without one, groups do not look.
+	backlog bool
+	// from is where the next look ahead starts: the newest created_at this
+	// process has claimed. Older unprocessed events are left to their own
+	// jobs, so that a look does not walk the index entries of every event
+	// processed since the last vacuum.
+	from time.Time
 }
+
+// ApplierOptions configures an Applier.
+type ApplierOptions struct {
+	// Flushers is how many groups are applied at once (default 1).
+	Flushers int
+	// MaxJobs is the most jobs' events in one group (default 1).
+	MaxJobs int
+	// Ahead is how many events without a running job one group may claim
+	// besides its jobs' own (0: none).
+	Ahead int
+	// Timeout bounds each group's transaction.
+	Timeout time.Duration
+	// AppliedAhead, if set, is called after the commit for each event a
+	// group applied ahead of its job.
+	AppliedAhead func(WebhookEvent)
+}
+
+// maxSkipped bounds the events remembered as failing ahead; past it the
+// memory starts again (at worst one more failed group per such event).
+const maxSkipped = 10000
 
 type applyReq struct {
 	webhookID string
@@ -39,12 +73,12 @@ type applyReq struct {
 	done      chan struct{}
 }
 
-// NewApplier starts flushers goroutines applying up to maxBatch events per
-// transaction with apply, each group within timeout.
-func (s *Store) NewApplier(apply ApplyFunc, flushers, maxBatch int, timeout time.Duration) *Applier {
-	a := &Applier{store: s, apply: apply, timeout: timeout, maxBatch: maxBatch,
-		reqs: make(chan *applyReq), stop: make(chan struct{})}
-	for range flushers {
+// NewApplier starts the flushers that apply events with apply.
+func (s *Store) NewApplier(apply ApplyFunc, opts ApplierOptions) *Applier {
+	opts.Flushers, opts.MaxJobs = max(opts.Flushers, 1), max(opts.MaxJobs, 1)
+	a := &Applier{store: s, apply: apply, opts: opts,
+		reqs: make(chan *applyReq), stop: make(chan struct{}), skipped: map[string]bool{}, backlog: true}
+	for range opts.Flushers {
 		a.wg.Add(1)
 		go a.flusher()
 	}
@@ -61,6 +95,14 @@ func (a *Applier) Close() {
 // the events of other jobs running at the same time.
 func (a *Applier) Process(ctx context.Context, webhookID string, attempt Attempt) (Outcome, WebhookEvent, error) {
 	r := &applyReq{webhookID: webhookID, attempt: attempt, done: make(chan struct{})}
+	if a.opts.Ahead > 0 && !a.inBacklog() {
+		// No backlog (a look came up short since the last job that found
+		// its own event unprocessed): this job's event was most likely
+		// applied ahead of it, and one read on its own goroutine answers.
+		if a.answerDone(ctx, r) {
+			return r.outcome, r.event, nil
+		}
+	}
 	select {
 	case a.reqs <- r:
 	case <-a.stop:
@@ -83,7 +125,7 @@ func (a *Applier) flusher() {
 			return
 		}
 	fill:
-		for len(batch) < a.maxBatch {
+		for len(batch) < a.opts.MaxJobs {
 			select {
 			case r := <-a.reqs:
 				batch = append(batch, r)
@@ -96,15 +138,23 @@ func (a *Applier) flusher() {
 }
 
 func (a *Applier) flush(batch []*applyReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.Timeout)
 	defer cancel()
 	defer func() {
 		for _, r := range batch {
 			close(r.done)
 		}
 	}()
-	if len(batch) > 1 && a.group(ctx, batch) == nil {
-		return
+	if len(batch) > 1 || a.opts.Ahead > 0 {
+		ahead, err := a.group(ctx, batch)
+		if err == nil {
+			if a.opts.AppliedAhead != nil {
+				for _, e := range ahead {
+					a.opts.AppliedAhead(e)
+				}
+			}
+			return
+		}
 	}
 	// Alone, or the group failed: each event on its own, failures recorded.
 	for _, r := range batch {
@@ -112,40 +162,97 @@ func (a *Applier) flush(batch []*applyReq) {
 	}
 }
 
-// group applies the batch's events in one transaction; any error rolls it
-// all back and is returned.
-func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
+// claimColumns are what a claim returns of each event.
+const claimColumns = `id, stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`
+
+// claimSet marks rows processed (rolled back with the group on failure).
+const claimSet = `UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL, next_attempt_at = NULL`
+
+// lookAheadClaim takes the oldest unprocessed events from the look's start
+// ($4) that no transaction holds and that never failed (a failed one waits
+// for its job's retry), walking the (processed, created_at) index.
+const lookAheadClaim = claimSet + `
+WHERE id IN (SELECT id FROM webhook_events
+	WHERE processed = false AND created_at >= $4 AND error IS NULL AND NOT (id = ANY($1::uuid[]))
+	ORDER BY processed, created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+AND processed = false
+RETURNING ` + claimColumns
+
+// group applies the batch's events, and up to Ahead others, in one
+// transaction; any error rolls it all back and is returned. It returns the
+// events applied ahead of their jobs.
+func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent, error) {
 	sqlDB, err := a.store.db.DB()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ids := make([]string, len(batch))
 	for i, r := range batch {
 		ids[i] = r.webhookID
 	}
 	now := time.Now().UTC()
-	claimed := map[string]WebhookEvent{}
+	var (
+		events  []WebhookEvent
+		ahead   = map[string]bool{}
+		present = map[string]bool{}
+		own     int // the jobs' events claimed
+		others  int // events claimed ahead
+	)
+	scan := func(isAhead bool) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				e := WebhookEvent{Processed: true, ProcessedAt: &now}
+				var payload string
+				if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, &payload, &e.RetryCount, &e.ReceivedAt, &e.CreatedAt); err != nil {
+					return err
+				}
+				e.Payload = JSON(payload)
+				events = append(events, e)
+				ahead[e.ID] = isAhead
+				if isAhead {
+					others++
+				} else {
+					own++
+				}
+			}
+			return rows.Err()
+		}
+	}
+	var failed string // the event whose handler failed
+	look, from, skipped := a.lookAhead()
 	err = withConn(ctx, sqlDB, func(conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
-		var events []WebhookEvent
-		b.Queue(`UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL, next_attempt_at = NULL
-			WHERE id = ANY($1::uuid[]) AND NOT processed
-			RETURNING id, stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`, ids, now).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					e := WebhookEvent{Processed: true, ProcessedAt: &now}
-					var payload string
-					if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, &payload, &e.RetryCount, &e.ReceivedAt, &e.CreatedAt); err != nil {
-						return err
-					}
-					e.Payload = JSON(payload)
-					events = append(events, e)
+		// The jobs' own rows first (waiting for a row another group holds),
+		// then others (never waiting), so that groups never wait on each
+		// other in a cycle; then which of the jobs' rows exist at all.
+		b.Queue(claimSet+` WHERE id = ANY($1::uuid[]) AND NOT processed RETURNING `+claimColumns, ids, now).Query(scan(false))
+		if look {
+			// The look must walk the (processed, created_at) index from
+			// `from` and stop at the limit. Statistics taken while the table
+			// was small (a new database, a quiet day before a burst) make
+			// the planner scan and sort the whole table instead, for every
+			// group; these settings last until the group's commit.
+			b.Queue("SET LOCAL enable_seqscan = off")
+			b.Queue("SET LOCAL enable_bitmapscan = off")
+			b.Queue(lookAheadClaim, slices.Concat(ids, skipped), now, a.opts.Ahead, from).Query(scan(true))
+		}
+		b.Queue(`SELECT id FROM webhook_events WHERE id = ANY($1::uuid[])`, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
 				}
-				return rows.Err()
-			})
+				present[id] = true
+			}
+			return rows.Err()
+		})
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("store: claim events: %w", err)
+		}
+		if len(events) == 0 {
+			_, err := conn.Exec(ctx, "COMMIT")
+			return err
 		}
 		// Lock accounts in one order in every group (by connected account,
 		// then event), so that two groups never wait on each other.
@@ -173,9 +280,9 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
 		}
 		for _, e := range events {
 			if err := safeApply(ctx, tx, e, a.apply); err != nil {
+				failed = e.ID
 				return err
 			}
-			claimed[e.ID] = e
 		}
 		tx.pending.Queue("COMMIT")
 		if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
@@ -184,11 +291,23 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		if failed != "" && ahead[failed] {
+			a.skip(failed)
+		}
+		return nil, err
 	}
-	// Rows not claimed were processed already, or are gone. Two jobs of one
-	// event in the group: the first applied it, the second finds it done.
-	var missing []string
+	a.looked(look, own, others, events)
+	// Each job's event: applied by this group (the first of two jobs of one
+	// event), applied before (its row is there but was not claimed), or gone.
+	claimed := map[string]WebhookEvent{}
+	var appliedAhead []WebhookEvent
+	for _, e := range events {
+		if ahead[e.ID] {
+			appliedAhead = append(appliedAhead, e)
+		} else {
+			claimed[e.ID] = e
+		}
+	}
 	answered := map[string]bool{}
 	for _, r := range batch {
 		e, ok := claimed[r.webhookID]
@@ -198,25 +317,86 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) error {
 			answered[r.webhookID] = true
 		case ok:
 			r.outcome, r.event = AlreadyProcessed, e
-		default:
-			missing = append(missing, r.webhookID)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	var present []string
-	if err := a.store.db.WithContext(ctx).Model(&WebhookEvent{}).Where("id IN ?", missing).Pluck("id", &present).Error; err != nil {
-		return errors.Join(errors.New("store: events committed, but their state could not be read"), err)
-	}
-	for _, r := range batch {
-		if _, ok := claimed[r.webhookID]; ok {
-			continue
-		}
-		r.outcome, r.event = Missing, WebhookEvent{ID: r.webhookID}
-		if slices.Contains(present, r.webhookID) {
+		case present[r.webhookID]:
 			r.outcome, r.event = AlreadyProcessed, WebhookEvent{ID: r.webhookID, Processed: true}
+		default:
+			r.outcome, r.event = Missing, WebhookEvent{ID: r.webhookID}
 		}
 	}
-	return nil
+	return appliedAhead, nil
+}
+
+// answerDone answers r in one read if its event is processed or gone.
+func (a *Applier) answerDone(ctx context.Context, r *applyReq) bool {
+	sqlDB, err := a.store.db.DB()
+	if err != nil {
+		return false
+	}
+	var processed bool
+	err = sqlDB.QueryRowContext(ctx, "SELECT processed FROM webhook_events WHERE id = $1", r.webhookID).Scan(&processed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		r.outcome, r.event = Missing, WebhookEvent{ID: r.webhookID}
+	case err != nil:
+		return false // the group will tell
+	case processed:
+		r.outcome, r.event = AlreadyProcessed, WebhookEvent{ID: r.webhookID, Processed: true}
+	default:
+		return false
+	}
+	return true
+}
+
+func (a *Applier) inBacklog() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backlog
+}
+
+func (a *Applier) skip(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.skipped) >= maxSkipped {
+		clear(a.skipped)
+	}
+	a.skipped[id] = true
+}
+
+// lookAhead says whether the next group looks for events ahead of their
+// jobs, from where, and which events it must leave.
+func (a *Applier) lookAhead() (bool, time.Time, []string) {
+	if a.opts.Ahead <= 0 {
+		return false, time.Time{}, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.backlog {
+		return false, time.Time{}, nil
+	}
+	ids := make([]string, 0, len(a.skipped))
+	for id := range a.skipped {
+		ids = append(ids, id)
+	}
+	return true, a.from, ids
+}
+
+// looked notes what a committed group found: own of its jobs' events were
+// still unprocessed, others came from looking ahead.
+func (a *Applier) looked(look bool, own, others int, events []WebhookEvent) {
+	if a.opts.Ahead <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case look:
+		a.backlog = others == a.opts.Ahead
+	case own > 0:
+		a.backlog = true
+	}
+	for _, e := range events {
+		if e.CreatedAt.After(a.from) {
+			a.from = e.CreatedAt
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/jackc/pgx/v5"
 
 	"stripe-webhooks/ingest/loadgen"
@@ -55,13 +56,19 @@ type Row struct {
 
 // Drain is the worker's end-to-end drain of a fixed batch.
 type Drain struct {
-	Processes     int     `json:"processes"`
-	Concurrency   int     `json:"concurrency_per_process"`
-	Events        int     `json:"events"`
-	Seconds       float64 `json:"seconds"`
-	PerSecond     float64 `json:"per_second"`
-	PeakRSSBytes  []int64 `json:"peak_rss_bytes"`
-	FailedOrStuck int     `json:"unprocessed_at_end"`
+	Processes   int `json:"processes"`
+	Concurrency int `json:"concurrency_per_process"`
+	Events      int `json:"events"`
+	// Seconds is when every event was processed; PerSecond follows from it.
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second"`
+	// QueueEmptySeconds is when the last job left the queue: the jobs of
+	// events a group applied ahead of them still run, and find them done.
+	QueueEmptySeconds float64  `json:"queue_empty_seconds"`
+	JobsPerSecond     float64  `json:"jobs_per_second"`
+	PeakRSSBytes      []int64  `json:"peak_rss_bytes"`
+	FailedOrStuck     int      `json:"unprocessed_at_end"`
+	CPU               cpuShare `json:"cpu"`
 }
 
 func run(ctx context.Context, args []string) error {
@@ -147,11 +154,14 @@ func run(ctx context.Context, args []string) error {
 		res.Rows = append(res.Rows, row)
 	}
 	for _, procs := range []int{1, 3} {
+		if *drainN <= 0 {
+			break
+		}
 		fmt.Fprintf(os.Stderr, "drain: %d events, %d worker process(es)…\n", *drainN, procs)
 		if err := reset(); err != nil {
 			return err
 		}
-		d, err := drain(ctx, st, queue.NewEnqueuer(ns, pool), filepath.Join(*bin, "worker"), env, procs, workerCfg.Concurrency, *drainN)
+		d, err := drain(ctx, st, pool, ns, filepath.Join(*bin, "worker"), env, procs, workerCfg.Concurrency, *drainN)
 		if err != nil {
 			return fmt.Errorf("drain: %w", err)
 		}
@@ -200,11 +210,12 @@ func measureServer(ctx context.Context, path string, args, env []string, c int, 
 
 // drain seeds n events, starts procs worker processes, and times them until
 // every event is processed.
-func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path string, env []string, procs, concurrency, n int) (Drain, error) {
-	if err := seed(ctx, st, enq, n); err != nil {
+func drain(ctx context.Context, st *store.Store, pool *redis.Pool, ns string, path string, env []string, procs, concurrency, n int) (Drain, error) {
+	if err := seed(ctx, st, queue.NewEnqueuer(ns, pool), n); err != nil {
 		return Drain{}, err
 	}
 	var cmds []*exec.Cmd
+	cpu := markCPU()
 	defer func() {
 		for _, c := range cmds {
 			_ = c.Process.Kill()
@@ -225,25 +236,45 @@ func drain(ctx context.Context, st *store.Store, enq *queue.Enqueuer, path strin
 		}
 		cmds = append(cmds, cmd)
 	}
-	// Poll lightly (the check itself costs Postgres time): does any event wait?
+	// Poll lightly (the checks cost Postgres and Redis time): does any event
+	// wait, does any job?
 	deadline := time.Now().Add(5 * time.Minute)
-	var left int64
-	for {
-		var waiting bool
-		if err := st.DB().Raw("SELECT EXISTS (SELECT 1 FROM webhook_events WHERE NOT processed)").Scan(&waiting).Error; err != nil {
-			return Drain{}, err
+	var processedAt, emptyAt time.Duration
+	for processedAt == 0 || emptyAt == 0 {
+		if processedAt == 0 {
+			var waiting bool
+			if err := st.DB().Raw("SELECT EXISTS (SELECT 1 FROM webhook_events WHERE NOT processed)").Scan(&waiting).Error; err != nil {
+				return Drain{}, err
+			}
+			if !waiting {
+				processedAt = time.Since(began)
+			}
 		}
-		if !waiting || time.Now().After(deadline) {
+		if emptyAt == 0 {
+			jobs, err := queuedJobs(pool, ns)
+			if err != nil {
+				return Drain{}, err
+			}
+			if jobs == 0 {
+				emptyAt = time.Since(began)
+			}
+		}
+		if time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	cpuShare := cpu.since(n)
+	var left int64
 	if err := st.DB().Raw("SELECT count(*) FROM webhook_events WHERE NOT processed").Scan(&left).Error; err != nil {
 		return Drain{}, err
 	}
-	elapsed := time.Since(began)
-	d := Drain{Processes: procs, Concurrency: concurrency, Events: n, Seconds: elapsed.Seconds(),
-		PerSecond: float64(n-int(left)) / elapsed.Seconds(), FailedOrStuck: int(left)}
+	if processedAt == 0 || emptyAt == 0 {
+		processedAt, emptyAt = time.Since(began), time.Since(began)
+	}
+	d := Drain{Processes: procs, Concurrency: concurrency, Events: n, Seconds: processedAt.Seconds(),
+		PerSecond: float64(n-int(left)) / processedAt.Seconds(), QueueEmptySeconds: emptyAt.Seconds(),
+		JobsPerSecond: float64(n) / emptyAt.Seconds(), FailedOrStuck: int(left), CPU: cpuShare}
 	for _, c := range cmds {
 		d.PeakRSSBytes = append(d.PeakRSSBytes, peakRSS(c.Process.Pid))
 	}
@@ -310,13 +341,14 @@ func printTable(w io.Writer, r Result) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "worker processes\tconcurrency each\tevents\tseconds\tevents/s\tpeak RSS MiB (each)\tunprocessed at end\t")
+	fmt.Fprintln(tw, "worker processes\tconcurrency each\tevents\tall processed s\tevents/s\tqueue empty s\tjobs/s\tpeak RSS MiB (each)\tunprocessed at end\tCPU µs/event: workers\tpostgres\tredis\tmachine\t")
 	for _, d := range r.Drain {
 		var rss []string
 		for _, b := range d.PeakRSSBytes {
 			rss = append(rss, fmt.Sprintf("%.1f", mib(b)))
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f\t%.0f\t%s\t%d\t\n", d.Processes, d.Concurrency, d.Events, d.Seconds, d.PerSecond, strings.Join(rss, " "), d.FailedOrStuck)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.0f\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t\n", d.Processes, d.Concurrency, d.Events, d.Seconds, d.PerSecond, d.QueueEmptySeconds, d.JobsPerSecond, strings.Join(rss, " "), d.FailedOrStuck,
+			d.CPU.WorkerUs, d.CPU.PostgresUs, d.CPU.RedisUs, d.CPU.MachineUs)
 	}
 	tw.Flush()
 	for _, row := range r.Rows {
