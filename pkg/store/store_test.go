@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"stripe-webhooks/migrations"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
 
@@ -155,5 +157,38 @@ func TestCreateDatabase(t *testing.T) {
 	files, _ := fs.Glob(migrations.FS, "*.sql")
 	if n, err := store.Migrate(ctx, url); err != nil || n != len(files) || n < 4 {
 		t.Fatalf("migrate fresh database: %d, %v", n, err)
+	}
+}
+
+// A realistic payload goes to TOAST compressed with lz4 (where the server has
+// it), and reads back as stored.
+func TestLargePayloadIsCompressedWithLZ4(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	var lz4 bool
+	if err := s.DB().Raw(`SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))`).Scan(&lz4).Error; err != nil {
+		t.Fatal(err)
+	}
+	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_lz4"})
+	if _, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_lz4", EventType: "account.updated", Payload: payload, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	if err := s.DB().Raw(`SELECT coalesce(pg_column_compression(payload), 'none') FROM webhook_events WHERE stripe_event_id = 'evt_lz4'`).Scan(&method).Error; err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]string{true: "lz4", false: "pglz"}[lz4]; method != want {
+		t.Errorf("payload compressed with %s, want %s", method, want)
+	}
+	got, err := s.EventByStripeID(ctx, "evt_lz4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	_ = json.Unmarshal(payload, &a)
+	_ = json.Unmarshal(got.Payload, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Error("payload does not read back as stored")
 	}
 }

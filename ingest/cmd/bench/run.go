@@ -52,6 +52,7 @@ type Row struct {
 	CeilingGinRSS  int64          `json:"ceiling_gin_peak_rss_bytes"`
 	IngestPeakRSS  int64          `json:"ingest_peak_rss_bytes"`
 	IngestStatuses string         `json:"ingest_statuses"`
+	IngestCPU      cpuShare       `json:"ingest_cpu"`
 }
 
 // Drain is the worker's end-to-end drain of a fixed batch.
@@ -129,7 +130,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		row := Row{Concurrency: c}
 		fmt.Fprintf(os.Stderr, "c=%d: gin ceiling…\n", c)
-		row.CeilingGin, row.CeilingGinRSS, err = measureServer(ctx, self, []string{"serve-ceiling"}, env, c, *dur)
+		row.CeilingGin, _, row.CeilingGinRSS, err = measureServer(ctx, self, []string{"serve-ceiling"}, env, c, *dur)
 		if err != nil {
 			return fmt.Errorf("gin ceiling: %w", err)
 		}
@@ -144,7 +145,7 @@ func run(ctx context.Context, args []string) error {
 		if err := reset(); err != nil {
 			return err
 		}
-		row.Ingest, row.IngestPeakRSS, err = measureServer(ctx, filepath.Join(*bin, "ingest"), nil, env, c, *dur)
+		row.Ingest, row.IngestCPU, row.IngestPeakRSS, err = measureServer(ctx, filepath.Join(*bin, "ingest"), nil, env, c, *dur)
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
@@ -181,31 +182,33 @@ func run(ctx context.Context, args []string) error {
 }
 
 // measureServer starts a server process, loads it with c clients for d,
-// and returns the report and the process's peak RSS.
-func measureServer(ctx context.Context, path string, args, env []string, c int, d time.Duration) (loadgen.Report, int64, error) {
+// and returns the report, the CPU per answered delivery and the process's
+// peak RSS.
+func measureServer(ctx context.Context, path string, args, env []string, c int, d time.Duration) (loadgen.Report, cpuShare, int64, error) {
 	port, err := freePort()
 	if err != nil {
-		return loadgen.Report{}, 0, err
+		return loadgen.Report{}, cpuShare{}, 0, err
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(env, "PORT="+strconv.Itoa(port), "SHUTDOWN_TIMEOUT=5s")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return loadgen.Report{}, 0, err
+		return loadgen.Report{}, cpuShare{}, 0, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if err := waitHTTP(base + "/healthz"); err != nil {
-		return loadgen.Report{}, 0, err
+		return loadgen.Report{}, cpuShare{}, 0, err
 	}
 	o := loadgen.Options{URL: base + "/api/billing/webhooks/stripe", Secret: secret, Concurrency: c, EventType: "account.updated"}
 	o.Duration = time.Second // warm up: connections, pools, caches
 	if _, err := loadgen.Run(ctx, o); err != nil {
-		return loadgen.Report{}, 0, err
+		return loadgen.Report{}, cpuShare{}, 0, err
 	}
 	o.Duration = d
+	mark := markCPU()
 	rep, err := loadgen.Run(ctx, o)
-	return rep, peakRSS(cmd.Process.Pid), err
+	return rep, mark.since(max(rep.Status["200"], 1)), peakRSS(cmd.Process.Pid), err
 }
 
 // drain seeds n events, starts procs worker processes, and times them until
@@ -341,6 +344,14 @@ func printTable(w io.Writer, r Result) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tCPU µs/delivery: load generator\tingest\tpostgres\tredis\tmachine\t")
+	for _, row := range r.Rows {
+		c := row.IngestCPU
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", row.Concurrency, c.LoadGeneratorUs, c.IngestUs, c.PostgresUs, c.RedisUs, c.MachineUs)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker processes\tconcurrency each\tevents\tall processed s\tevents/s\tqueue empty s\tjobs/s\tpeak RSS MiB (each)\tunprocessed at end\tCPU µs/event: workers\tpostgres\tredis\tmachine\t")
 	for _, d := range r.Drain {
 		var rss []string
@@ -353,8 +364,9 @@ func printTable(w io.Writer, r Result) {
 	tw.Flush()
 	for _, row := range r.Rows {
 		if row.Concurrency == 32 && len(r.Drain) == 2 {
-			fmt.Fprintf(w, "\nat 32 clients: ingest %.0f/s = %.2f x database ceiling, p99 %.2f ms; drain with 3 workers %.0f/s = %.2f x ingest\n",
-				row.Ingest.PerSecond, row.IngestVsDB, row.Ingest.P99Ms, r.Drain[1].PerSecond, r.Drain[1].PerSecond/row.Ingest.PerSecond)
+			d := r.Drain[1]
+			fmt.Fprintf(w, "\nat 32 clients: ingest %.0f/s = %.2f x database ceiling, p99 %.2f ms; drain with 3 workers %.0f events/s = %.2f x ingest (queue empty: %.0f jobs/s = %.2f x ingest)\n",
+				row.Ingest.PerSecond, row.IngestVsDB, row.Ingest.P99Ms, d.PerSecond, d.PerSecond/row.Ingest.PerSecond, d.JobsPerSecond, d.JobsPerSecond/row.Ingest.PerSecond)
 		}
 	}
 }
