@@ -64,11 +64,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	retryBackoff := backoff(cfg.RetryBaseDelay)
 	// Jobs running at the same moment are applied in one transaction, with
 	// up to claimAhead events whose jobs are still queued.
-	var proc *Processor
 	applier := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: cfg.Concurrency, Ahead: claimAhead,
-		Timeout: cfg.JobTimeout, AppliedAhead: func(e store.WebhookEvent) { proc.AppliedAhead(e) }})
+		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m)})
 	defer applier.Close() // after wp.Stop: no job is left to answer
-	proc = NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
+	proc := NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
 
 	wp := work.NewWorkerPool(poolContext{}, uint(cfg.Concurrency), cfg.Redis.Namespace, pool)
 	wp.JobWithOptions(queue.JobName, work.JobOptions{

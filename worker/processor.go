@@ -83,12 +83,14 @@ func (p *Processor) Process(job *work.Job) error {
 	return nil
 }
 
-// AppliedAhead logs and counts an event a group applied before its own job
-// ran; that job will find it processed.
-func (p *Processor) AppliedAhead(e store.WebhookEvent) {
-	p.metrics.processed.WithLabelValues(e.EventType).Inc()
-	p.logger.Info("event processed", "stripe_event_id", e.StripeEventID, "event_type", e.EventType,
-		"webhook_id", e.ID, "ahead_of_job", true, "handled", handler.Handles(e.EventType))
+// appliedAhead logs and counts each event a group applied before its own
+// job ran; that job will find it processed.
+func appliedAhead(logger *slog.Logger, m *metrics) func(store.WebhookEvent) {
+	return func(e store.WebhookEvent) {
+		m.processed.WithLabelValues(e.EventType).Inc()
+		logger.Info("event processed", "stripe_event_id", e.StripeEventID, "event_type", e.EventType,
+			"webhook_id", e.ID, "ahead_of_job", true, "handled", handler.Handles(e.EventType))
+	}
 }
 
 // backoff waits base × 2^(fails-1) before the next attempt: 1, 2, 4, 8

@@ -195,8 +195,6 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 		events  []WebhookEvent
 		ahead   = map[string]bool{}
 		present = map[string]bool{}
-		own     int // the jobs' events claimed
-		others  int // events claimed ahead
 	)
 	scan := func(isAhead bool) func(pgx.Rows) error {
 		return func(rows pgx.Rows) error {
@@ -209,11 +207,6 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 				e.Payload = JSON(payload)
 				events = append(events, e)
 				ahead[e.ID] = isAhead
-				if isAhead {
-					others++
-				} else {
-					own++
-				}
 			}
 			return rows.Err()
 		}
@@ -296,7 +289,6 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 		}
 		return nil, err
 	}
-	a.looked(look, own, others, events)
 	// Each job's event: applied by this group (the first of two jobs of one
 	// event), applied before (its row is there but was not claimed), or gone.
 	claimed := map[string]WebhookEvent{}
@@ -308,6 +300,7 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 			claimed[e.ID] = e
 		}
 	}
+	a.looked(look, len(claimed), len(appliedAhead), events)
 	answered := map[string]bool{}
 	for _, r := range batch {
 		e, ok := claimed[r.webhookID]
