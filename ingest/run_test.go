@@ -357,6 +357,35 @@ func TestBodyLimit(t *testing.T) {
 	if n := in.rows(); n != 1 {
 		t.Errorf("rows = %d, want 1", n)
 	}
+
+	// Without a Content-Length (chunked), the same limit holds.
+	chunked := func(payload []byte) reply {
+		req, err := http.NewRequest(http.MethodPost, in.base+WebhookPath, io.MultiReader(bytes.NewReader(payload)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.ContentLength != 0 {
+			t.Fatalf("request has length %d; net/http sends only an unknown length (0) chunked", req.ContentLength)
+		}
+		req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testSecret, time.Now()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return decode(t, resp)
+	}
+	atLimit := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+	if r := chunked(atLimit); r.status != http.StatusOK {
+		t.Errorf("chunked body at the limit: %d %v", r.status, r.body)
+	}
+	over = append(stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"}), ' ')
+	if r := chunked(over); r.status != http.StatusRequestEntityTooLarge || r.body["reason"] != "too_large" {
+		t.Errorf("chunked, one byte over: %d %v, want 413", r.status, r.body)
+	}
+	if n := in.rows(); n != 2 {
+		t.Errorf("rows = %d, want 2", n)
+	}
 }
 
 func TestRejectionsAreRateLimitedPerAddress(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Inserter stores deliveries with group commit: deliveries that arrive
@@ -124,7 +126,8 @@ func (in *Inserter) flush(batch []*insertReq) {
 	defer cancel()
 	// One candidate row per event id; later copies in the batch are duplicates of it.
 	first := make(map[string]*insertReq, len(batch))
-	var ids, types, payloads []string
+	var ids, types []string
+	var payloads [][]byte
 	var received []time.Time
 	for _, r := range batch {
 		if _, dup := first[r.ev.StripeEventID]; dup {
@@ -133,7 +136,7 @@ func (in *Inserter) flush(batch []*insertReq) {
 		first[r.ev.StripeEventID] = r
 		ids = append(ids, r.ev.StripeEventID)
 		types = append(types, r.ev.EventType)
-		payloads = append(payloads, string(r.ev.Payload))
+		payloads = append(payloads, r.ev.Payload)
 		received = append(received, r.ev.ReceivedAt.UTC())
 	}
 	inserted, err := insertRows(ctx, in.db, ids, types, payloads, received)
@@ -196,21 +199,29 @@ func (in *Inserter) flush(batch []*insertReq) {
 }
 
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
-func insertRows(ctx context.Context, db *sql.DB, ids, types, payloads []string, received []time.Time) (map[string]Stored, error) {
-	rows, err := db.QueryContext(ctx, insertBatch, ids, types, payloads, received)
+// It speaks pgx directly, so the payloads go out as they came in, without a
+// copy into strings.
+func insertRows(ctx context.Context, db *sql.DB, ids, types []string, payloads [][]byte, received []time.Time) (map[string]Stored, error) {
+	out := make(map[string]Stored, len(ids))
+	err := withConn(ctx, db, func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, insertBatch, ids, types, payloads, received)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var webhookID, eventID string
+			if err := rows.Scan(&webhookID, &eventID); err != nil {
+				return err
+			}
+			out[eventID] = Stored{WebhookID: webhookID, Inserted: true}
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := make(map[string]Stored, len(ids))
-	for rows.Next() {
-		var webhookID, eventID string
-		if err := rows.Scan(&webhookID, &eventID); err != nil {
-			return nil, err
-		}
-		out[eventID] = Stored{WebhookID: webhookID, Inserted: true}
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // insertOneByOne stores each candidate row alone; a row that fails is
@@ -221,7 +232,7 @@ func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, firs
 		if first[r.ev.StripeEventID] != r {
 			continue
 		}
-		got, err := insertRows(ctx, in.db, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, []string{string(r.ev.Payload)}, []time.Time{r.ev.ReceivedAt.UTC()})
+		got, err := insertRows(ctx, in.db, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload}, []time.Time{r.ev.ReceivedAt.UTC()})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err

@@ -191,7 +191,7 @@ func measureServer(ctx context.Context, path string, args, env []string, c int, 
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(env, "PORT="+strconv.Itoa(port), "SHUTDOWN_TIMEOUT=5s")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.Stdout, cmd.Stderr = nil, os.Stderr // nil: straight to /dev/null, no copying goroutine here
 	if err := cmd.Start(); err != nil {
 		return loadgen.Report{}, cpuShare{}, 0, err
 	}
@@ -233,7 +233,7 @@ func drain(ctx context.Context, st *store.Store, pool *redis.Pool, ns string, pa
 		}
 		cmd := exec.CommandContext(ctx, path)
 		cmd.Env = append(env, "WORKER_HTTP_PORT="+strconv.Itoa(port))
-		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		cmd.Stdout, cmd.Stderr = nil, os.Stderr // nil: straight to /dev/null, no copying goroutine here
 		if err := cmd.Start(); err != nil {
 			return Drain{}, err
 		}
