@@ -29,6 +29,9 @@ type Event struct {
 	Account string
 	// Object is the raw data.object.
 	Object json.RawMessage
+	// object is Object as Parse found it, so decodeObject need not parse
+	// it again.
+	object gjson.Result
 }
 
 // Func applies one event inside the processing transaction. An error rolls
@@ -38,19 +41,47 @@ type Func func(ctx context.Context, tx *store.Tx, e Event) error
 // Parse reads the envelope of a stored event (valid JSON: Postgres stored
 // it as jsonb), without decoding data.object.
 func Parse(payload []byte) (Event, error) {
-	f := gjson.GetManyBytes(payload, "id", "type", "created", "account", "data.object")
-	if f[0].Type != gjson.String || f[1].Type != gjson.String || f[0].Str == "" || f[1].Str == "" {
+	// One pass over the top level; the first of a repeated key counts, as
+	// with gjson.Get.
+	var id, typ, created, account, data gjson.Result
+	gjson.ParseBytes(payload).ForEach(func(k, v gjson.Result) bool {
+		var f *gjson.Result
+		switch k.Str {
+		case "id":
+			f = &id
+		case "type":
+			f = &typ
+		case "created":
+			f = &created
+		case "account":
+			f = &account
+		case "data":
+			f = &data
+		default:
+			return true
+		}
+		if !f.Exists() {
+			*f = v
+		}
+		return true
+	})
+	if id.Type != gjson.String || typ.Type != gjson.String || id.Str == "" || typ.Str == "" {
 		return Event{}, errors.New("event envelope: no id or type")
 	}
-	if f[2].Exists() && f[2].Type != gjson.Number {
-		return Event{}, fmt.Errorf("event envelope: created is %s, not a number", f[2].Type)
+	if created.Exists() && created.Type != gjson.Number {
+		return Event{}, fmt.Errorf("event envelope: created is %s, not a number", created.Type)
+	}
+	var object gjson.Result
+	if data.IsObject() {
+		object = data.Get("object")
 	}
 	return Event{
-		ID:      f[0].Str,
-		Type:    f[1].Str,
-		Created: time.Unix(f[2].Int(), 0).UTC(),
-		Account: f[3].Str,
-		Object:  json.RawMessage(f[4].Raw),
+		ID:      id.Str,
+		Type:    typ.Str,
+		Created: time.Unix(created.Int(), 0).UTC(),
+		Account: account.Str,
+		Object:  json.RawMessage(object.Raw),
+		object:  object,
 	}, nil
 }
 
@@ -77,21 +108,33 @@ func Handles(eventType string) bool {
 
 // decodeObject decodes data.object into v, a pointer to a struct, naming
 // the event type on failure. Only the top-level fields v's json tags name
-// are read out of the (large) object, then decoded by encoding/json, so
-// types stay strict: "charges_enabled": "yes" is an error.
+// are read out of the (large) object, in one pass, then decoded by
+// encoding/json, so types stay strict: "charges_enabled": "yes" is an error.
 func decodeObject(e Event, v any) error {
 	if len(e.Object) == 0 || string(e.Object) == "null" {
 		return fmt.Errorf("%s: event has no data.object", e.Type)
 	}
-	if !gjson.ParseBytes(e.Object).IsObject() {
+	obj := e.object
+	if obj.Raw != string(e.Object) {
+		obj = gjson.ParseBytes(e.Object)
+	}
+	if !obj.IsObject() {
 		return fmt.Errorf("%s: data.object is not an object", e.Type)
 	}
 	names := jsonNames(reflect.TypeOf(v).Elem())
-	found := gjson.GetManyBytes(e.Object, names...)
-	var buf bytes.Buffer
+	found := make([]string, len(names))
+	obj.ForEach(func(k, v gjson.Result) bool {
+		for i, name := range names {
+			if k.Str == name && found[i] == "" {
+				found[i] = v.Raw
+			}
+		}
+		return true
+	})
+	buf := bytes.NewBuffer(make([]byte, 0, 1024))
 	buf.WriteByte('{')
 	for i, name := range names {
-		if !found[i].Exists() {
+		if found[i] == "" {
 			continue
 		}
 		if buf.Len() > 1 {
@@ -99,7 +142,7 @@ func decodeObject(e Event, v any) error {
 		}
 		buf.WriteString(strconv.Quote(name))
 		buf.WriteByte(':')
-		buf.WriteString(found[i].Raw)
+		buf.WriteString(found[i])
 	}
 	buf.WriteByte('}')
 	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
@@ -110,8 +153,7 @@ func decodeObject(e Event, v any) error {
 
 var fieldNames sync.Map // reflect.Type -> []string
 
-// jsonNames lists the json names of a struct's fields (gjson path syntax
-// escaped).
+// jsonNames lists the json names of a struct's fields.
 func jsonNames(t reflect.Type) []string {
 	if names, ok := fieldNames.Load(t); ok {
 		return names.([]string)
