@@ -34,6 +34,12 @@ const deadSetSize = 1000
 // large groups, and those jobs find their events done (one round trip).
 const claimAhead = 32
 
+// groupsAtOnce is how many group transactions one process has in flight:
+// while one waits on Postgres, the next is built and applied. Two drained a
+// backlog with one worker process about 1.5 times as fast as one; three did
+// no better than two.
+const groupsAtOnce = 2
+
 // poolContext is the gocraft/work job context; handlers need none.
 type poolContext struct{}
 
@@ -63,8 +69,9 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	m := newMetrics(pool, cfg.Redis.Namespace, st)
 	retryBackoff := backoff(cfg.RetryBaseDelay)
 	// Jobs running at the same moment are applied in one transaction, with
-	// up to claimAhead events whose jobs are still queued.
-	applier := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: cfg.Concurrency, Ahead: claimAhead,
+	// up to claimAhead events whose jobs are still queued; groupsAtOnce such
+	// transactions at a time.
+	applier := st.NewApplier(handler.Apply, store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
 		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m)})
 	defer applier.Close() // after wp.Stop: no job is left to answer
 	proc := NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
