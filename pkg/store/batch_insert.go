@@ -94,6 +94,7 @@ func (in *Inserter) Insert(ctx context.Context, ev NewEvent) (Stored, error) {
 func (in *Inserter) flusher() {
 	defer in.wg.Done()
 	batch := make([]*insertReq, 0, in.maxBatch)
+	params := &batchParams{}
 	for {
 		select {
 		case r := <-in.reqs:
@@ -110,7 +111,7 @@ func (in *Inserter) flusher() {
 				break fill
 			}
 		}
-		in.flush(batch)
+		in.flush(batch, params)
 	}
 }
 
@@ -121,7 +122,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[]) AS e(id, type, 
 ON CONFLICT (stripe_event_id) DO NOTHING
 RETURNING id, stripe_event_id`
 
-func (in *Inserter) flush(batch []*insertReq) {
+func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// One candidate row per event id; later copies in the batch are duplicates of it.
@@ -139,11 +140,11 @@ func (in *Inserter) flush(batch []*insertReq) {
 		payloads = append(payloads, r.ev.Payload)
 		received = append(received, r.ev.ReceivedAt.UTC())
 	}
-	inserted, err := insertRows(ctx, in.db, ids, types, payloads, received)
+	inserted, err := insertRows(ctx, in.db, params, ids, types, payloads, received)
 	if err != nil && len(ids) > 1 && ctx.Err() == nil {
 		// One bad row (say, a payload jsonb refuses) must not fail its
 		// neighbours: store them one by one, so only it gets the error.
-		inserted, err = in.insertOneByOne(ctx, batch, first)
+		inserted, err = in.insertOneByOne(ctx, batch, first, params)
 	}
 	var existing map[string]Stored
 	if err == nil && len(inserted) < len(ids) {
@@ -198,25 +199,30 @@ func (in *Inserter) flush(batch []*insertReq) {
 	}
 }
 
+// insertBatchName names insertBatch's prepared statement on each connection.
+const insertBatchName = "sw_insert_batch"
+
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
-// It speaks pgx directly, so the payloads go out as they came in, without a
-// copy into strings.
-func insertRows(ctx context.Context, db *sql.DB, ids, types []string, payloads [][]byte, received []time.Time) (map[string]Stored, error) {
+// The parameters are encoded into params' kept buffer (nil: a new one) and
+// sent with the prepared statement as they are.
+func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types []string, payloads [][]byte, received []time.Time) (map[string]Stored, error) {
+	if params == nil {
+		params = &batchParams{}
+	}
 	out := make(map[string]Stored, len(ids))
 	err := withConn(ctx, db, func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, insertBatch, ids, types, payloads, received)
+		sd, err := conn.Prepare(ctx, insertBatchName, insertBatch)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var webhookID, eventID string
-			if err := rows.Scan(&webhookID, &eventID); err != nil {
-				return err
-			}
-			out[eventID] = Stored{WebhookID: webhookID, Inserted: true}
+		values := params.encode(ids, types, payloads, received)
+		rr := conn.PgConn().ExecPrepared(ctx, sd.Name, values, binaryParams[:], nil)
+		for rr.NextRow() {
+			row := rr.Values() // text format: id, stripe_event_id
+			out[string(row[1])] = Stored{WebhookID: string(row[0]), Inserted: true}
 		}
-		return rows.Err()
+		_, err = rr.Close()
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -224,15 +230,18 @@ func insertRows(ctx context.Context, db *sql.DB, ids, types []string, payloads [
 	return out, nil
 }
 
+// binaryParams sends each of insertBatch's parameters in binary format.
+var binaryParams = [4]int16{1, 1, 1, 1}
+
 // insertOneByOne stores each candidate row alone; a row that fails is
 // answered with its own error.
-func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, first map[string]*insertReq) (map[string]Stored, error) {
+func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, first map[string]*insertReq, params *batchParams) (map[string]Stored, error) {
 	out := map[string]Stored{}
 	for _, r := range batch {
 		if first[r.ev.StripeEventID] != r {
 			continue
 		}
-		got, err := insertRows(ctx, in.db, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload}, []time.Time{r.ev.ReceivedAt.UTC()})
+		got, err := insertRows(ctx, in.db, params, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload}, []time.Time{r.ev.ReceivedAt.UTC()})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err

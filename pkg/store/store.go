@@ -146,7 +146,7 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 		return Stored{}, err
 	}
 	id := e.StripeEventID
-	inserted, err := insertRows(ctx, sqlDB, []string{id}, []string{e.EventType}, [][]byte{e.Payload}, []time.Time{e.ReceivedAt.UTC()})
+	inserted, err := insertRows(ctx, sqlDB, nil, []string{id}, []string{e.EventType}, [][]byte{e.Payload}, []time.Time{e.ReceivedAt.UTC()})
 	if err != nil {
 		return Stored{}, fmt.Errorf("store: insert event: %w", err)
 	}

@@ -85,7 +85,8 @@ func TestInsertEventPayloadRoundTrips(t *testing.T) {
 	    "price": 19.99, "name": "Zoë \"quoted\" \u00e9 \ud83d\ude00", "nested": {"list": [1, null, "x", {"a": []}]}}},
 	  "api_version": "2023-10-16", "request": {"id": null, "idempotency_key": null}
 	}`)
-	received := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// Stored as UTC, to the microsecond.
+	received := time.Date(2026, 1, 2, 4, 4, 5, 123456789, time.FixedZone("CET", 3600))
 	res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_roundtrip", EventType: "account.updated", Payload: payload, ReceivedAt: received})
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +114,8 @@ func TestInsertEventPayloadRoundTrips(t *testing.T) {
 	if got.ID != res.WebhookID || got.EventType != "account.updated" || got.Processed || got.RetryCount != 0 || got.Error != nil {
 		t.Errorf("row = %+v", got)
 	}
-	if !got.ReceivedAt.Equal(received) {
-		t.Errorf("received_at = %s, want %s", got.ReceivedAt, received)
+	if want := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC); !got.ReceivedAt.Equal(want) {
+		t.Errorf("received_at = %s, want %s", got.ReceivedAt, want)
 	}
 	if d := time.Since(got.CreatedAt); d < -time.Minute || d > time.Minute {
 		t.Errorf("created_at = %s is not UTC now", got.CreatedAt)

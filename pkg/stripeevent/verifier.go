@@ -2,6 +2,7 @@
 package stripeevent
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/stripe/stripe-go/v76/webhook"
@@ -79,7 +80,7 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid JSON"}
 	}
 	f := gjson.GetManyBytes(payload, "id", "type")
-	if !gjson.ParseBytes(payload).IsObject() || f[0].Type != gjson.String || f[1].Type != gjson.String {
+	if !isObject(payload) || f[0].Type != gjson.String || f[1].Type != gjson.String {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}
 	ev := Event{ID: f[0].String(), Type: f[1].String()}
@@ -87,6 +88,13 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}
 	return ev, nil
+}
+
+// isObject reports whether a valid JSON document is an object (without
+// gjson.ParseBytes, which copies it into a string).
+func isObject(doc []byte) bool {
+	trimmed := bytes.TrimLeft(doc, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{'
 }
 
 func classify(err error) error {

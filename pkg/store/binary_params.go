@@ -1,0 +1,86 @@
+package store
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Postgres type OIDs of the batch insert's array elements.
+const (
+	oidText      = 25
+	oidTimestamp = 1114
+)
+
+// maxKeptParamBytes bounds the encoding buffer an Inserter flusher keeps
+// between batches; a larger one (a batch of very large events) is dropped.
+const maxKeptParamBytes = 1 << 20
+
+// batchParams encodes a batch's arrays in Postgres's binary array format
+// into a buffer kept between batches. pgx would encode them into a buffer it
+// shrinks after every query, growing it again by doubling for each batch:
+// several times the batch's payload bytes of garbage per statement.
+type batchParams struct {
+	buf    []byte
+	values [][]byte
+}
+
+// encode returns the four parameters of insertBatch, in binary format. They
+// are valid until the next call.
+func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time) [][]byte {
+	if cap(p.buf) > maxKeptParamBytes {
+		p.buf = nil
+	}
+	size := 4 * 20
+	for i := range ids {
+		size += 4*4 + 8 + len(ids[i]) + len(types[i]) + len(payloads[i])
+	}
+	if cap(p.buf) < size {
+		p.buf = make([]byte, 0, size)
+	}
+	b := p.buf[:0]
+	var bounds [5]int
+	b = appendTextArray(b, len(ids), func(b []byte, i int) []byte { return append(b, ids[i]...) })
+	bounds[1] = len(b)
+	b = appendTextArray(b, len(types), func(b []byte, i int) []byte { return append(b, types[i]...) })
+	bounds[2] = len(b)
+	b = appendTextArray(b, len(payloads), func(b []byte, i int) []byte { return append(b, payloads[i]...) })
+	bounds[3] = len(b)
+	b = appendArrayHeader(b, oidTimestamp, len(received))
+	for _, t := range received {
+		b = binary.BigEndian.AppendUint32(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(timestampMicros(t)))
+	}
+	bounds[4] = len(b)
+	p.buf = b
+	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]], b[bounds[3]:bounds[4]])
+	return p.values
+}
+
+// appendArrayHeader writes a one-dimensional array header without NULLs.
+func appendArrayHeader(b []byte, elemOID uint32, n int) []byte {
+	b = binary.BigEndian.AppendUint32(b, 1) // dimensions
+	b = binary.BigEndian.AppendUint32(b, 0) // no NULLs
+	b = binary.BigEndian.AppendUint32(b, elemOID)
+	b = binary.BigEndian.AppendUint32(b, uint32(n)) // length
+	return binary.BigEndian.AppendUint32(b, 1)      // lower bound
+}
+
+func appendTextArray(b []byte, n int, elem func([]byte, int) []byte) []byte {
+	b = appendArrayHeader(b, oidText, n)
+	for i := range n {
+		at := len(b)
+		b = binary.BigEndian.AppendUint32(b, 0)
+		b = elem(b, i)
+		binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	}
+	return b
+}
+
+// postgresEpoch is where Postgres counts timestamps from.
+var postgresEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// timestampMicros is a timestamp (without time zone, UTC wall time) in
+// Postgres's binary form: microseconds since 2000-01-01.
+func timestampMicros(t time.Time) int64 {
+	return t.UTC().Sub(postgresEpoch).Microseconds()
+}
