@@ -19,6 +19,9 @@ import (
 	"stripe-webhooks/pkg/stripeevent"
 )
 
+// insertFlushers is how many group-commit batches are in flight at once.
+const insertFlushers = 2
+
 // run starts the ingest and blocks until ctx is done or SIGTERM/SIGINT
 // arrives, then lets in-flight requests finish and returns.
 func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
@@ -44,8 +47,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
 	m := newMetrics(st, pool)
 	// Group commit: concurrent deliveries share one INSERT and one commit;
-	// then their jobs are queued in one round trip to Redis.
-	inserter, err := st.NewInserter(4, 128, queueCommitted(enqueuer, m))
+	// then their jobs are queued in one round trip to Redis. Two batches are
+	// in flight at once: one gathers while the other commits. Four made
+	// smaller batches, and Postgres spent more per delivery.
+	inserter, err := st.NewInserter(insertFlushers, 128, queueCommitted(enqueuer, m))
 	if err != nil {
 		return err
 	}
