@@ -200,11 +200,9 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 		return func(rows pgx.Rows) error {
 			for rows.Next() {
 				e := WebhookEvent{Processed: true, ProcessedAt: &now}
-				var payload string
-				if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, &payload, &e.RetryCount, &e.ReceivedAt, &e.CreatedAt); err != nil {
+				if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, (*[]byte)(&e.Payload), &e.RetryCount, &e.ReceivedAt, &e.CreatedAt); err != nil {
 					return err
 				}
-				e.Payload = JSON(payload)
 				events = append(events, e)
 				ahead[e.ID] = isAhead
 			}

@@ -150,11 +150,10 @@ RETURNING stripe_event_id, event_type, payload::text, retry_count, received_at, 
 func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
 	now := time.Now().UTC()
 	e := WebhookEvent{ID: webhookID, Processed: true, ProcessedAt: &now}
-	var payload string
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(claimEvent, webhookID, now, replay).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&e.StripeEventID, &e.EventType, &payload, &e.RetryCount, &e.ReceivedAt, &e.CreatedAt)
+		return row.Scan(&e.StripeEventID, &e.EventType, (*[]byte)(&e.Payload), &e.RetryCount, &e.ReceivedAt, &e.CreatedAt)
 	})
 	err := conn.SendBatch(ctx, b).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -172,7 +171,6 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 	if err != nil {
 		return 0, e, fmt.Errorf("store: lock event: %w", err)
 	}
-	e.Payload = JSON(payload)
 	tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
 	if err := safeApply(ctx, tx, e, apply); err != nil {
 		return 0, e, &applyError{err: err}

@@ -72,15 +72,23 @@ func Parse(payload []byte) (Event, error) {
 		return Event{}, fmt.Errorf("event envelope: created is %s, not a number", created.Type)
 	}
 	var object gjson.Result
+	var raw json.RawMessage
 	if data.IsObject() {
 		object = data.Get("object")
+		// Object shares the payload's bytes where gjson says where it is.
+		if at := object.Index; at > 0 && at+len(object.Raw) <= len(payload) &&
+			string(payload[at:at+len(object.Raw)]) == object.Raw {
+			raw = json.RawMessage(payload[at : at+len(object.Raw) : at+len(object.Raw)])
+		} else {
+			raw = json.RawMessage(object.Raw)
+		}
 	}
 	return Event{
 		ID:      id.Str,
 		Type:    typ.Str,
 		Created: time.Unix(created.Int(), 0).UTC(),
 		Account: account.Str,
-		Object:  json.RawMessage(object.Raw),
+		Object:  raw,
 		object:  object,
 	}, nil
 }

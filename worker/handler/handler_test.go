@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -249,5 +250,36 @@ func TestPoisonEventIsRecordedAndRolledBack(t *testing.T) {
 	}
 	if _, err := st.Account(context.Background(), acct); !store.IsNotFound(err) {
 		t.Errorf("a failed handler left an account row: %v", err)
+	}
+}
+
+// Parse reads the envelope in one pass and hands out data.object as the
+// payload's own bytes, whatever the spacing, without a copy.
+func TestParseEnvelope(t *testing.T) {
+	t.Parallel()
+	for _, payload := range [][]byte{
+		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_parse", Account: acct}),
+		[]byte(" {\"id\" : \"evt_parse\", \"type\":\"account.updated\", \"account\": \"" + acct + "\",\n \"created\": 1700000000,\n \"data\" : { \"object\" :  {\"id\": \"" + acct + "\"} } }"),
+	} {
+		e, err := handler.Parse(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.ID != "evt_parse" || e.Type != "account.updated" || e.Account != acct || e.Created.IsZero() {
+			t.Errorf("envelope = %+v", e)
+		}
+		var obj struct{ ID string }
+		if err := json.Unmarshal(e.Object, &obj); err != nil || obj.ID != acct {
+			t.Errorf("data.object = %s (%v)", e.Object, err)
+		}
+		start, end := &payload[0], &payload[len(payload)-1]
+		if at := &e.Object[0]; uintptr(unsafe.Pointer(at)) < uintptr(unsafe.Pointer(start)) || uintptr(unsafe.Pointer(at)) > uintptr(unsafe.Pointer(end)) {
+			t.Error("data.object is a copy, not the payload's bytes")
+		}
+	}
+	for _, bad := range []string{`[]`, `{"id":"evt_1"}`, `{"id":1,"type":"x"}`, `{"id":"evt_1","type":"x","created":"yesterday"}`} {
+		if _, err := handler.Parse([]byte(bad)); err == nil {
+			t.Errorf("%s parsed", bad)
+		}
 	}
 }
