@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 	bin := fs.String("bin", "bin", "directory holding ingest and worker")
 	conc := fs.String("c", "8,32,128", "client concurrencies")
 	dur := fs.Duration("duration", 10*time.Second, "length of each measure")
-	drainN := fs.Int("drain", 20000, "events in the drain batch")
+	drainN := fs.Int("drain", 50000, "events in the drain batch")
 	out := fs.String("out", ".bench", "folder for the JSON result")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
