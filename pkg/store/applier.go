@@ -16,7 +16,8 @@ import (
 
 // Applier is group commit for the worker: the events of jobs running at the
 // same moment in one process are applied in one transaction (one claim of
-// all their rows, one commit), each job answered after that commit. With
+// all their rows, one commit), each job answered after that commit; up to
+// Flushers such transactions are in flight at once. With
 // Ahead set, each group also claims up to that many other unprocessed
 // events, oldest first, skipping rows another transaction holds: in a
 // backlog most events are then applied in large groups, and their own jobs

@@ -39,11 +39,11 @@ func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []
 	}
 	b := p.buf[:0]
 	var bounds [5]int
-	b = appendTextArray(b, len(ids), func(b []byte, i int) []byte { return append(b, ids[i]...) })
+	b = appendTextArray(b, ids)
 	bounds[1] = len(b)
-	b = appendTextArray(b, len(types), func(b []byte, i int) []byte { return append(b, types[i]...) })
+	b = appendTextArray(b, types)
 	bounds[2] = len(b)
-	b = appendTextArray(b, len(payloads), func(b []byte, i int) []byte { return append(b, payloads[i]...) })
+	b = appendTextArray(b, payloads)
 	bounds[3] = len(b)
 	b = appendArrayHeader(b, oidTimestamp, len(received))
 	for _, t := range received {
@@ -65,13 +65,12 @@ func appendArrayHeader(b []byte, elemOID uint32, n int) []byte {
 	return binary.BigEndian.AppendUint32(b, 1)      // lower bound
 }
 
-func appendTextArray(b []byte, n int, elem func([]byte, int) []byte) []byte {
-	b = appendArrayHeader(b, oidText, n)
-	for i := range n {
-		at := len(b)
-		b = binary.BigEndian.AppendUint32(b, 0)
-		b = elem(b, i)
-		binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+// appendTextArray writes a text[] of elems, each as its length and bytes.
+func appendTextArray[T string | []byte](b []byte, elems []T) []byte {
+	b = appendArrayHeader(b, oidText, len(elems))
+	for _, e := range elems {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e)))
+		b = append(b, e...)
 	}
 	return b
 }
