@@ -45,7 +45,7 @@ func handleHealth(d Deps) gin.HandlerFunc {
 		defer cancel()
 		rep := healthReport{Status: "ok", Database: "up", Redis: "up"}
 		redisErr := make(chan error, 1)
-		go func() { redisErr <- health.Redis(d.Redis) }()
+		go func() { redisErr <- health.Redis(ctx, d.Redis) }()
 		n, err := d.Store.CountUnprocessed(ctx)
 		if err != nil {
 			rep.Database = "down"

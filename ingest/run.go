@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	// then their jobs are queued in one round trip to Redis. Two batches are
 	// in flight at once: one gathers while the other commits. Four made
 	// smaller batches, and Postgres spent more per delivery.
-	inserter, err := st.NewInserter(insertFlushers, 128, queueCommitted(enqueuer, m))
+	inserter, err := st.NewInserter(insertFlushers, 128, queueCommitted(enqueuer, m, cfg.EnqueueTimeout))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -48,8 +49,11 @@ func NewServer(d Deps) (http.Handler, error) {
 
 // queueCommitted queues a job for each new event of a committed batch, and
 // for each duplicate not yet processed (gocraft/work merges it with a copy
-// still waiting), in one round trip to Redis.
-func queueCommitted(q *queue.Enqueuer, m *metrics) store.AfterCommit {
+// still waiting), in one round trip to Redis. It waits for Redis at most
+// timeout: the batch's rows are committed, so a Redis that is slow, hung or
+// cut off delays their answers by no more than that, and the sweeper queues
+// them later.
+func queueCommitted(q *queue.Enqueuer, m *metrics, timeout time.Duration) store.AfterCommit {
 	return func(rows []store.Committed) error {
 		jobs := make([]queue.Job, 0, len(rows))
 		seen := make(map[string]bool, len(rows))
@@ -59,8 +63,10 @@ func queueCommitted(q *queue.Enqueuer, m *metrics) store.AfterCommit {
 				jobs = append(jobs, queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType})
 			}
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
 		began := time.Now()
-		_, err := q.EnqueueMany(jobs)
+		_, err := q.EnqueueMany(ctx, jobs)
 		m.enqueueSeconds.Observe(time.Since(began).Seconds())
 		return err
 	}

@@ -115,7 +115,7 @@ func (b *backend) seed(t *testing.T, payloads ...[]byte) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.enqueuer.Enqueue(queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type}); err != nil {
+		if _, err := b.enqueuer.Enqueue(context.Background(), queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, e.ID)

@@ -133,7 +133,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 			wp.Stop()
 			return fmt.Errorf("worker: serve: %w", err)
 		case <-trim.C:
-			if n, err := queue.TrimDead(pool, cfg.Redis.Namespace, deadSetSize); err != nil {
+			trimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			n, err := queue.TrimDead(trimCtx, pool, cfg.Redis.Namespace, deadSetSize)
+			cancel()
+			if err != nil {
 				logger.Warn("could not trim the dead set", "error", err)
 			} else if n > 0 {
 				logger.Info("trimmed the dead set", "removed", n, "kept", deadSetSize)
@@ -165,7 +168,7 @@ func workerRoutes(st *store.Store, pool *redis.Pool, m *metrics) http.Handler {
 		if err := health.Postgres(r.Context(), st); err != nil {
 			rep["database"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
-		if err := health.Redis(pool); err != nil {
+		if err := health.Redis(r.Context(), pool); err != nil {
 			rep["redis"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, rep)

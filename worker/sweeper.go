@@ -47,7 +47,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		for i, r := range refs {
 			jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
 		}
-		added, err := s.enqueuer.EnqueueMany(jobs) // one round trip per batch
+		added, err := s.enqueuer.EnqueueMany(ctx, jobs) // one round trip per batch
 		if err != nil {
 			s.metrics.sweeperErrors.Inc()
 			return queued, err

@@ -69,6 +69,13 @@ type Ingest struct {
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 	// ShutdownTimeout bounds how long in-flight requests may take after SIGTERM. Default: 25s.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	// EnqueueTimeout bounds how long a committed batch waits for Redis to
+	// take its jobs before its deliveries are answered anyway (the sweeper
+	// queues them later). Default: 250ms.
+	EnqueueTimeout time.Duration `env:"WEBHOOK_ENQUEUE_TIMEOUT" envDefault:"250ms"`
+	// BodyTimeout bounds how long a delivery's body may take to arrive once
+	// its headers have. Default: 10s.
+	BodyTimeout time.Duration `env:"WEBHOOK_BODY_TIMEOUT" envDefault:"10s"`
 }
 
 // Worker is the configuration of bin/worker (the pool).
@@ -150,6 +157,11 @@ func LoadIngest(environ []string) (Ingest, error) {
 	p.positive("WEBHOOK_MAX_BODY_BYTES", int(min(c.MaxBodyBytes, 1<<31)))
 	p.nonNegative("WEBHOOK_REJECT_RATE_LIMIT", c.RejectRateLimit)
 	p.positiveDuration("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	p.positiveDuration("WEBHOOK_ENQUEUE_TIMEOUT", c.EnqueueTimeout)
+	if c.EnqueueTimeout > 5*time.Second {
+		p.add(fmt.Sprintf("WEBHOOK_ENQUEUE_TIMEOUT must be at most 5s (every delivery of a batch waits for it), got %s", c.EnqueueTimeout))
+	}
+	p.positiveDuration("WEBHOOK_BODY_TIMEOUT", c.BodyTimeout)
 	return c, p.err()
 }
 

@@ -22,8 +22,13 @@ func Postgres(ctx context.Context, st *store.Store) error {
 	return st.Ping(ctx)
 }
 
-// Redis reports whether Redis answers.
-func Redis(pool *redis.Pool) error { return queue.Ping(pool) }
+// Redis reports whether Redis answers within Timeout: a Redis that accepts
+// connections but never answers is reported down, not waited for.
+func Redis(ctx context.Context, pool *redis.Pool) error {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	return queue.Ping(ctx, pool)
+}
 
 // BackendUp returns the stripe_webhooks_backend_up{backend} gauges, which
 // ping Postgres and Redis at each scrape.
@@ -42,6 +47,6 @@ func BackendUp(st *store.Store, pool *redis.Pool) []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		gauge("postgres", func() error { return Postgres(context.Background(), st) }),
-		gauge("redis", func() error { return Redis(pool) }),
+		gauge("redis", func() error { return Redis(context.Background(), pool) }),
 	}
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -27,12 +28,15 @@ return 'dup'
 // same keys and job JSON as gocraft/work's EnqueueUnique, so jobs from
 // either merge with each other, and the worker drops the unique key when it
 // takes the job (a test holds it to that). It reports, per job, whether a new
-// job was added.
-func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
+// job was added. It waits for Redis no longer than ctx allows.
+func (q *Enqueuer) EnqueueMany(ctx context.Context, jobs []Job) ([]bool, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	conn := q.pool.Get()
+	conn, err := q.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
 	defer conn.Close()
 	// gocraft/work registers job names it has seen; refresh it like it does.
 	q.mu.Lock()
@@ -61,7 +65,7 @@ func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
 		return nil, fmt.Errorf("queue: enqueue: %w", err)
 	}
 	if refresh {
-		if _, err := conn.Receive(); err != nil {
+		if _, err := receive(ctx, conn); err != nil {
 			return nil, fmt.Errorf("queue: enqueue: %w", err)
 		}
 		q.mu.Lock()
@@ -71,9 +75,12 @@ func (q *Enqueuer) EnqueueMany(jobs []Job) ([]bool, error) {
 	added := make([]bool, len(jobs))
 	var firstErr error
 	for i := range jobs {
-		reply, err := redis.String(conn.Receive())
+		reply, err := redis.String(receive(ctx, conn))
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("queue: enqueue %s: %w", jobs[i].EventID, err)
+		}
+		if err != nil && conn.Err() != nil {
+			break // the connection is gone: no other reply will come
 		}
 		added[i] = reply == "ok"
 	}

@@ -4,6 +4,7 @@
 package queue
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -53,7 +54,10 @@ func ListKey(namespace string) string {
 
 // NewPool returns a redigo pool for cfg with connect, read and write
 // timeouts (redigo has none by default, and gocraft/work calls Get without a
-// context) and at most maxActive connections.
+// context) and at most maxActive connections. A connection asked for with
+// GetContext is dialled, authenticated and waited for within that context's
+// deadline: a Redis that accepts connections but never answers costs a
+// caller with a deadline no more than its deadline.
 func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 	addr := cfg.Addr()
 	opts := []redis.DialOption{
@@ -70,7 +74,7 @@ func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 		MaxIdle:     maxActive,
 		IdleTimeout: 4 * time.Minute,
 		Wait:        true,
-		Dial:        func() (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) },
+		DialContext: func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr, opts...) },
 		TestOnBorrow: func(c redis.Conn, idleSince time.Time) error {
 			if time.Since(idleSince) < time.Minute {
 				return nil
@@ -81,11 +85,14 @@ func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 	}
 }
 
-// Ping checks that Redis answers.
-func Ping(pool *redis.Pool) error {
-	conn := pool.Get()
+// Ping checks that Redis answers within ctx.
+func Ping(ctx context.Context, pool *redis.Pool) error {
+	conn, err := pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
 	defer conn.Close()
-	_, err := conn.Do("PING")
+	_, err = redis.DoContext(conn, ctx, "PING")
 	return err
 }
 
@@ -105,8 +112,8 @@ func NewEnqueuer(namespace string, pool *redis.Pool) *Enqueuer {
 // Enqueue queues a job for the event unless one for it is already waiting
 // (gocraft/work merges waiting copies). It reports whether a new job was
 // added.
-func (q *Enqueuer) Enqueue(j Job) (bool, error) {
-	added, err := q.EnqueueMany([]Job{j})
+func (q *Enqueuer) Enqueue(ctx context.Context, j Job) (bool, error) {
+	added, err := q.EnqueueMany(ctx, []Job{j})
 	if err != nil {
 		return false, err
 	}
@@ -121,8 +128,23 @@ func RetryKey(namespace string) string { return namespace + ":retry" }
 
 // TrimDead keeps only the newest keep jobs of the dead set (the event rows
 // keep their error regardless) and returns how many it removed.
-func TrimDead(pool *redis.Pool, namespace string, keep int) (int, error) {
-	conn := pool.Get()
+func TrimDead(ctx context.Context, pool *redis.Pool, namespace string, keep int) (int, error) {
+	conn, err := pool.GetContext(ctx)
+	if err != nil {
+		return 0, err
+	}
 	defer conn.Close()
-	return redis.Int(conn.Do("ZREMRANGEBYRANK", DeadKey(namespace), 0, -keep-1))
+	return redis.Int(redis.DoContext(conn, ctx, "ZREMRANGEBYRANK", DeadKey(namespace), 0, -keep-1))
+}
+
+// receive reads the next pipelined reply, waiting no longer than ctx allows
+// (without a deadline, the connection's read timeout). A read that times out
+// closes the connection, so that it never goes back to the pool with
+// replies still owed (the pool would wait for them on Close).
+func receive(ctx context.Context, conn redis.Conn) (any, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return conn.Receive()
+	}
+	return redis.ReceiveWithTimeout(conn, max(time.Until(dl), time.Millisecond))
 }

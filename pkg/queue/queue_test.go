@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -23,7 +24,7 @@ func TestEnqueueMergesWaitingCopies(t *testing.T) {
 	q := queue.NewEnqueuer(ns, pool)
 	job := queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"}
 	for i := range 3 {
-		added, err := q.Enqueue(job)
+		added, err := q.Enqueue(context.Background(), job)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +32,7 @@ func TestEnqueueMergesWaitingCopies(t *testing.T) {
 			t.Errorf("copy %d: added = %v", i+1, added)
 		}
 	}
-	if _, err := q.Enqueue(queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "account.updated"}); err != nil {
+	if _, err := q.Enqueue(context.Background(), queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "account.updated"}); err != nil {
 		t.Fatal(err)
 	}
 	conn := pool.Get()
@@ -49,7 +50,7 @@ func TestEnqueueWithRedisDownFails(t *testing.T) {
 	t.Parallel()
 	pool := queue.NewPool(config.Redis{Host: "127.0.0.1", Port: testenv.FreePort(t), Namespace: "x"}, 2)
 	t.Cleanup(func() { _ = pool.Close() })
-	if _, err := queue.NewEnqueuer("x", pool).Enqueue(queue.Job{WebhookID: "w", EventID: "evt"}); err == nil {
+	if _, err := queue.NewEnqueuer("x", pool).Enqueue(context.Background(), queue.Job{WebhookID: "w", EventID: "evt"}); err == nil {
 		t.Fatal("enqueue with nothing listening succeeded")
 	}
 }
@@ -67,7 +68,7 @@ func TestTrimDeadKeepsTheNewest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := queue.TrimDead(pool, ns, 1000)
+	removed, err := queue.TrimDead(context.Background(), pool, ns, 1000)
 	if err != nil || removed != 5 {
 		t.Fatalf("removed %d, %v; want 5", removed, err)
 	}
@@ -92,7 +93,7 @@ func TestEnqueueManyIsGocraftCompatible(t *testing.T) {
 		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000002", EventID: "evt_2", EventType: "capability.updated"},
 		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"},
 	}
-	added, err := q.EnqueueMany(jobs)
+	added, err := q.EnqueueMany(context.Background(), jobs)
 	if err != nil || fmt.Sprint(added) != "[true true false]" {
 		t.Fatalf("added %v, %v; want [true true false]", added, err)
 	}
@@ -126,7 +127,7 @@ func TestEnqueueManyIsGocraftCompatible(t *testing.T) {
 		t.Errorf("ran %v", seen)
 	}
 	testenv.Eventually(t, 5*time.Second, "the unique keys to be dropped", func() bool {
-		added, err := q.EnqueueMany(jobs[:1])
+		added, err := q.EnqueueMany(context.Background(), jobs[:1])
 		if err != nil {
 			t.Fatal(err)
 		}

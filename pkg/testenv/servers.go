@@ -31,9 +31,7 @@ type Postgres struct {
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
 	bin, err := postgresBin()
-	if err != nil {
-		t.Skipf("testenv: no Postgres server binaries: %v", err)
-	}
+	RequireServer(t, "no Postgres server binaries", err)
 	dir, err := os.MkdirTemp("", "sw-pg-")
 	if err != nil {
 		t.Fatal(err)
@@ -130,9 +128,8 @@ type Redis struct {
 // StartRedis starts a private redis-server on a free port.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("testenv: redis-server not installed")
-	}
+	_, err := exec.LookPath("redis-server")
+	RequireServer(t, "redis-server not installed", err)
 	r := &Redis{t: t, Port: FreePort(t)}
 	t.Cleanup(r.Stop)
 	r.Start()

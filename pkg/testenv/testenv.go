@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -136,15 +137,56 @@ func DeleteNamespace(t testing.TB, addr, ns string) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a server a test starts (a private Postgres or Redis, a service binary).
+// It is drawn at random from below the kernel's ephemeral range, so that no
+// outbound connection of a test running in parallel can take it meanwhile.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low, high := portRange()
+	for range 1000 {
+		port := low + mrand.IntN(high-low)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		_ = l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testenv: no free port in [%d, %d)", low, high)
+	return 0
+}
+
+// portRange is where FreePort draws from: [10000, the first ephemeral port).
+func portRange() (int, int) {
+	const low = 10000
+	ephemeral := 32768 // Linux's default first ephemeral port
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				ephemeral = n
+			}
+		}
+	}
+	if ephemeral-low < 1000 {
+		// An unusual kernel setting: draw from above the ephemeral range.
+		return 61000, 65535
+	}
+	return low, ephemeral
+}
+
+// RequireServer skips the test when a server binary it needs is missing,
+// except under CI (CI set), where a missing server fails the run: a fault
+// test skipped silently proves nothing.
+func RequireServer(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("testenv: %s: %v (CI is set: install it, see .ci/run)", what, err)
+	}
+	t.Skipf("testenv: %s: %v", what, err)
 }
 
 // RedisHostPort splits a host:port address.

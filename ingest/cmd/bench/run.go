@@ -292,7 +292,7 @@ func seed(ctx context.Context, st *store.Store, enq *queue.Enqueuer, n int) erro
 		for i, r := range rows {
 			jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
 		}
-		_, err := enq.EnqueueMany(jobs)
+		_, err := enq.EnqueueMany(ctx, jobs)
 		return err
 	})
 	if err != nil {
