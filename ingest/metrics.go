@@ -40,6 +40,6 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 		}),
 	}
 	reg.MustRegister(m.deliveries, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
-	reg.MustRegister(health.BackendUp(st, pool)...)
+	reg.MustRegister(health.BackendUp(st, pool))
 	return m
 }

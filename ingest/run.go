@@ -69,11 +69,17 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	// Headers must arrive within readHeaderTimeout; the webhook handler
+	// then gives the body WEBHOOK_BODY_TIMEOUT from when it starts reading
+	// it. ReadTimeout is their sum, the bound where no handler sets one. The
+	// write deadline, counted from the headers, leaves room for the body,
+	// the store and the answer.
+	const readHeaderTimeout = 5 * time.Second
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readHeaderTimeout + cfg.BodyTimeout,
+		WriteTimeout:      cfg.BodyTimeout + storeTimeout + 10*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -26,23 +29,37 @@ var (
 	receivedDuplicate = []byte(`{"received":true,"duplicate":true}`)
 )
 
-// handleWebhook reads the limited raw body, verifies it, stores it once,
-// queues it, and answers. 200 only ever follows a committed row.
+// The answers to a Stripe-Signature header that could never verify.
+var (
+	errNoSignature        = &stripeevent.RejectError{Reason: stripeevent.NoSignature, Message: "missing Stripe-Signature header"}
+	errMalformedSignature = &stripeevent.RejectError{Reason: stripeevent.BadSignature, Message: "Stripe-Signature header is malformed"}
+)
+
+// bodyChunk is where a body's buffer starts (or at its declared length, if
+// smaller: one allocation for a typical delivery). It doubles as it fills,
+// so it never holds more than bodyChunk or twice the bytes received.
+const bodyChunk = 4 << 10
+
+// handleWebhook checks the signature header, reads the limited raw body,
+// verifies it, stores it once, queues it, and answers. 200 only ever follows
+// a committed row.
 func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
-	maxBody := d.Config.MaxBodyBytes
+	maxBody, bodyTimeout := d.Config.MaxBodyBytes, d.Config.BodyTimeout
 	return func(c *gin.Context) {
-		payload, err := readBody(c.Writer, c.Request, maxBody)
-		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				reject(c, d.Logger, m, limiter, http.StatusRequestEntityTooLarge, "too_large",
-					fmt.Sprintf("body is larger than %d bytes", maxBody))
-				return
-			}
-			reject(c, d.Logger, m, limiter, http.StatusBadRequest, "unreadable_body", "could not read the request body")
+		signature := c.GetHeader("Stripe-Signature")
+		if rej := checkSignatureHeader(signature); rej != nil {
+			hangUp(c)
+			reject(c, d.Logger, m, limiter, http.StatusBadRequest, string(rej.Reason), rej.Message)
 			return
 		}
-		event, err := d.Verifier.Verify(payload, c.GetHeader("Stripe-Signature"))
+		payload, err := readBody(c.Writer, c.Request, maxBody, bodyTimeout)
+		if err != nil {
+			status, reason, message := bodyError(err, maxBody, bodyTimeout)
+			hangUp(c)
+			reject(c, d.Logger, m, limiter, status, reason, message)
+			return
+		}
+		event, err := d.Verifier.Verify(payload, signature)
 		if err != nil {
 			var rej *stripeevent.RejectError
 			if !errors.As(err, &rej) {
@@ -90,19 +107,118 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 	}
 }
 
-// readBody reads the whole body, at most maxBody bytes. A body that states
-// its length (Stripe's always do) is read into one buffer of that size;
-// one that does not is read in growing chunks.
-func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, error) {
+// checkSignatureHeader refuses a Stripe-Signature header that could never
+// verify, so that its body is not read: it needs a t= element (an integer,
+// as the verifier parses it) and at least one v1= element of 64 hex digits
+// (an HMAC-SHA256). It is no stricter than the verifier otherwise: every
+// element must be one key=value pair, and unknown keys and v1 values that
+// are not hex are skipped.
+func checkSignatureHeader(header string) *stripeevent.RejectError {
+	if header == "" {
+		return errNoSignature
+	}
+	var hasTimestamp, hasV1 bool
+	for element := range strings.SplitSeq(header, ",") {
+		key, value, ok := strings.Cut(element, "=")
+		if !ok || strings.Contains(value, "=") {
+			return errMalformedSignature
+		}
+		switch key {
+		case "t":
+			if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+				return errMalformedSignature
+			}
+			hasTimestamp = true
+		case "v1":
+			hasV1 = hasV1 || isSHA256Hex(value)
+		}
+	}
+	if !hasTimestamp || !hasV1 {
+		return errMalformedSignature
+	}
+	return nil
+}
+
+// isSHA256Hex reports whether s is 64 hex digits, of either case.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// readBody reads the whole body, at most maxBody bytes, within timeout of
+// its call. A declared Content-Length over maxBody is refused unread; any
+// other is only a bound: the buffer starts at no more than bodyChunk and
+// doubles as bytes arrive, so memory follows what the sender has sent. A
+// body of known length up to bodyChunk is read with one allocation.
+func readBody(w http.ResponseWriter, r *http.Request, maxBody int64, timeout time.Duration) ([]byte, error) {
+	declared := r.ContentLength // -1 when unknown (chunked)
+	if declared > maxBody {
+		return nil, &http.MaxBytesError{Limit: maxBody}
+	}
+	// The deadline replaces the server's ReadTimeout for this request,
+	// which still applies where the writer cannot set one.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
 	body := http.MaxBytesReader(w, r.Body, maxBody)
-	if n := r.ContentLength; n > 0 && n <= maxBody {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
+
+	limit := maxBody + 1 // MaxBytesReader fails once it sees more than maxBody
+	if declared >= 0 {
+		limit = declared
+	}
+	buf := make([]byte, 0, min(limit, bodyChunk))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) == declared {
+				break // all the declared bytes are in; the server reads no more
+			}
+			grown := make([]byte, len(buf), min(limit, 2*int64(cap(buf))))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
-		return buf, nil
 	}
-	return io.ReadAll(body)
+	// The body is in. Past the deadline, net/http's watch for the client
+	// hanging up would fail and cancel the request's context.
+	_ = rc.SetReadDeadline(time.Time{})
+	return buf, nil
+}
+
+// bodyError maps a failure to read the body to its answer.
+func bodyError(err error, maxBody int64, timeout time.Duration) (status int, reason, message string) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body is larger than %d bytes", maxBody)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, "body_timeout", fmt.Sprintf("body did not arrive within %s", timeout)
+	default:
+		return http.StatusBadRequest, "unreadable_body", "could not read the request body"
+	}
+}
+
+// hangUp makes the connection of a request whose body was not read to its
+// end close after the answer, without waiting for the rest of the body
+// (net/http would otherwise read up to 256 KiB of it first, to keep the
+// connection open).
+func hangUp(c *gin.Context) {
+	c.Header("Connection", "close")
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now())
 }
 
 // reject answers a delivery that failed verification. Past the per-address

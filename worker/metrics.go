@@ -78,7 +78,7 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_dead_jobs", Help: "Jobs in the dead set (-1: Redis unreachable)."},
 			size("ZCARD", queue.DeadKey(namespace))),
 	)
-	reg.MustRegister(health.BackendUp(st, pool)...)
+	reg.MustRegister(health.BackendUp(st, pool))
 	client := work.NewClient(namespace, pool)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

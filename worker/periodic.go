@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,7 +11,10 @@ import (
 )
 
 // periodic runs a task every period in one replica only: each replica
-// ticks, and the one that claims the period in Postgres runs it.
+// ticks, and the one that claims the period in Postgres runs it. A run
+// (claim included) has a deadline of 8/10 of the period, below the 9/10
+// the claim lasts: a run that hangs is cut off before the next period, and
+// never keeps another replica from claiming it.
 type periodic struct {
 	name   string
 	every  time.Duration
@@ -52,11 +56,14 @@ func (p *periodic) Start(ctx context.Context) error {
 	return nil
 }
 
-func (p *periodic) tick(ctx context.Context) {
+func (p *periodic) tick(stop context.Context) {
+	deadline := p.every * 8 / 10
+	ctx, cancel := context.WithTimeout(stop, deadline)
+	defer cancel()
 	// Claim a little less than a period, so that tick jitter skips none.
 	claimed, err := p.store.ClaimPeriodic(ctx, p.name, p.every*9/10)
 	if err != nil {
-		if ctx.Err() == nil {
+		if stop.Err() == nil {
 			p.logger.Warn("could not claim the periodic run", "error", err)
 		}
 		return
@@ -64,7 +71,12 @@ func (p *periodic) tick(ctx context.Context) {
 	if !claimed {
 		return
 	}
-	if err := p.run(ctx); err != nil && ctx.Err() == nil {
+	err = p.run(ctx)
+	switch {
+	case err == nil || stop.Err() != nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		p.logger.Warn("periodic run cut off at its deadline; the next period runs it again", "deadline", deadline.String(), "error", err)
+	default:
 		p.logger.Warn("periodic run failed", "error", err)
 	}
 }

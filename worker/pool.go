@@ -165,10 +165,12 @@ func workerRoutes(st *store.Store, pool *redis.Pool, m *metrics) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rep := map[string]string{"status": "ready", "database": "up", "redis": "up"}
 		status := http.StatusOK
+		redisErr := make(chan error, 1) // both at once: at most one deadline in all
+		go func() { redisErr <- health.Redis(r.Context(), pool) }()
 		if err := health.Postgres(r.Context(), st); err != nil {
 			rep["database"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
-		if err := health.Redis(r.Context(), pool); err != nil {
+		if err := <-redisErr; err != nil {
 			rep["redis"], rep["status"], status = "down", "not ready", http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, rep)

@@ -62,7 +62,9 @@ func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 			t.Fatalf("%s: %v", acct, err)
 		}
 		var caps map[string]string
-		_ = json.Unmarshal(row.Capabilities, &caps)
+		if err := json.Unmarshal(row.Capabilities, &caps); err != nil {
+			t.Fatalf("%s: capabilities %q: %v", acct, row.Capabilities, err)
+		}
 		want := map[string]string{"card_payments": "pending", "transfers": "active", "tax_reporting_us_1099_k": "active"}
 		if !row.ChargesEnabled || row.PayoutsEnabled != (a%2 == 0) || fmt.Sprint(caps) != fmt.Sprint(want) {
 			t.Errorf("%s: charges %v payouts %v caps %v", acct, row.ChargesEnabled, row.PayoutsEnabled, caps)

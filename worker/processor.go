@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 // Processor runs process-webhook jobs: each job applies its stored event
-// once in effect, within a deadline.
+// once in effect, each attempt within a deadline.
 type Processor struct {
 	logger   *slog.Logger
 	applier  *store.Applier
@@ -44,6 +45,10 @@ func (p *Processor) attempt(job *work.Job) store.Attempt {
 
 // Process is the gocraft/work handler of process-webhook. A returned error
 // makes gocraft/work retry the job with backoff, then move it to the dead set.
+// Only a failure of the event's own handler is recorded on its row; one
+// that came before it ran (the job's deadline passed while it waited, the
+// database did not answer) is logged with recorded=false, and leaves the
+// row untouched for the job's retry or the sweeper.
 func (p *Processor) Process(job *work.Job) error {
 	j, err := queue.JobFrom(job)
 	if err != nil {
@@ -53,6 +58,8 @@ func (p *Processor) Process(job *work.Job) error {
 	log := p.logger.With("stripe_event_id", j.EventID, "event_type", j.EventType, "webhook_id", j.WebhookID,
 		"job_id", job.ID, "attempt", job.Fails+1)
 	// The deadline is the job's own: SIGTERM does not cut a running job short.
+	// It bounds the wait for the applier to take the event; each transaction
+	// the event is then applied in has a deadline of the same length.
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	began := time.Now()
@@ -62,10 +69,12 @@ func (p *Processor) Process(job *work.Job) error {
 	if err != nil {
 		p.metrics.failed.WithLabelValues(j.EventType).Inc()
 		p.metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)
+		recorded := !errors.Is(err, store.ErrNotAttempted)
 		if attempt.Final {
-			log.Error("event failed its last attempt; its job goes to the dead set", "error", err)
+			log.Error("event failed its last attempt; its job goes to the dead set", "error", err, "recorded", recorded)
 		} else {
-			log.Warn("event failed; retried with backoff", "error", err, "retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
+			log.Warn("event failed; retried with backoff", "error", err, "recorded", recorded,
+				"retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
 		}
 		return err
 	}

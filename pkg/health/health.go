@@ -31,22 +31,34 @@ func Redis(ctx context.Context, pool *redis.Pool) error {
 }
 
 // BackendUp returns the stripe_webhooks_backend_up{backend} gauges, which
-// ping Postgres and Redis at each scrape.
-func BackendUp(st *store.Store, pool *redis.Pool) []prometheus.Collector {
-	gauge := func(backend string, ping func() error) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "stripe_webhooks_backend_up",
-			Help:        "1 when the backend answers a ping at scrape time, else 0.",
-			ConstLabels: prometheus.Labels{"backend": backend},
-		}, func() float64 {
-			if ping() != nil {
-				return 0
-			}
-			return 1
-		})
+// ping Postgres and Redis at each scrape, both at once, so that a scrape
+// takes at most Timeout however the backends hang.
+func BackendUp(st *store.Store, pool *redis.Pool) prometheus.Collector {
+	return &backendUp{
+		desc: prometheus.NewDesc("stripe_webhooks_backend_up",
+			"1 when the backend answers a ping at scrape time, else 0.", []string{"backend"}, nil),
+		st: st, pool: pool,
 	}
-	return []prometheus.Collector{
-		gauge("postgres", func() error { return Postgres(context.Background(), st) }),
-		gauge("redis", func() error { return Redis(context.Background(), pool) }),
+}
+
+type backendUp struct {
+	desc *prometheus.Desc
+	st   *store.Store
+	pool *redis.Pool
+}
+
+func (b *backendUp) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b *backendUp) Collect(ch chan<- prometheus.Metric) {
+	redisErr := make(chan error, 1)
+	go func() { redisErr <- Redis(context.Background(), b.pool) }()
+	pgErr := Postgres(context.Background(), b.st)
+	up := func(err error) float64 {
+		if err != nil {
+			return 0
+		}
+		return 1
 	}
+	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, up(pgErr), "postgres")
+	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, up(<-redisErr), "redis")
 }

@@ -16,8 +16,11 @@ type AccountUpdate struct {
 	ChargesEnabled   bool
 	PayoutsEnabled   bool
 	DetailsSubmitted bool
-	Requirements     JSON              // the account's requirements object
-	Capabilities     map[string]string // capability -> status
+	Requirements     JSON // the account's requirements object
+	// Capabilities maps capability -> status. Nil means the event did not
+	// carry the map, and leaves the stored capabilities as they are; a
+	// non-nil map (even empty) is the account's whole set as of the event.
+	Capabilities map[string]string
 	// EventCreated is the event's Stripe `created` time.
 	EventCreated time.Time
 }
@@ -25,8 +28,9 @@ type AccountUpdate struct {
 // ApplyAccount writes an account.updated. The account's own fields are
 // written only if no newer event already wrote them; each capability is
 // written only if no newer event already wrote that capability. A
-// capability missing from the update is removed if the update is newer
-// than what set it. Equal `created` seconds apply in processing order.
+// capability missing from a present map is removed if the update is newer
+// than what set it; a nil map touches no capability. Equal `created`
+// seconds apply in processing order.
 func (tx *Tx) ApplyAccount(ctx context.Context, u AccountUpdate) error {
 	acct, err := tx.lockAccount(ctx, u.AccountID)
 	if err != nil {
@@ -45,6 +49,9 @@ func (tx *Tx) ApplyAccount(ctx context.Context, u AccountUpdate) error {
 	caps, times, err := capabilityMaps(acct)
 	if err != nil {
 		return err
+	}
+	if u.Capabilities == nil {
+		return tx.saveAccount(ctx, acct, caps, times)
 	}
 	for name, status := range u.Capabilities {
 		if t, seen := times[name]; !seen || at.Unix() >= t {

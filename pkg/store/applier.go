@@ -21,10 +21,15 @@ import (
 // Ahead set, each group also claims up to that many other unprocessed
 // events, oldest first, skipping rows another transaction holds: in a
 // backlog most events are then applied in large groups, and their own jobs
-// find them done. If anything in a group fails, the group is rolled back and
-// each of its jobs' events is processed on its own, so a failure is recorded
-// against its own event only; an event that failed while applied ahead is
-// not claimed ahead again by this process, and waits for its own job.
+// find them done. If anything in a group fails (a handler's error, or the
+// group's deadline), the group is rolled back and each of its jobs' events
+// is processed on its own, all at once, each in a transaction with a
+// deadline of its own: a group that timed out has spent its deadline, and
+// its jobs' contexts theirs. A failure is thus recorded against its own
+// event only, and only once that event's handler ran on its own. An event
+// that was applied ahead when its group failed (its handler failed, or was
+// running when the deadline passed) is not recorded against, is not claimed
+// ahead again by this process, and waits for its own job.
 type Applier struct {
 	store   *Store
 	apply   ApplyFunc
@@ -34,7 +39,7 @@ type Applier struct {
 	once    sync.Once
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	skipped map[string]bool // events that failed when applied ahead
+	skipped map[string]bool // events that failed a group when applied ahead
 	// backlog: the last look ahead filled its group, or a job has since
 	// found its own event unprocessed; without one, groups do not look.
 	backlog bool
@@ -54,7 +59,9 @@ type ApplierOptions struct {
 	// Ahead is how many events without a running job one group may claim
 	// besides its jobs' own (0: none).
 	Ahead int
-	// Timeout bounds each group's transaction.
+	// Timeout bounds each transaction: a group's, and each event's own
+	// after its group failed. A job whose group fails may thus wait about
+	// twice Timeout for its answer once a flusher has taken it.
 	Timeout time.Duration
 	// AppliedAhead, if set, is called after the commit for each event a
 	// group applied ahead of its job.
@@ -66,6 +73,9 @@ type ApplierOptions struct {
 const maxSkipped = 10000
 
 type applyReq struct {
+	// ctx is the caller's: an attempt of the event on its own runs under
+	// its values, with a deadline of its own.
+	ctx       context.Context
 	webhookID string
 	attempt   Attempt
 	outcome   Outcome
@@ -93,9 +103,13 @@ func (a *Applier) Close() {
 }
 
 // Process applies one event as ProcessEvent does, possibly together with
-// the events of other jobs running at the same time.
+// the events of other jobs running at the same time. ctx bounds the wait
+// for a flusher (and an attempt once the Applier is closed); once taken,
+// the event is answered within the deadlines of Timeout. As from
+// ProcessEvent, an error that wraps ErrNotAttempted was not recorded
+// against the event.
 func (a *Applier) Process(ctx context.Context, webhookID string, attempt Attempt) (Outcome, WebhookEvent, error) {
-	r := &applyReq{webhookID: webhookID, attempt: attempt, done: make(chan struct{})}
+	r := &applyReq{ctx: ctx, webhookID: webhookID, attempt: attempt, done: make(chan struct{})}
 	if a.opts.Ahead > 0 && !a.inBacklog() {
 		// No backlog (a look came up short since the last job that found
 		// its own event unprocessed): this job's event was most likely
@@ -109,7 +123,7 @@ func (a *Applier) Process(ctx context.Context, webhookID string, attempt Attempt
 	case <-a.stop:
 		return a.store.ProcessEvent(ctx, webhookID, attempt, a.apply)
 	case <-ctx.Done():
-		return 0, WebhookEvent{}, ctx.Err()
+		return 0, WebhookEvent{}, &notAttempted{err: ctx.Err()}
 	}
 	<-r.done
 	return r.outcome, r.event, r.err
@@ -139,28 +153,43 @@ func (a *Applier) flusher() {
 }
 
 func (a *Applier) flush(batch []*applyReq) {
+	if (len(batch) > 1 || a.opts.Ahead > 0) && a.flushGroup(batch) {
+		return
+	}
+	// Alone, or the group failed: each job's event on its own, all at once,
+	// each with a deadline of its own, failures recorded. The job's own
+	// context has passed its deadline if the group's has (the group started
+	// after the job, with the same Timeout), so only its values are kept.
+	var wg sync.WaitGroup
+	for _, r := range batch {
+		wg.Go(func() {
+			defer close(r.done)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), a.opts.Timeout)
+			defer cancel()
+			r.outcome, r.event, r.err = a.store.ProcessEvent(ctx, r.webhookID, r.attempt, a.apply)
+		})
+	}
+	wg.Wait()
+}
+
+// flushGroup applies the batch as one group within Timeout, and answers its
+// jobs if the group committed.
+func (a *Applier) flushGroup(batch []*applyReq) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), a.opts.Timeout)
 	defer cancel()
-	defer func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}()
-	if len(batch) > 1 || a.opts.Ahead > 0 {
-		ahead, err := a.group(ctx, batch)
-		if err == nil {
-			if a.opts.AppliedAhead != nil {
-				for _, e := range ahead {
-					a.opts.AppliedAhead(e)
-				}
-			}
-			return
+	ahead, err := a.group(ctx, batch)
+	if err != nil {
+		return false
+	}
+	if a.opts.AppliedAhead != nil {
+		for _, e := range ahead {
+			a.opts.AppliedAhead(e)
 		}
 	}
-	// Alone, or the group failed: each event on its own, failures recorded.
 	for _, r := range batch {
-		r.outcome, r.event, r.err = a.store.ProcessEvent(ctx, r.webhookID, r.attempt, a.apply)
+		close(r.done)
 	}
+	return true
 }
 
 // claimColumns are what a claim returns of each event.
@@ -210,7 +239,7 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 			return rows.Err()
 		}
 	}
-	var failed string // the event whose handler failed
+	var failed string // the event whose handler failed, or ran past the deadline
 	look, from, skipped := a.lookAhead()
 	err = withConn(ctx, sqlDB, func(conn *pgx.Conn) error {
 		b := &pgx.Batch{}
@@ -271,7 +300,16 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 			}
 		}
 		for _, e := range events {
-			if err := safeApply(ctx, tx, e, a.apply); err != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := safeApply(ctx, tx, e, a.apply)
+			if err == nil {
+				// A handler that returns after the deadline has passed is
+				// the one the group waited on, whatever it returns.
+				err = ctx.Err()
+			}
+			if err != nil {
 				failed = e.ID
 				return err
 			}

@@ -3,12 +3,16 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/testenv"
 )
 
 // Events applied together in one group see each other's writes, and a
@@ -54,7 +58,9 @@ func TestApplierGroupsSeeEachOthersWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var caps map[string]string
-	_ = json.Unmarshal(acct.Capabilities, &caps)
+	if err := json.Unmarshal(acct.Capabilities, &caps); err != nil {
+		t.Fatalf("capabilities %q: %v", acct.Capabilities, err)
+	}
 	if len(caps) != n-1 {
 		t.Errorf("%d capabilities, want %d: a grouped write was lost", len(caps), n-1)
 	}
@@ -288,10 +294,213 @@ func TestApplierConcurrentGroupsApplyEachEventOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		var caps map[string]string
-		_ = json.Unmarshal(acct.Capabilities, &caps)
+		if err := json.Unmarshal(acct.Capabilities, &caps); err != nil {
+			t.Fatalf("capabilities %q: %v", acct.Capabilities, err)
+		}
 		total += len(caps)
 	}
 	if total != n {
 		t.Errorf("%d capabilities over the accounts, want %d: a write was lost", total, n)
 	}
+}
+
+// slowApply applies every event at once but slow, whose handler outlasts
+// its transaction's deadline (and then returns nil, as a handler that does
+// not watch its context would). It notes each event's calls and the
+// transaction of its first.
+type slowApply struct {
+	slow  string
+	gate  string        // if set, its handler waits for release
+	open  chan struct{} // closed by the gate's handler once it runs
+	shut  chan struct{} // closed to release the gate
+	mu    sync.Mutex
+	calls map[string]int
+	first map[string]*store.Tx
+}
+
+func newSlowApply(slow, gate string) *slowApply {
+	return &slowApply{slow: slow, gate: gate, open: make(chan struct{}), shut: make(chan struct{}),
+		calls: map[string]int{}, first: map[string]*store.Tx{}}
+}
+
+func (s *slowApply) apply(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+	s.mu.Lock()
+	s.calls[e.StripeEventID]++
+	if s.first[e.StripeEventID] == nil {
+		s.first[e.StripeEventID] = tx
+	}
+	s.mu.Unlock()
+	switch e.StripeEventID {
+	case s.slow:
+		<-ctx.Done()
+	case s.gate:
+		close(s.open)
+		select {
+		case <-s.shut:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+func (s *slowApply) callsOf(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[id]
+}
+
+// checkRow fails t unless the event's row has the wanted state.
+func checkRow(t *testing.T, s *store.Store, id string, processed bool, retries int, errLike string) {
+	t.Helper()
+	row, err := s.EventByStripeID(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("processed %v, retry_count %d, error %q", row.Processed, row.RetryCount, deref(row.Error))
+	if row.Processed != processed || row.RetryCount != retries || (errLike == "") != (row.Error == nil) ||
+		(row.Error != nil && !strings.Contains(*row.Error, errLike)) {
+		t.Errorf("%s: %s; want processed %v, retry_count %d, error like %q", id, got, processed, retries, errLike)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// A slow event applied ahead of its job makes its group pass the deadline:
+// the group's job gets its event applied on its own, with a deadline of its
+// own, and nothing is recorded against anyone; the slow event is not taken
+// ahead again, and only its own job's attempt, on its own, is recorded
+// against it.
+func TestSlowEventAheadDoesNotChargeHealthyJob(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	slow := insert(t, s, "evt_sa_slow")
+	healthy := insert(t, s, "evt_sa_healthy")
+	next := insert(t, s, "evt_sa_next")
+	sa := newSlowApply("evt_sa_slow", "")
+	a := s.NewApplier(sa.apply, store.ApplierOptions{MaxJobs: 4, Ahead: 4, Timeout: 300 * time.Millisecond})
+	defer a.Close()
+
+	// The healthy job's group claims the slow event (and the next) ahead.
+	if out, _, err := a.Process(ctx, healthy, store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err != nil || out != store.Applied {
+		t.Errorf("healthy job: %v, %v; want applied", out, err)
+	}
+	if sa.callsOf("evt_sa_slow") != 1 {
+		t.Fatalf("the slow event was applied %d times in the healthy job's group, want once: the test proves nothing", sa.callsOf("evt_sa_slow"))
+	}
+	checkRow(t, s, "evt_sa_healthy", true, 0, "")
+	checkRow(t, s, "evt_sa_slow", false, 0, "")
+	// The next group leaves the slow event to its own job.
+	if out, _, err := a.Process(ctx, next, store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err != nil || out != store.Applied {
+		t.Errorf("next job: %v, %v; want applied", out, err)
+	}
+	if n := sa.callsOf("evt_sa_slow"); n != 1 {
+		t.Errorf("the slow event was applied %d times, want once: taken ahead again", n)
+	}
+	checkRow(t, s, "evt_sa_next", true, 0, "")
+	checkRow(t, s, "evt_sa_slow", false, 0, "")
+	// Its own job: the group times out, then its attempt on its own does.
+	if out, _, err := a.Process(ctx, slow, store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err == nil || errors.Is(err, store.ErrNotAttempted) {
+		t.Errorf("slow job: %v, %v; want its own failure", out, err)
+	}
+	checkRow(t, s, "evt_sa_slow", false, 1, "deadline exceeded")
+}
+
+// A slow event's job and healthy events' jobs in one group: the group
+// passes its deadline, each event is then attempted on its own with a
+// deadline of its own; the healthy ones are applied with nothing recorded,
+// and the slow one is recorded once, for its own attempt.
+func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Created in this order, so that the group applies the healthy events
+	// before the slow one.
+	names := []string{"evt_sg_gate", "evt_sg_healthy_1", "evt_sg_healthy_2", "evt_sg_slow"}
+	ids := map[string]string{}
+	for _, name := range names {
+		ids[name] = insert(t, s, name)
+	}
+	sa := newSlowApply("evt_sg_slow", "evt_sg_gate")
+	a := s.NewApplier(sa.apply, store.ApplierOptions{MaxJobs: 4, Timeout: time.Second})
+	defer a.Close()
+
+	type result struct {
+		out store.Outcome
+		err error
+	}
+	results := map[string]chan result{}
+	process := func(name string) {
+		res := make(chan result, 1)
+		results[name] = res
+		go func() {
+			out, _, err := a.Process(ctx, ids[name], store.Attempt{RetryAt: time.Now().Add(time.Hour)})
+			res <- result{out, err}
+		}()
+	}
+	// The gate's job holds the only flusher while the others' jobs line up
+	// for it; released, the flusher takes them as one group.
+	process("evt_sg_gate")
+	select {
+	case <-sa.open:
+	case <-ctx.Done():
+		t.Fatal("the gate's handler did not run")
+	}
+	for _, name := range names[1:] {
+		process(name)
+	}
+	testenv.Eventually(t, 10*time.Second, "three jobs waiting for the flusher", func() bool { return waitingForFlusher() == 3 })
+	close(sa.shut)
+	for _, name := range names {
+		r := <-results[name]
+		want := name != "evt_sg_slow"
+		if ok := r.err == nil && r.out == store.Applied; ok != want {
+			t.Errorf("job of %s: %v, %v; want applied %v", name, r.out, r.err, want)
+		}
+		if !want && errors.Is(r.err, store.ErrNotAttempted) {
+			t.Errorf("job of %s: %v, not attempted; want its own failure", name, r.err)
+		}
+	}
+	sa.mu.Lock()
+	grouped := sa.first["evt_sg_healthy_1"] == sa.first["evt_sg_slow"] && sa.first["evt_sg_healthy_2"] == sa.first["evt_sg_slow"]
+	sa.mu.Unlock()
+	if !grouped {
+		t.Fatal("the healthy events and the slow one were not applied in one group: the test proves nothing")
+	}
+	checkRow(t, s, "evt_sg_gate", true, 0, "")
+	checkRow(t, s, "evt_sg_healthy_1", true, 0, "")
+	checkRow(t, s, "evt_sg_healthy_2", true, 0, "")
+	checkRow(t, s, "evt_sg_slow", false, 1, "deadline exceeded")
+	if n := sa.callsOf("evt_sg_slow"); n != 2 {
+		t.Errorf("the slow event was applied %d times, want twice: in the group, then on its own", n)
+	}
+}
+
+// waitingForFlusher counts the goroutines blocked in Applier.Process until
+// a flusher takes their request.
+func waitingForFlusher() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	waiting := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, frames, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "[select") && strings.HasPrefix(frames, "stripe-webhooks/pkg/store.(*Applier).Process(") {
+			waiting++
+		}
+	}
+	return waiting
 }

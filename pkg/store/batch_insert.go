@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ type Committed struct {
 // AfterCommit runs once per batch, after its commit and before any of its
 // callers is answered (the ingest queues the batch's jobs in one round trip
 // to Redis). Its error is each row's AfterCommitErr; the rows stay stored.
+// It runs on a goroutine of its own, so that the flusher goes on storing
+// the next batch meanwhile: a slow hook delays its own batch's answers
+// only, never the deliveries behind it. It must bound its own wait.
 type AfterCommit func(rows []Committed) error
 
 // NewInserter starts flushers goroutines, each storing up to maxBatch
@@ -62,7 +66,7 @@ func (s *Store) NewInserter(flushers, maxBatch int, afterCommit AfterCommit) (*I
 	return in, nil
 }
 
-// Close stops the flushers after the batches in flight.
+// Close stops the flushers after the batches in flight and their hooks.
 func (in *Inserter) Close() {
 	in.once.Do(func() { close(in.stop) })
 	in.wg.Wait()
@@ -181,25 +185,39 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 			}
 		}
 	}
-	if err == nil && in.afterCommit != nil {
-		rows := make([]Committed, 0, len(batch))
-		for _, r := range batch {
-			if r.err == nil {
-				rows = append(rows, Committed{Stored: r.res, StripeEventID: r.ev.StripeEventID, EventType: r.ev.EventType})
-			}
+	if err != nil || in.afterCommit == nil {
+		answer(batch)
+		return
+	}
+	rows := make([]Committed, 0, len(batch))
+	for _, r := range batch {
+		if r.err == nil {
+			rows = append(rows, Committed{Stored: r.res, StripeEventID: r.ev.StripeEventID, EventType: r.ev.EventType})
 		}
+	}
+	batch = slices.Clone(batch) // the flusher reuses its slice
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
 		if hookErr := in.afterCommit(rows); hookErr != nil {
 			for _, r := range batch {
 				r.res.AfterCommitErr = hookErr
 			}
 		}
-	}
+		answer(batch)
+	}()
+}
+
+// answer wakes the callers of a finished batch.
+func answer(batch []*insertReq) {
 	for _, r := range batch {
 		close(r.done)
 	}
 }
 
-// insertBatchName names insertBatch's prepared statement on each connection.
+// insertBatchName names insertBatch's prepared statement on each connection
+// (behind PgBouncer: session pooling, or transaction pooling with
+// max_prepared_statements; see JSON).
 const insertBatchName = "sw_insert_batch"
 
 // insertRows runs insertBatch and returns the rows it inserted, by event id.

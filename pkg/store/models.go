@@ -69,8 +69,16 @@ type ExternalAccount struct {
 // TableName is the table of external accounts.
 func (ExternalAccount) TableName() string { return "stripe_external_accounts" }
 
-// JSON is a jsonb value. It is sent to Postgres as text, which works under
-// both the extended and the simple query protocol (PgBouncer), unlike []byte.
+// JSON is a jsonb value. It is sent to Postgres as text, which jsonb accepts
+// under both the extended and the simple query protocol, unlike []byte.
+//
+// That alone does not make the services fit any connection pooler: they use
+// named prepared statements (pgx's statement cache, and the ingest's batch
+// insert, sw_insert_batch), so behind PgBouncer they need session pooling, or
+// transaction pooling in PgBouncer 1.21 or later with max_prepared_statements
+// above 0 (it then tracks protocol-level prepared statements per server
+// connection). Statement pooling does not work: events are applied in
+// multi-statement transactions. README "Operating it" says the same.
 type JSON []byte
 
 // Value implements driver.Valuer.

@@ -63,9 +63,12 @@ type Attempt struct {
 // effect: in one transaction it locks the row, skips it if already
 // processed, runs apply, marks it processed and commits. Two calls for the
 // same event at once serialise on the row lock; the second finds it
-// processed. When apply fails, the transaction is rolled back and the
-// failure is recorded (error set, retry_count incremented) before the error
-// is returned.
+// processed. When apply or the commit fails (ctx's deadline included), the
+// transaction is rolled back and the failure is recorded (error set,
+// retry_count incremented) before the error is returned. A failure before
+// apply ran (ctx already done, no connection, the row's lock or read) is
+// not the event's: it is returned wrapping ErrNotAttempted, and nothing is
+// recorded.
 //
 // It speaks to Postgres through pgx on one of the pool's connections, in
 // three round trips for a typical event: BEGIN with the row's lock and
@@ -89,7 +92,7 @@ func (s *Store) ReplayEvent(ctx context.Context, webhookID string, apply ApplyFu
 func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return 0, WebhookEvent{}, err
+		return 0, WebhookEvent{}, &notAttempted{err: err}
 	}
 	var (
 		outcome Outcome
@@ -103,14 +106,15 @@ func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Atte
 	if err == nil {
 		return outcome, event, nil
 	}
-	// Record the failure outside the rolled-back transaction, even when the
-	// job's own deadline is what failed it.
+	var ae *applyError
+	if !errors.As(err, &ae) {
+		return 0, event, &notAttempted{err: err}
+	}
+	// Record the failure outside the rolled-back transaction, even when
+	// ctx's deadline is what failed it: the handler ran, on this event alone.
+	err = ae.err
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	var ae *applyError
-	if errors.As(err, &ae) {
-		err = ae.err
-	}
 	if recErr := s.RecordFailure(recordCtx, webhookID, err, attempt); recErr != nil {
 		return 0, event, fmt.Errorf("%w (and recording the failure failed: %v)", err, recErr)
 	}
@@ -193,10 +197,23 @@ func safeApply(ctx context.Context, tx *Tx, event WebhookEvent, apply ApplyFunc)
 	return apply(ctx, tx, event)
 }
 
+// applyError is a failure of the event's handler or of its commit: the
+// event's own, recorded against it.
 type applyError struct{ err error }
 
 func (e *applyError) Error() string { return e.err.Error() }
 func (e *applyError) Unwrap() error { return e.err }
+
+// ErrNotAttempted is wrapped in an error of ProcessEvent, ReplayEvent or
+// Applier.Process when the event's handler never ran: nothing was recorded
+// against the event, and its job may simply run again.
+var ErrNotAttempted = errors.New("store: event not attempted")
+
+// notAttempted marks err as ErrNotAttempted, keeping its message.
+type notAttempted struct{ err error }
+
+func (e *notAttempted) Error() string   { return e.err.Error() }
+func (e *notAttempted) Unwrap() []error { return []error{e.err, ErrNotAttempted} }
 
 // RecordFailure sets the event's error, counts one more failed attempt, and
 // notes what follows: the dead set, or a retry at attempt.RetryAt. A

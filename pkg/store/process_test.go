@@ -105,3 +105,48 @@ func TestProcessEventFailureRollsBackAndCounts(t *testing.T) {
 		t.Errorf("missing row: %v, %v", out, err)
 	}
 }
+
+// Only what the event's own handler did is recorded against it: not a
+// context that was done before anything ran, nor another transaction
+// holding its row past the deadline; its handler outlasting the deadline
+// is.
+func TestProcessEventRecordsOnlyItsHandlersFailure(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	id := insert(t, s, "evt_own")
+	var calls atomic.Int32
+	apply := func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+		calls.Add(1)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.ProcessEvent(expired, id, store.Attempt{Final: true}, apply); !errors.Is(err, store.ErrNotAttempted) || !errors.Is(err, context.Canceled) {
+		t.Errorf("done context: %v; want not attempted, canceled", err)
+	}
+	held := s.DB().Begin()
+	if err := held.Exec("SELECT 1 FROM webhook_events WHERE id = ? FOR UPDATE", id).Error; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, _, err := s.ProcessEvent(ctx, id, store.Attempt{Final: true}, apply)
+	cancel()
+	held.Rollback()
+	if !errors.Is(err, store.ErrNotAttempted) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("row held past the deadline: %v; want not attempted, deadline exceeded", err)
+	}
+	row, _ := s.EventByStripeID(context.Background(), "evt_own")
+	if calls.Load() != 0 || row.RetryCount != 0 || row.Error != nil || row.DeadAt != nil {
+		t.Errorf("not attempted: handler ran %d times, row retry_count %d error %q dead_at %v; want untouched", calls.Load(), row.RetryCount, deref(row.Error), row.DeadAt)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.ProcessEvent(ctx, id, store.Attempt{RetryAt: time.Now().Add(time.Hour)}, apply); err == nil || errors.Is(err, store.ErrNotAttempted) {
+		t.Errorf("handler past its deadline: %v; want its own failure", err)
+	}
+	row, _ = s.EventByStripeID(context.Background(), "evt_own")
+	if calls.Load() != 1 || row.RetryCount != 1 || row.Error == nil || row.NextAttemptAt == nil {
+		t.Errorf("its own failure: handler ran %d times, row retry_count %d error %q next_attempt_at %v; want once, 1, recorded", calls.Load(), row.RetryCount, deref(row.Error), row.NextAttemptAt)
+	}
+}

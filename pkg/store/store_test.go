@@ -187,9 +187,13 @@ func TestLargePayloadIsCompressedWithLZ4(t *testing.T) {
 		t.Fatal(err)
 	}
 	var a, b any
-	_ = json.Unmarshal(payload, &a)
-	_ = json.Unmarshal(got.Payload, &b)
-	if !reflect.DeepEqual(a, b) {
+	if err := json.Unmarshal(payload, &a); err != nil {
+		t.Fatalf("the stored payload is not JSON: %v", err)
+	}
+	if err := json.Unmarshal(got.Payload, &b); err != nil {
+		t.Fatalf("the payload read back is not JSON: %v", err)
+	}
+	if a == nil || !reflect.DeepEqual(a, b) {
 		t.Error("payload does not read back as stored")
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,6 +97,55 @@ func (p *Postgres) Stop() {
 	p.up = false
 }
 
+// Pause freezes the server (SIGSTOP to the postmaster and every backend):
+// connections stay open and new ones are accepted by the kernel, but
+// nothing answers, as with a hung host or a network that drops packets.
+// Resume undoes it; the test's cleanup resumes a paused server.
+func (p *Postgres) Pause() {
+	p.t.Helper()
+	p.signalAll(syscall.SIGSTOP)
+	p.t.Cleanup(p.Resume)
+}
+
+// Resume lets a paused server run again.
+func (p *Postgres) Resume() { p.signalAll(syscall.SIGCONT) }
+
+// signalAll sends sig to the postmaster and its children.
+func (p *Postgres) signalAll(sig syscall.Signal) {
+	b, err := os.ReadFile(filepath.Join(p.data(), "postmaster.pid"))
+	if err != nil {
+		p.t.Fatalf("testenv: postmaster.pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		p.t.Fatalf("testenv: postmaster.pid: %v", err)
+	}
+	pids := []int{pid}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so read after ')'.
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+			f := strings.Fields(string(stat[i+1:]))
+			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				pids = append(pids, child)
+			}
+		}
+	}
+	// The postmaster first, so that it forks no new backend meanwhile.
+	for _, id := range pids {
+		_ = syscall.Kill(id, sig)
+	}
+}
+
 func (p *Postgres) command(name string, args ...string) *exec.Cmd {
 	if os.Geteuid() == 0 {
 		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
@@ -161,6 +212,26 @@ func (r *Redis) Start() {
 		_, err = c.Do("PING")
 		return err == nil
 	})
+}
+
+// Pause freezes the server (SIGSTOP): the kernel still accepts connections,
+// but nothing answers, as with a hung host or a network that drops packets.
+// The test's cleanup resumes a paused server.
+func (r *Redis) Pause() {
+	r.t.Helper()
+	r.signal(syscall.SIGSTOP)
+	r.t.Cleanup(r.Resume)
+}
+
+// Resume lets a paused server run again.
+func (r *Redis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Signal(sig)
+	}
 }
 
 // Stop kills the server; what it held is gone.

@@ -35,7 +35,9 @@ func deliver(t *testing.T, st *store.Store, o stripefixture.Options) (store.Outc
 	}
 	payload := stripefixture.MustEvent(o)
 	var env struct{ ID, Type string }
-	_ = json.Unmarshal(payload, &env)
+	if err := json.Unmarshal(payload, &env); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	row, err := st.InsertEvent(ctx, store.NewEvent{StripeEventID: env.ID, EventType: env.Type, Payload: payload, ReceivedAt: time.Now()})
 	if err != nil {
@@ -232,6 +234,34 @@ func TestOutOfOrder(t *testing.T) {
 	})
 }
 
+// An account.updated whose object lacks `capabilities` says nothing about
+// them: the stored ones stay. A present map, even empty, is the whole set.
+func TestAccountUpdatedWithoutCapabilitiesKeepsThem(t *testing.T) {
+	t.Parallel()
+	st := setup(t)
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(10),
+		Mutate: set("capabilities", map[string]any{"card_payments": "active", "transfers": "pending"})})
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(20), Mutate: func(o map[string]any) {
+		delete(o, "capabilities")
+		o["charges_enabled"] = true
+	}})
+	a, caps := account(t, st)
+	if !a.ChargesEnabled {
+		t.Error("the account fields of the newer update were not applied")
+	}
+	if diff := cmp.Diff(map[string]string{"card_payments": "active", "transfers": "pending"}, caps); diff != "" {
+		t.Errorf("an update without capabilities changed them (-want +got):\n%s", diff)
+	}
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(30), Mutate: set("capabilities", nil)})
+	if _, caps := account(t, st); len(caps) != 2 {
+		t.Errorf("capabilities: null wiped them: %v", caps)
+	}
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(40), Mutate: set("capabilities", map[string]any{})})
+	if _, caps := account(t, st); len(caps) != 0 {
+		t.Errorf("an empty capabilities map (the whole set: none) left %v", caps)
+	}
+}
+
 func TestPoisonEventIsRecordedAndRolledBack(t *testing.T) {
 	t.Parallel()
 	st := setup(t)
@@ -257,16 +287,23 @@ func TestPoisonEventIsRecordedAndRolledBack(t *testing.T) {
 // payload's own bytes, whatever the spacing, without a copy.
 func TestParseEnvelope(t *testing.T) {
 	t.Parallel()
-	for _, payload := range [][]byte{
-		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_parse", Account: acct}),
-		[]byte(" {\"id\" : \"evt_parse\", \"type\":\"account.updated\", \"account\": \"" + acct + "\",\n \"created\": 1700000000,\n \"data\" : { \"object\" :  {\"id\": \"" + acct + "\"} } }"),
+	for _, c := range []struct {
+		payload []byte
+		created time.Time
+	}{
+		{stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_parse", Account: acct, Created: at(7)}), at(7)},
+		{[]byte(" {\"id\" : \"evt_parse\", \"type\":\"account.updated\", \"account\": \"" + acct + "\",\n \"created\": 1700000000,\n \"data\" : { \"object\" :  {\"id\": \"" + acct + "\"} } }"), at(0)},
 	} {
+		payload := c.payload
 		e, err := handler.Parse(payload)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ID != "evt_parse" || e.Type != "account.updated" || e.Account != acct || e.Created.IsZero() {
+		if e.ID != "evt_parse" || e.Type != "account.updated" || e.Account != acct {
 			t.Errorf("envelope = %+v", e)
+		}
+		if !e.Created.Equal(c.created) || e.Created.Location() != time.UTC {
+			t.Errorf("created = %v, want %v in UTC", e.Created, c.created.UTC())
 		}
 		var obj struct{ ID string }
 		if err := json.Unmarshal(e.Object, &obj); err != nil || obj.ID != acct {
