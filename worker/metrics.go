@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"time"
 
-	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,13 +20,10 @@ type metrics struct {
 	jobSeconds *prometheus.HistogramVec
 
 	sweeps        prometheus.Counter
+	sweeperLost   prometheus.Counter
 	sweeperQueued prometheus.Counter
 	sweeperErrors prometheus.Counter
 }
-
-// heartbeatFresh is how recent a worker pool's heartbeat (every 5 s) must be
-// for the pool to count as alive.
-const heartbeatFresh = 30 * time.Second
 
 func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	reg := prometheus.NewRegistry()
@@ -52,63 +47,77 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	m.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeps_total", Help: "Completed sweeps (run by one replica per WEBHOOK_SWEEP_INTERVAL).",
 	})
+	m.sweeperLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_sweeper_lost_total",
+		Help: "Events the sweeper found with no job waiting, retrying or in progress, and queued again.",
+	})
 	m.sweeperQueued = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "stripe_webhooks_sweeper_enqueued_total", Help: "Events the sweeper queued again because no job was waiting for them.",
+		Name: "stripe_webhooks_sweeper_enqueued_total",
+		Help: "Jobs the sweeper added for lost events (one the ingest queued meanwhile is merged, not counted).",
 	})
 	m.sweeperErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeper_errors_total", Help: "Sweeps cut short by a Redis error.",
 	})
-	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperQueued, m.sweeperErrors)
-	size := func(cmd, key string) func() float64 {
-		return func() float64 {
-			conn := pool.Get()
-			defer conn.Close()
-			n, err := redis.Int64(conn.Do(cmd, key))
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}
-	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_queue_depth", Help: "process-webhook jobs waiting (-1: Redis unreachable)."},
-			size("LLEN", queue.ListKey(namespace))),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_retry_jobs", Help: "Jobs waiting for a retry (-1: Redis unreachable)."},
-			size("ZCARD", queue.RetryKey(namespace))),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stripe_webhooks_dead_jobs", Help: "Jobs in the dead set (-1: Redis unreachable)."},
-			size("ZCARD", queue.DeadKey(namespace))),
-	)
-	reg.MustRegister(health.BackendUp(st, pool))
-	client := work.NewClient(namespace, pool)
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "stripe_webhooks_unprocessed_events",
-			Help: "Stored events not yet processed (-1: Postgres unreachable).",
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			n, err := st.CountUnprocessed(ctx)
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "stripe_webhooks_worker_pools_alive",
-			Help: "Worker pools of this namespace with a heartbeat in the last 30 s (-1: Redis unreachable).",
-		}, func() float64 {
-			beats, err := client.WorkerPoolHeartbeats()
-			if err != nil {
-				return -1
-			}
-			alive := 0
-			for _, b := range beats {
-				if time.Since(time.Unix(b.HeartbeatAt, 0)) < heartbeatFresh {
-					alive++
-				}
-			}
-			return float64(alive)
-		}),
-	)
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
+	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m
+}
+
+// backlogCollector reports the queue's and the table's backlog at each
+// scrape: Redis in two pipelined round trips and Postgres in one query, at
+// once, within health.Timeout, so that a scrape never waits on a backend
+// that hangs (its series then read -1).
+type backlogCollector struct {
+	pool                                        *redis.Pool
+	namespace                                   string
+	st                                          *store.Store
+	waiting, retrying, dead, alive, unprocessed *prometheus.Desc
+}
+
+func newBacklogCollector(pool *redis.Pool, namespace string, st *store.Store) *backlogCollector {
+	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &backlogCollector{pool: pool, namespace: namespace, st: st,
+		waiting:  desc("stripe_webhooks_queue_depth", "process-webhook jobs waiting (-1: Redis unreachable)."),
+		retrying: desc("stripe_webhooks_retry_jobs", "Jobs waiting for a retry (-1: Redis unreachable)."),
+		dead:     desc("stripe_webhooks_dead_jobs", "Jobs in the dead set (-1: Redis unreachable)."),
+		alive: desc("stripe_webhooks_worker_pools_alive",
+			"Worker pools of this namespace with a heartbeat in the last 30 s (-1: Redis unreachable)."),
+		unprocessed: desc("stripe_webhooks_unprocessed_events", "Stored events not yet processed (-1: Postgres unreachable)."),
+	}
+}
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.waiting, c.retrying, c.dead, c.alive, c.unprocessed} {
+		ch <- d
+	}
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), health.Timeout)
+	defer cancel()
+	type result struct {
+		stats queue.Stats
+		err   error
+	}
+	fromRedis := make(chan result, 1)
+	go func() {
+		s, err := queue.ReadStats(ctx, c.pool, c.namespace)
+		fromRedis <- result{s, err}
+	}()
+	unprocessed, err := c.st.CountUnprocessed(ctx)
+	if err != nil {
+		unprocessed = -1
+	}
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	gauge(c.unprocessed, unprocessed)
+	r := <-fromRedis
+	if r.err != nil {
+		r.stats = queue.Stats{Waiting: -1, Retrying: -1, Dead: -1, PoolsAlive: -1}
+	}
+	gauge(c.waiting, r.stats.Waiting)
+	gauge(c.retrying, r.stats.Retrying)
+	gauge(c.dead, r.stats.Dead)
+	gauge(c.alive, r.stats.PoolsAlive)
 }

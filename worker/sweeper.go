@@ -11,8 +11,10 @@ import (
 
 // Sweeper queues again the events that Postgres holds but Redis lost track
 // of: stored while Redis was down, jobs lost with Redis, jobs of a killed
-// worker. It reads them in bounded batches, so a large backlog never sits in
-// memory at once.
+// worker. It looks in Redis in bulk which events still have a job, and
+// queues only the others, so a backlog of events still queued costs one
+// round trip to Redis per page of them. It reads the events in pages, so a
+// large backlog never sits in memory at once.
 type Sweeper struct {
 	logger   *slog.Logger
 	store    *store.Store
@@ -20,52 +22,100 @@ type Sweeper struct {
 	metrics  *metrics
 	// after is how old an unprocessed event must be before it is queued again.
 	after time.Duration
-	// batch is how many events one query reads; maxPerSweep bounds one sweep.
-	batch, maxPerSweep int
+	// page is how many events one query reads and one MGET looks up;
+	// maxPerSweep bounds one sweep.
+	page, maxPerSweep int
 }
 
 // NewSweeper returns a sweeper for events older than after.
 func NewSweeper(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, m *metrics, after time.Duration) *Sweeper {
 	return &Sweeper{logger: logger.With("task", "sweeper"), store: st, enqueuer: enq, metrics: m, after: after,
-		batch: 1000, maxPerSweep: 100_000}
+		page: 25_000, maxPerSweep: 100_000}
 }
 
-// Sweep queues every event that needs it and returns how many new jobs it
-// added; gocraft/work merges a job with a copy still waiting, and those are
-// not counted. One sweep reads at most maxPerSweep events.
+// Sweep queues again every event that needs it and returns how many new
+// jobs it added. An event needs it when it is unprocessed, older than
+// after, not dead, not waiting for a retry due later, and has no job
+// waiting, in progress or waiting for a retry in Redis. One sweep reads at
+// most maxPerSweep events.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	before := time.Now().Add(-s.after)
 	cursor := store.Cursor{}
-	queued, read := 0, 0
+	read, lost, queued := 0, 0, 0
 	for read < s.maxPerSweep {
-		refs, err := s.store.Unqueued(ctx, before, cursor, s.batch)
+		refs, err := s.store.Unqueued(ctx, before, cursor, min(s.page, s.maxPerSweep-read))
 		if err != nil {
 			return queued, err
 		}
 		read += len(refs)
-		jobs := make([]queue.Job, len(refs))
-		for i, r := range refs {
-			jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
-		}
-		added, err := s.enqueuer.EnqueueMany(ctx, jobs) // one round trip per batch
+		l, q, err := s.requeueLost(ctx, before, refs)
+		lost, queued = lost+l, queued+q
 		if err != nil {
-			s.metrics.sweeperErrors.Inc()
 			return queued, err
 		}
-		for _, a := range added {
-			if a {
-				queued++
-				s.metrics.sweeperQueued.Inc()
-			}
-		}
-		if len(refs) < s.batch {
+		if len(refs) < s.page {
 			break
 		}
 		cursor = store.Next(refs)
 	}
 	s.metrics.sweeps.Inc()
-	if queued > 0 {
-		s.logger.Info("sweeper queued events again", "queued", queued)
+	if lost > 0 {
+		s.logger.Info("sweeper queued lost events again", "checked", read, "lost", lost, "queued", queued)
 	}
 	return queued, nil
+}
+
+// requeueLost queues again those of refs whose job Redis has lost, and
+// returns how many it found lost and how many jobs it added. gocraft/work
+// merges a job with a copy the ingest queued meanwhile; those are lost but
+// not added. A job waiting without its unique key (requeued from the retry
+// set or a dead pool) looks lost too, and gets a second copy: harmless, as
+// the copy that runs second finds its event processed.
+func (s *Sweeper) requeueLost(ctx context.Context, before time.Time, refs []store.EventRef) (lost, added int, err error) {
+	if len(refs) == 0 {
+		return 0, 0, nil
+	}
+	pending, err := s.enqueuer.Pending(ctx, jobsOf(refs))
+	if err != nil {
+		s.metrics.sweeperErrors.Inc()
+		return 0, 0, err
+	}
+	var missing []string
+	for i, p := range pending {
+		if !p {
+			missing = append(missing, refs[i].WebhookID)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, 0, nil
+	}
+	// A job that ran between the page's read and the look in Redis left no
+	// trace there, but left its event processed, dead or waiting for a retry
+	// due later: read those events again, and queue only those still
+	// needing a job.
+	refs, err = s.store.Unqueued(ctx, before, store.Cursor{}, len(missing), missing...)
+	if err != nil || len(refs) == 0 {
+		return 0, 0, err
+	}
+	s.metrics.sweeperLost.Add(float64(len(refs)))
+	ok, err := s.enqueuer.EnqueueMany(ctx, jobsOf(refs)) // one round trip
+	for _, a := range ok {
+		if a {
+			added++
+		}
+	}
+	s.metrics.sweeperQueued.Add(float64(added))
+	if err != nil {
+		s.metrics.sweeperErrors.Inc()
+	}
+	return len(refs), added, err
+}
+
+// jobsOf is the process-webhook job of each event.
+func jobsOf(refs []store.EventRef) []queue.Job {
+	jobs := make([]queue.Job, len(refs))
+	for i, r := range refs {
+		jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
+	}
+	return jobs
 }

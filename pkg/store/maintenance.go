@@ -37,13 +37,18 @@ func (c Cursor) apply(db *gorm.DB) *gorm.DB {
 
 // Unqueued returns up to limit events, after cursor, that the sweeper must
 // queue again: not processed, not dead, stored before before, and not
-// waiting for a retry due after before (backoff stays backoff).
-func (s *Store) Unqueued(ctx context.Context, before time.Time, after Cursor, limit int) ([]EventRef, error) {
+// waiting for a retry due after before (backoff stays backoff). Given ids
+// (webhook_events.id, at most 65,000: each is a statement parameter), it
+// looks only at those events.
+func (s *Store) Unqueued(ctx context.Context, before time.Time, after Cursor, limit int, ids ...string) ([]EventRef, error) {
 	var refs []EventRef
 	q := s.db.WithContext(ctx).Model(&WebhookEvent{}).
 		Select("id", "stripe_event_id", "event_type", "created_at").
 		Where("processed = false AND dead_at IS NULL AND created_at < ?", before.UTC()).
 		Where("next_attempt_at IS NULL OR next_attempt_at < ?", before.UTC())
+	if len(ids) > 0 {
+		q = q.Where("id IN ?", ids)
+	}
 	err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: unqueued events: %w", err)
