@@ -9,9 +9,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
+	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +48,24 @@ type Redis struct {
 // Addr is host:port of the Redis server.
 func (r Redis) Addr() string { return fmt.Sprintf("%s:%d", r.Host, r.Port) }
 
+// Livemode chooses which of Stripe's modes a deployment applies.
+type Livemode struct {
+	// Mode is live, test or any: events of the other mode are stored and
+	// answered 200, but never applied. Default: any.
+	Mode string `env:"STRIPE_LIVEMODE" envDefault:"any"`
+}
+
+// Applies reports whether an event of the given livemode is applied.
+func (l Livemode) Applies(livemode bool) bool {
+	switch l.Mode {
+	case "live":
+		return livemode
+	case "test":
+		return !livemode
+	}
+	return true
+}
+
 // Log is the logging setup shared by every command.
 type Log struct {
 	// Level is debug, info, warn or error. Default: info.
@@ -54,9 +77,18 @@ type Ingest struct {
 	Database
 	Redis
 	Log
+	Livemode
 	// WebhookSecrets are the endpoint signing secrets (whsec_…); several during a
-	// secret roll, comma-separated. Required, no default.
+	// secret roll, comma-separated (or one a line in STRIPE_WEBHOOK_SECRET_FILE).
+	// Required, no default.
 	WebhookSecrets []string `env:"STRIPE_WEBHOOK_SECRET" envSeparator:","`
+	// WebhookSecretFile is the file the secrets were read from, if any; the
+	// ingest reads it again when it changes. Default: none.
+	WebhookSecretFile string `env:"STRIPE_WEBHOOK_SECRET_FILE"`
+	// IPAllowlist is "stripe" (Stripe's published webhook addresses) or
+	// comma-separated IPs and CIDRs; deliveries from other addresses get
+	// 403. Default: empty, every address.
+	IPAllowlist []string `env:"STRIPE_IP_ALLOWLIST" envSeparator:","`
 	// HTTPPort is the HTTP port. Default: 8080.
 	HTTPPort int `env:"PORT" envDefault:"8080"`
 	// MaxBodyBytes is the largest accepted delivery; larger ones get 413. Default: 1048576.
@@ -83,6 +115,7 @@ type Worker struct {
 	Database
 	Redis
 	Log
+	Livemode
 	// Concurrency is the number of jobs processed at once per process. Default: 5.
 	Concurrency int `env:"WEBHOOK_WORKER_CONCURRENCY" envDefault:"5"`
 	// MaxRetries is the number of attempts in all (gocraft/work MaxFails). Default: 5.
@@ -118,6 +151,7 @@ type WebUI struct {
 type Admin struct {
 	Database
 	Log
+	Livemode
 }
 
 // MinRetention is the shortest WEBHOOK_RETENTION accepted: Stripe
@@ -153,6 +187,8 @@ func LoadIngest(environ []string) (Ingest, error) {
 	if len(secrets) == 0 {
 		p.add("STRIPE_WEBHOOK_SECRET is required (the endpoint's whsec_… signing secret; comma-separate several during a roll)")
 	}
+	p.livemode(c.Livemode)
+	p.ipAllowlist(c.IPAllowlist)
 	p.port("PORT", c.HTTPPort)
 	p.positive("WEBHOOK_MAX_BODY_BYTES", int(min(c.MaxBodyBytes, 1<<31)))
 	p.nonNegative("WEBHOOK_REJECT_RATE_LIMIT", c.RejectRateLimit)
@@ -175,6 +211,7 @@ func LoadWorker(environ []string) (Worker, error) {
 	p.database(c.Database)
 	p.redis(c.Redis)
 	p.log(c.Log)
+	p.livemode(c.Livemode)
 	p.positive("WEBHOOK_WORKER_CONCURRENCY", c.Concurrency)
 	p.positive("WEBHOOK_MAX_RETRIES", c.MaxRetries)
 	p.positiveDuration("WEBHOOK_RETRY_BASE_DELAY", c.RetryBaseDelay)
@@ -218,17 +255,68 @@ func LoadAdmin(environ []string) (Admin, error) {
 	var p problems
 	p.database(c.Database)
 	p.log(c.Log)
+	p.livemode(c.Livemode)
 	return c, p.err()
 }
 
+// FileVars may each be given instead as <NAME>_FILE: the path of a file
+// (a mounted Kubernetes Secret) that holds the value. Surrounding white
+// space is dropped; in the lists (STRIPE_WEBHOOK_SECRET,
+// STRIPE_IP_ALLOWLIST) a line break separates like a comma.
+var FileVars = []string{"STRIPE_WEBHOOK_SECRET", "DATABASE_URL", "REDIS_PASSWORD", "WEBUI_PASSWORD",
+	"STRIPE_API_KEY", "STRIPE_IP_ALLOWLIST"}
+
+// listVars are the FileVars that hold comma-separated lists.
+var listVars = map[string]bool{"STRIPE_WEBHOOK_SECRET": true, "STRIPE_IP_ALLOWLIST": true}
+
+// ReadFileVar reads the value of variable name from the file at path, as
+// load does for <name>_FILE. Its errors never quote the file's content.
+func ReadFileVar(name, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("%s_FILE: cannot read %s: %v", name, path, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if listVars[name] {
+		v = strings.Join(strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' }), ",")
+	}
+	return v, nil
+}
+
 // load fills c from environ, turning the library's errors into an *Error that
-// names variables rather than Go fields. It never echoes a value.
+// names variables rather than Go fields. It never echoes a value. A variable
+// of FileVars that c reads may come from <NAME>_FILE instead.
 func load(c any, environ []string) error {
 	vars := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			vars[k] = v
 		}
+	}
+	var fileProblems problems
+	reads := slices.Collect(maps.Values(envNames(reflect.TypeOf(c).Elem())))
+	for _, name := range FileVars {
+		path, ok := vars[name+"_FILE"]
+		if !ok || !slices.Contains(reads, name) {
+			continue
+		}
+		if _, both := vars[name]; both {
+			fileProblems.add(fmt.Sprintf("%s and %s_FILE are both set: set one", name, name))
+			continue
+		}
+		v, err := ReadFileVar(name, path)
+		if err != nil {
+			fileProblems.add(err.Error())
+			continue
+		}
+		vars[name] = v
+	}
+	if err := fileProblems.err(); err != nil {
+		return err
 	}
 	err := env.ParseWithOptions(c, env.Options{Environment: vars})
 	if err == nil {
@@ -341,6 +429,20 @@ func (p *problems) redis(r Redis) {
 	}
 }
 
+func (p *problems) livemode(l Livemode) {
+	switch l.Mode {
+	case "live", "test", "any":
+	default:
+		p.add(fmt.Sprintf("STRIPE_LIVEMODE must be live, test or any, got %q", l.Mode))
+	}
+}
+
+func (p *problems) ipAllowlist(list []string) {
+	if _, err := ParseAllowlist(list); err != nil {
+		p.add("STRIPE_IP_ALLOWLIST " + err.Error())
+	}
+}
+
 func (p *problems) log(l Log) {
 	switch strings.ToLower(l.Level) {
 	case "debug", "info", "warn", "error":
@@ -371,12 +473,56 @@ func splitHostPort(addr string) (string, string, error) {
 }
 
 // VarNames lists the environment variables a configuration struct (such as
-// Ingest{}) reads, embedded structs included.
+// Ingest{}) reads, embedded structs included, and <NAME>_FILE for those of
+// FileVars among them.
 func VarNames(c any) []string {
-	var names []string
+	seen := map[string]bool{}
 	for _, name := range envNames(reflect.TypeOf(c)) {
-		names = append(names, name)
+		seen[name] = true
+		if slices.Contains(FileVars, name) {
+			seen[name+"_FILE"] = true
+		}
 	}
+	names := slices.Collect(maps.Keys(seen))
 	sort.Strings(names)
 	return names
+}
+
+// Allowlist is a parsed STRIPE_IP_ALLOWLIST.
+type Allowlist struct {
+	// Stripe: Stripe's published webhook addresses are allowed.
+	Stripe bool
+	// Prefixes are the other addresses allowed (a single IP is a /32 or /128).
+	Prefixes []netip.Prefix
+}
+
+// On reports whether the allowlist restricts anything.
+func (a Allowlist) On() bool { return a.Stripe || len(a.Prefixes) > 0 }
+
+// ParseAllowlist reads STRIPE_IP_ALLOWLIST's elements: "stripe", IPs and
+// CIDRs. Empty elements are skipped; none at all is no allowlist.
+func ParseAllowlist(list []string) (Allowlist, error) {
+	var a Allowlist
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		switch {
+		case s == "":
+		case strings.EqualFold(s, "stripe"):
+			a.Stripe = true
+		case strings.Contains(s, "/"):
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return a, fmt.Errorf("has %q, which is neither stripe, an IP nor a CIDR", s)
+			}
+			a.Prefixes = append(a.Prefixes, p.Masked())
+		default:
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return a, fmt.Errorf("has %q, which is neither stripe, an IP nor a CIDR", s)
+			}
+			ip = ip.Unmap()
+			a.Prefixes = append(a.Prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	return a, nil
 }

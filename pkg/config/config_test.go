@@ -2,6 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +40,7 @@ func TestLoadWorkerDefaults(t *testing.T) {
 		Database:       c.Database,
 		Redis:          c.Redis,
 		Log:            Log{Level: "info"},
+		Livemode:       Livemode{Mode: "any"},
 		Concurrency:    5,
 		MaxRetries:     5,
 		RetryBaseDelay: 60 * time.Second,
@@ -149,8 +153,85 @@ func migrate(e []string) error { _, err := LoadAdmin(e); return err }
 func TestVarNames(t *testing.T) {
 	t.Parallel()
 	got := strings.Join(VarNames(WebUI{}), ",")
-	want := "LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PORT,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_USERNAME,WORK_NAMESPACE"
+	want := "LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
 	if got != want {
 		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
+	}
+}
+
+// A secret may come from <NAME>_FILE; both set, or a file that cannot be
+// read, stops the command with a line naming the variable (never the value).
+func TestFileVariables(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	secrets := write("secret", "whsec_new\nwhsec_old\n")
+	dbURL := write("db", "postgres://app:s3cret@db:5432/x?sslmode=require\n")
+	c, err := LoadIngest([]string{"STRIPE_WEBHOOK_SECRET_FILE=" + secrets, "DATABASE_URL_FILE=" + dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.WebhookSecrets, "|"); got != "whsec_new|whsec_old" || c.WebhookSecretFile != secrets {
+		t.Errorf("secrets = %q from %q", got, c.WebhookSecretFile)
+	}
+	if c.Database.URL != "postgres://app:s3cret@db:5432/x?sslmode=require" {
+		t.Errorf("DATABASE_URL from its file = %q", c.Database.URL)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_WEBHOOK_SECRET_FILE=" + secrets}, "STRIPE_WEBHOOK_SECRET and STRIPE_WEBHOOK_SECRET_FILE are both set"},
+		{[]string{"STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}, "STRIPE_WEBHOOK_SECRET_FILE: cannot read " + filepath.Join(dir, "missing")},
+		{[]string{"STRIPE_WEBHOOK_SECRET_FILE=" + write("empty", "\n")}, "STRIPE_WEBHOOK_SECRET is required"},
+		{[]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "DATABASE_URL_FILE=" + write("bad", "mysql://x")}, "DATABASE_URL must be a postgres:// URL"},
+	} {
+		err := ingest(tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %q", tc.env, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "whsec_x") || strings.Contains(err.Error(), "s3cret")) {
+			t.Errorf("an error quotes a secret: %v", err)
+		}
+	}
+	// A command reads only the files of the variables it uses.
+	if _, err := LoadAdmin([]string{"DATABASE_URL_FILE=" + dbURL, "STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}); err != nil {
+		t.Errorf("migrate read another command's file: %v", err)
+	}
+}
+
+func TestLivemodeAndAllowlist(t *testing.T) {
+	t.Parallel()
+	for mode, applies := range map[string][2]bool{"live": {true, false}, "test": {false, true}, "any": {true, true}} {
+		c, err := LoadWorker([]string{"STRIPE_LIVEMODE=" + mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Applies(true) != applies[0] || c.Applies(false) != applies[1] {
+			t.Errorf("STRIPE_LIVEMODE=%s applies live %v, test %v", mode, c.Applies(true), c.Applies(false))
+		}
+	}
+	if err := worker([]string{"STRIPE_LIVEMODE=prod"}); err == nil || !strings.Contains(err.Error(), "STRIPE_LIVEMODE must be live, test or any") {
+		t.Errorf("STRIPE_LIVEMODE=prod: %v", err)
+	}
+	a, err := ParseAllowlist([]string{"stripe", " 10.0.0.0/8", "192.0.2.7", "::ffff:198.51.100.1", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(a.Prefixes)
+	if !a.Stripe || got != "[10.0.0.0/8 192.0.2.7/32 198.51.100.1/32]" {
+		t.Errorf("allowlist = %v %s", a.Stripe, got)
+	}
+	if err := ingest([]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_IP_ALLOWLIST=stripe,10.0.0.300"}); err == nil || !strings.Contains(err.Error(), "STRIPE_IP_ALLOWLIST") {
+		t.Errorf("a bad allowlist: %v", err)
+	}
+	if a, _ := ParseAllowlist(nil); a.On() {
+		t.Error("an empty allowlist restricts")
 	}
 }

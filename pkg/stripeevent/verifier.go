@@ -14,6 +14,9 @@ import (
 type Event struct {
 	ID   string
 	Type string
+	// Livemode is the event's livemode: false for test mode. An event
+	// without it counts as live.
+	Livemode bool
 }
 
 // Reason says why a delivery was rejected; it is safe to show the sender and
@@ -75,15 +78,15 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 		return Event{}, classify(firstErr)
 	}
 	// Validate the whole document (Postgres stores it as jsonb), then read
-	// two top-level fields without decoding the rest.
+	// three top-level fields without decoding the rest.
 	if !gjson.ValidBytes(payload) {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid JSON"}
 	}
-	f := gjson.GetManyBytes(payload, "id", "type")
+	f := gjson.GetManyBytes(payload, "id", "type", "livemode")
 	if !isObject(payload) || f[0].Type != gjson.String || f[1].Type != gjson.String {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}
-	ev := Event{ID: f[0].String(), Type: f[1].String()}
+	ev := Event{ID: f[0].String(), Type: f[1].String(), Livemode: f[2].Type != gjson.False}
 	if ev.ID == "" || ev.Type == "" {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}

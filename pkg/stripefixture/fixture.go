@@ -38,6 +38,8 @@ type Options struct {
 	Mutate func(object map[string]any)
 	// APIVersion of the envelope. Default: stripe-go's pinned version.
 	APIVersion string
+	// Live makes a live-mode event (livemode true). Default: test mode.
+	Live bool
 }
 
 // Types are the event types with a dedicated data object; any other type
@@ -92,7 +94,7 @@ func Event(o Options) ([]byte, error) {
 		"api_version":      o.APIVersion,
 		"created":          o.Created.Unix(),
 		"type":             o.Type,
-		"livemode":         false,
+		"livemode":         o.Live,
 		"pending_webhooks": 1,
 		"request":          map[string]any{"id": nil, "idempotency_key": nil},
 		"account":          o.Account,
