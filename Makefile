@@ -54,7 +54,7 @@ trigger: ## Send a signed example event to the running ingest: make trigger EVEN
 .PHONY: account
 account: ## Show the connected accounts and their external accounts in the local database
 	@psql "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/stripe_webhooks?sslmode=disable}" -c \
-	  "SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, capabilities, updated_at FROM stripe_connected_accounts ORDER BY updated_at DESC LIMIT 5" -c \
+	  "SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, capabilities, deauthorized_at, updated_at FROM stripe_connected_accounts ORDER BY updated_at DESC LIMIT 5" -c \
 	  "SELECT stripe_external_account_id, object, last4, coalesce(bank_name, brand) AS bank_or_brand, currency, status, default_for_currency, deleted_at FROM stripe_external_accounts ORDER BY updated_at DESC LIMIT 5"
 
 .PHONY: bench

@@ -12,35 +12,73 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
 
-// The manifests against the running binaries: every probe path answers 200
-// on the command it probes, and every series the alerts use is exported.
+// The manifests against the running binaries: each command runs with the
+// production overlay's environment of its container (the Secret's files
+// laid out as the kubelet mounts them, addresses and secrets pointed at
+// this test's servers); every probe path answers 200 on the command it
+// probes, every series the alerts use is exported, and the ingest takes a
+// rolled signing secret from its mounted file without a restart.
 func TestManifestsAgainstRunningBinaries(t *testing.T) {
 	t.Parallel()
 	dbURL, ns := testenv.Database(t, ""), testenv.Namespace(t, "")
 	host, redisPort := testenv.RedisHostPort(t, testenv.RedisAddr())
-	base := map[string]string{
-		"DATABASE_URL": dbURL, "REDIS_HOST": host, "REDIS_PORT": strconv.Itoa(redisPort), "WORK_NAMESPACE": ns,
-		"STRIPE_WEBHOOK_SECRET": "whsec_deploy_test", "WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "pw",
-	}
+	secrets := map[string]string{"DATABASE_URL": dbURL, "STRIPE_WEBHOOK_SECRET": "whsec_deploy_test", "REDIS_PASSWORD": ""}
+	prod := render(t, "production")
 	running := map[string]*testenv.Process{}
+	var ingestSecrets *secretDir
 	for line, c := range commands {
 		if c.portVar == "" {
 			continue
 		}
+		var pod *corev1.PodSpec
+		var ctr corev1.Container
+		for _, d := range prod.ours() {
+			for _, cc := range d.Spec.Template.Spec.Containers {
+				if strings.Join(cc.Command, " ") == line {
+					pod, ctr = &d.Spec.Template.Spec, cc
+				}
+			}
+		}
+		if pod == nil {
+			t.Fatalf("production runs no %q", line)
+		}
+		env, dirs := prod.configEnviron(t, "production/"+ctr.Name, pod, ctr, secrets)
 		port := testenv.FreePort(t)
-		env := map[string]string{c.portVar: strconv.Itoa(port)}
+		env[c.portVar] = strconv.Itoa(port)
 		if c.portVar == "WEBUI_ADDR" {
 			env[c.portVar] = fmt.Sprintf("127.0.0.1:%d", port)
 		}
-		for k, v := range base {
-			env[k] = v
-		}
+		env["REDIS_HOST"], env["REDIS_PORT"], env["WORK_NAMESPACE"] = host, strconv.Itoa(redisPort), ns
 		running[line] = testenv.StartProcess(t, filepath.Join(binDir, c.binary), c.args, pairs(env),
 			fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
+		if line == "/ingest" {
+			if _, ok := env["STRIPE_WEBHOOK_SECRET_FILE"]; !ok {
+				t.Fatal("production's ingest has no STRIPE_WEBHOOK_SECRET_FILE")
+			}
+			for _, d := range dirs {
+				if _, ok := d.files["STRIPE_WEBHOOK_SECRET"]; ok {
+					ingestSecrets = d
+				}
+			}
+		}
+	}
+	deliver := func(secret string) int {
+		t.Helper()
+		payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+		req, _ := http.NewRequest(http.MethodPost, running["/ingest"].Base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
+		req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, secret, time.Now()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 
 	t.Run("probe paths are served", func(t *testing.T) {
@@ -66,15 +104,9 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 
 	t.Run("alerts use exported series", func(t *testing.T) {
 		// One delivery, so that the ingest's per-outcome counters exist.
-		ingest := running["/ingest"]
-		payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
-		req, _ := http.NewRequest(http.MethodPost, ingest.Base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
-		req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, "whsec_deploy_test", time.Now()))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		if code := deliver("whsec_deploy_test"); code != http.StatusOK {
+			t.Fatalf("a delivery signed with the mounted secret answered %d", code)
 		}
-		resp.Body.Close()
 		exported := map[string]bool{}
 		family := regexp.MustCompile(`(?m)^# TYPE (\S+) `)
 		for _, line := range []string{"/ingest", "/worker"} {
@@ -103,6 +135,39 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 		}
 		if n == 0 {
 			t.Fatal("no alert uses a stripe_webhooks_ series")
+		}
+	})
+	// Last: it changes the ingest's secret. The kubelet swaps a mounted
+	// Secret's files as secretDir.update does; ingest must follow within
+	// its 2 s (given 10 s here), with no restart.
+	t.Run("a rolled signing secret is taken without a restart", func(t *testing.T) {
+		// Polls slowly: failed verifications count against the rejection
+		// rate limit (100 a minute).
+		until := func(what string, cond func(code int) bool, secret string) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+				code := deliver(secret)
+				if cond(code) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after 10s, %s: still answered %d", what, code)
+				}
+			}
+		}
+		ingestSecrets.update(t, map[string]string{"STRIPE_WEBHOOK_SECRET": "whsec_deploy_rolled\nwhsec_deploy_test"})
+		until("ingest to accept the rolled secret", func(code int) bool { return code == http.StatusOK }, "whsec_deploy_rolled")
+		if code := deliver("whsec_deploy_test"); code != http.StatusOK {
+			t.Errorf("during the roll, the old secret answered %d", code)
+		}
+		ingestSecrets.update(t, map[string]string{"STRIPE_WEBHOOK_SECRET": "whsec_deploy_rolled"})
+		until("ingest to drop the old secret", func(code int) bool {
+			return code == http.StatusBadRequest || code == http.StatusTooManyRequests
+		}, "whsec_deploy_test")
+		select {
+		case <-running["/ingest"].Done:
+			t.Fatalf("ingest exited: %s", running["/ingest"].Logs.String())
+		default:
 		}
 	})
 }

@@ -13,12 +13,15 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
 )
 
 // Every variable a container sets is one its command reads, and the
 // resolved environment passes the command's own configuration checks (so
-// every required variable is set and well-formed).
+// every required variable is set and well-formed). A <NAME>_FILE variable
+// names a file of a Secret volume the container mounts, holding the Secret's
+// key NAME; the command reads it from a copy laid out as the kubelet does.
 func TestEnvironmentMatchesConfiguration(t *testing.T) {
 	t.Parallel()
 	for _, o := range overlays {
@@ -27,12 +30,12 @@ func TestEnvironmentMatchesConfiguration(t *testing.T) {
 			for _, c := range containers(d) {
 				where := o + "/" + d.Name + "/" + c.Name
 				cmd := commandOf(t, where, c.Command)
-				env := r.environ(t, c)
-				for name := range env {
+				for name := range r.environ(t, c) {
 					if !slices.Contains(cmd.vars, name) && !runtimeVars[name] {
 						t.Errorf("%s sets %s, which %q does not read", where, name, c.Command)
 					}
 				}
+				env, _ := r.configEnviron(t, where, &d.Spec.Template.Spec, c, nil)
 				if err := cmd.load(pairs(env)); err != nil {
 					t.Errorf("%s: its environment fails the configuration: %v", where, err)
 				}
@@ -204,10 +207,166 @@ func TestKEDATriggerWatchesTheQueue(t *testing.T) {
 		if md["databaseIndex"] != cm["REDIS_DB"] {
 			t.Errorf("%s: databaseIndex %q, REDIS_DB %q", o, md["databaseIndex"], cm["REDIS_DB"])
 		}
-		env := r.environ(t, target.Spec.Template.Spec.Containers[0])
-		for _, k := range []string{"hostFromEnv", "portFromEnv", "passwordFromEnv"} {
+		worker := target.Spec.Template.Spec.Containers[0]
+		env := r.environ(t, worker)
+		for _, k := range []string{"hostFromEnv", "portFromEnv"} {
 			if _, ok := env[md[k]]; !ok {
 				t.Errorf("%s: %s names %q, which the worker container does not set", o, k, md[k])
+			}
+		}
+		// KEDA authenticates with the worker's password. It reads the scale
+		// target's variables, never its files: a password the worker has as
+		// a file reaches KEDA through a TriggerAuthentication of the same
+		// Secret key.
+		secret, key := redisPasswordSource(t, o, &target.Spec.Template.Spec, worker)
+		if name := md["passwordFromEnv"]; name != "" {
+			i := slices.IndexFunc(worker.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+			if i < 0 || worker.Env[i].ValueFrom == nil || worker.Env[i].ValueFrom.SecretKeyRef == nil ||
+				worker.Env[i].ValueFrom.SecretKeyRef.Name != secret || worker.Env[i].ValueFrom.SecretKeyRef.Key != key {
+				t.Errorf("%s: passwordFromEnv names %q, which is not the worker's REDIS_PASSWORD (Secret %s key %s) as a variable", o, name, secret, key)
+			}
+			continue
+		}
+		auth := so.Spec.Triggers[0].AuthenticationRef
+		if auth == nil || (auth.Kind != "" && auth.Kind != "TriggerAuthentication") {
+			t.Errorf("%s: the redis trigger has no password: want passwordFromEnv or a TriggerAuthentication", o)
+			continue
+		}
+		var found bool
+		for _, ta := range r.triggerAuths {
+			if ta.Name != auth.Name {
+				continue
+			}
+			for _, ref := range ta.Spec.SecretTargetRef {
+				if ref.Parameter == "password" {
+					found = true
+					if ref.Name != secret || ref.Key != key {
+						t.Errorf("%s: TriggerAuthentication %s gives KEDA Secret %s key %s as the password, the worker uses Secret %s key %s", o, ta.Name, ref.Name, ref.Key, secret, key)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: TriggerAuthentication %s does not exist or gives no password", o, auth.Name)
+		}
+	}
+}
+
+// redisPasswordSource is the Secret and key of a container's REDIS_PASSWORD,
+// as a variable or a file.
+func redisPasswordSource(t *testing.T, where string, pod *corev1.PodSpec, c corev1.Container) (secret, key string) {
+	t.Helper()
+	for _, e := range c.Env {
+		switch {
+		case e.Name == "REDIS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			return e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key
+		case e.Name == "REDIS_PASSWORD_FILE":
+			vol, _, _, key, err := secretFile(pod, c, e.Value)
+			if err != nil {
+				t.Fatalf("%s: REDIS_PASSWORD_FILE: %v", where, err)
+			}
+			return vol.SecretName, key
+		}
+	}
+	t.Fatalf("%s: %s has no REDIS_PASSWORD from a Secret", where, c.Name)
+	return "", ""
+}
+
+// Secrets reach the containers as files of a mounted Secret, never as
+// variables (which every process of the container and `kubectl describe`
+// see, and which never change in a running pod): mounted read-only, as a
+// directory (a subPath mount is never updated, so the ingest could not
+// pick up a rolled signing secret), mode 0440 with the pod's fsGroup (the
+// services' user reads them, no one else), and each projected key is one
+// a container of the pod reads.
+func TestSecretsAreMountedAsFiles(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, s := range r.secrets {
+			if s.Immutable != nil && *s.Immutable {
+				t.Errorf("%s: Secret %s is immutable: a changed value would never reach the pods", o, s.Name)
+			}
+		}
+		for _, d := range r.ours() {
+			pod := d.Spec.Template.Spec
+			read := map[string]bool{} // volume/rel the containers read
+			for _, c := range containers(d) {
+				where := o + "/" + d.Name + "/" + c.Name
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && slices.Contains(config.FileVars, e.Name) {
+						t.Errorf("%s: %s comes from Secret %s as a variable: mount the Secret and set %s_FILE", where, e.Name, e.ValueFrom.SecretKeyRef.Name, e.Name)
+					}
+					if name, ok := strings.CutSuffix(e.Name, "_FILE"); ok && slices.Contains(config.FileVars, name) {
+						if _, volume, rel, _, err := secretFile(&pod, c, e.Value); err == nil {
+							read[volume+"/"+rel] = true
+						}
+					}
+				}
+				for _, m := range c.VolumeMounts {
+					for _, v := range pod.Volumes {
+						if v.Name != m.Name || v.Secret == nil {
+							continue
+						}
+						if !m.ReadOnly {
+							t.Errorf("%s: Secret volume %s is mounted read-write", where, m.Name)
+						}
+						if m.SubPath != "" || m.SubPathExpr != "" {
+							t.Errorf("%s: Secret volume %s is mounted with subPath, which the kubelet never updates: mount the directory", where, m.Name)
+						}
+					}
+				}
+			}
+			for _, v := range pod.Volumes {
+				if v.Secret == nil {
+					continue
+				}
+				where := o + "/" + d.Name + "/volume " + v.Name
+				sc := pod.SecurityContext
+				if sc == nil || sc.FSGroup == nil || sc.RunAsGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+					t.Errorf("%s: the pod needs fsGroup equal to runAsGroup, so that its user reads the Secret's files", where)
+				}
+				modes := []*int32{v.Secret.DefaultMode}
+				for _, it := range v.Secret.Items {
+					if it.Mode != nil {
+						modes = append(modes, it.Mode)
+					}
+					if !read[v.Name+"/"+it.Path] {
+						t.Errorf("%s projects key %s, which no container of the pod reads", where, it.Key)
+					}
+				}
+				if len(v.Secret.Items) == 0 {
+					t.Errorf("%s projects every key of Secret %s: list the ones the pod reads in items", where, v.Secret.SecretName)
+				}
+				for _, m := range modes {
+					if m == nil || *m&^0o440 != 0 || *m&0o040 == 0 {
+						t.Errorf("%s: file mode %s, want 0440 (read by owner and fsGroup only)", where, octal(m))
+					}
+				}
+			}
+		}
+	}
+}
+
+func octal(m *int32) string {
+	if m == nil {
+		return "unset (0644)"
+	}
+	return "0" + strconv.FormatInt(int64(*m), 8)
+}
+
+// Each overlay applies the Stripe mode its account is for, in ingest and
+// worker alike: production live events only, dev test events only.
+func TestLivemodeOfOverlays(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{"production": "live", "dev": "test"}
+	for _, o := range overlays {
+		r := render(t, o)
+		for _, name := range []string{"stripe-webhooks-ingest", "stripe-webhooks-worker"} {
+			d := r.deployment(t, name)
+			c := d.Spec.Template.Spec.Containers[0]
+			if got := r.environ(t, c)["STRIPE_LIVEMODE"]; got != want[o] {
+				t.Errorf("%s/%s: STRIPE_LIVEMODE %q, want %q", o, name, got, want[o])
 			}
 		}
 	}

@@ -13,9 +13,12 @@ import (
 type metrics struct {
 	registry        *prometheus.Registry
 	deliveries      *prometheus.CounterVec
+	byMode          *prometheus.CounterVec
 	enqueueFailures prometheus.Counter
-	storeSeconds    prometheus.Histogram
-	enqueueSeconds  prometheus.Histogram
+	// secretFileUsable is 1 while STRIPE_WEBHOOK_SECRET_FILE reads well.
+	secretFileUsable prometheus.Gauge
+	storeSeconds     prometheus.Histogram
+	enqueueSeconds   prometheus.Histogram
 }
 
 func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
@@ -28,6 +31,14 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 			Name: "stripe_webhooks_deliveries_total",
 			Help: "Webhook deliveries by outcome (stored, duplicate, rejected, store_failed) and rejection reason.",
 		}, []string{"outcome", "reason"}),
+		byMode: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stripe_webhooks_deliveries_by_mode_total",
+			Help: "Verified deliveries stored (new or duplicate), by Stripe mode (live, test) and whether this deployment's STRIPE_LIVEMODE ignores them (stored, answered 200, never applied).",
+		}, []string{"mode", "ignored"}),
+		secretFileUsable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stripe_webhooks_secret_file_usable",
+			Help: "1 while STRIPE_WEBHOOK_SECRET_FILE was read well at its last look, 0 while it is unreadable or empty (the previous secrets stay in use); 1 without a file.",
+		}),
 		enqueueFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stripe_webhooks_enqueue_failures_total",
 			Help: "Events stored but not queued because Redis failed; the sweeper queues them later.",
@@ -39,7 +50,8 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 			Name: "stripe_webhooks_enqueue_duration_seconds", Help: "Time to queue one committed batch of events in Redis (one round trip).", Buckets: buckets,
 		}),
 	}
-	reg.MustRegister(m.deliveries, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
+	m.secretFileUsable.Set(1)
+	reg.MustRegister(m.deliveries, m.byMode, m.secretFileUsable, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
 	reg.MustRegister(health.BackendUp(st, pool))
 	return m
 }

@@ -7,8 +7,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// rejectLimiter limits, per client address, the requests that fail
-// verification. Verified deliveries never pass through it.
+// rejectLimiter limits, per client address, the rejected requests: those
+// that fail verification and those from an address outside
+// STRIPE_IP_ALLOWLIST. Verified deliveries never pass through it.
 type rejectLimiter struct {
 	perMinute int
 	mu        sync.Mutex

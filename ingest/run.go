@@ -56,6 +56,15 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	}
 	defer inserter.Close()
 
+	verifier := stripeevent.NewVerifier(cfg.WebhookSecrets)
+	if cfg.WebhookSecretFile != "" {
+		secrets := newSecretFile(cfg.WebhookSecretFile, cfg.WebhookSecrets, verifier, logger)
+		secrets.usable = m.secretFileUsable
+		if err := secrets.Start(ctx); err != nil {
+			return err
+		}
+		defer secrets.Stop()
+	}
 	handler, err := NewServer(Deps{
 		Logger:          logger,
 		Config:          cfg,
@@ -63,7 +72,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		Inserter:        inserter,
 		Redis:           pool,
 		Metrics:         m,
-		Verifier:        stripeevent.NewVerifier(cfg.WebhookSecrets),
+		Verifier:        verifier,
 		RejectPerMinute: cfg.RejectRateLimit,
 	})
 	if err != nil {

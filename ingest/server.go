@@ -43,7 +43,9 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	r.HandleMethodNotAllowed = true
 	r.Use(recovery(d.Logger))
-	addRoutes(r, d, d.Metrics)
+	if err := addRoutes(r, d, d.Metrics); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	return r, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeevent"
@@ -45,6 +46,11 @@ const bodyChunk = 4 << 10
 // a committed row.
 func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 	maxBody, bodyTimeout := d.Config.MaxBodyBytes, d.Config.BodyTimeout
+	// Each mode's counter, labelled with whether STRIPE_LIVEMODE ignores it.
+	var byMode [2]prometheus.Counter // [test, live]
+	for i, mode := range []string{"test", "live"} {
+		byMode[i] = m.byMode.WithLabelValues(mode, strconv.FormatBool(!d.Config.Applies(i == 1)))
+	}
 	return func(c *gin.Context) {
 		signature := c.GetHeader("Stripe-Signature")
 		if rej := checkSignatureHeader(signature); rej != nil {
@@ -80,6 +86,7 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			EventType:     event.Type,
 			Payload:       payload,
 			ReceivedAt:    began,
+			Livemode:      event.Livemode,
 		})
 		m.storeSeconds.Observe(time.Since(began).Seconds())
 		if err != nil {
@@ -88,7 +95,12 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"error": "event could not be stored; deliver again later"})
 			return
 		}
-		ids = append(ids, "webhook_id", stored.WebhookID)
+		ids = append(ids, "webhook_id", stored.WebhookID, "livemode", event.Livemode)
+		if event.Livemode {
+			byMode[1].Inc()
+		} else {
+			byMode[0].Inc()
+		}
 
 		// The Inserter's hook queued it in Redis with the rest of its batch.
 		if stored.AfterCommitErr != nil {

@@ -71,7 +71,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	// Jobs running at the same moment are applied in one transaction, with
 	// up to claimAhead events whose jobs are still queued; groupsAtOnce such
 	// transactions at a time.
-	applier := st.NewApplier(handler.Apply, store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
+	applier := st.NewApplier(handler.ApplyIn(cfg.Livemode), store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
 		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m)})
 	defer applier.Close() // after wp.Stop: no job is left to answer
 	proc := NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)

@@ -54,6 +54,12 @@ func runReplay(ctx context.Context, args []string, environ []string, stdout io.W
 	defer st.Close()
 
 	filter := store.ReplayFilter{StripeEventID: *eventID, Failed: *failed, EventType: *eventType}
+	switch cfg.Livemode.Mode { // events of the other mode are never applied
+	case "live":
+		filter.Livemode = &[]bool{true}[0]
+	case "test":
+		filter.Livemode = &[]bool{false}[0]
+	}
 	if *since > 0 {
 		filter.Since = time.Now().Add(-*since)
 	}
@@ -69,7 +75,7 @@ func runReplay(ctx context.Context, args []string, environ []string, stdout io.W
 				return ctx.Err()
 			}
 			jobCtx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, _, err := st.ReplayEvent(jobCtx, r.WebhookID, handler.Apply)
+			_, _, err := st.ReplayEvent(jobCtx, r.WebhookID, handler.ApplyIn(cfg.Livemode))
 			cancel()
 			log := logger.With("stripe_event_id", r.StripeEventID, "event_type", r.EventType, "webhook_id", r.WebhookID)
 			if err != nil {
@@ -86,6 +92,9 @@ func runReplay(ctx context.Context, args []string, environ []string, stdout io.W
 		cursor = store.Next(refs)
 	}
 	if *eventID != "" && replayed+failures == 0 {
+		if row, err := st.EventByStripeID(ctx, *eventID); err == nil && row.Livemode != nil && !cfg.Applies(*row.Livemode) {
+			return fmt.Errorf("worker replay: event %s is of the mode STRIPE_LIVEMODE=%s never applies", *eventID, cfg.Livemode.Mode)
+		}
 		return fmt.Errorf("worker replay: no stored event %s", *eventID)
 	}
 	fmt.Fprintf(stdout, "replayed %d events, %d failed\n", replayed, failures)

@@ -262,7 +262,8 @@ func LoadAdmin(environ []string) (Admin, error) {
 // FileVars may each be given instead as <NAME>_FILE: the path of a file
 // (a mounted Kubernetes Secret) that holds the value. Surrounding white
 // space is dropped; in the lists (STRIPE_WEBHOOK_SECRET,
-// STRIPE_IP_ALLOWLIST) a line break separates like a comma.
+// STRIPE_IP_ALLOWLIST) a line break separates like a comma, and in
+// STRIPE_IP_ALLOWLIST a '#' starts a comment.
 var FileVars = []string{"STRIPE_WEBHOOK_SECRET", "DATABASE_URL", "REDIS_PASSWORD", "WEBUI_PASSWORD",
 	"STRIPE_API_KEY", "STRIPE_IP_ALLOWLIST"}
 
@@ -281,6 +282,13 @@ func ReadFileVar(name, path string) (string, error) {
 		return "", fmt.Errorf("%s_FILE: cannot read %s: %v", name, path, err)
 	}
 	v := strings.TrimSpace(string(b))
+	if name == "STRIPE_IP_ALLOWLIST" { // '#' starts a comment (a secret may hold one)
+		lines := strings.Split(v, "\n")
+		for i, l := range lines {
+			lines[i], _, _ = strings.Cut(l, "#")
+		}
+		v = strings.TrimSpace(strings.Join(lines, "\n"))
+	}
 	if listVars[name] {
 		v = strings.Join(strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' }), ",")
 	}

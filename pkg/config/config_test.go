@@ -200,6 +200,16 @@ func TestFileVariables(t *testing.T) {
 			t.Errorf("an error quotes a secret: %v", err)
 		}
 	}
+	// An allowlist file may carry comments; a secret keeps its '#'.
+	allow := write("allow", "# Stripe, taken 2026-09-04\n3.18.12.63\n10.0.0.0/8 # the proxies\n")
+	hashed := write("hashed", "whsec_a#b\n")
+	c, err = LoadIngest([]string{"STRIPE_IP_ALLOWLIST_FILE=" + allow, "STRIPE_WEBHOOK_SECRET_FILE=" + hashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.IPAllowlist, ","); got != "3.18.12.63,10.0.0.0/8" || c.WebhookSecrets[0] != "whsec_a#b" {
+		t.Errorf("allowlist %q, secret kept whole: %v", got, c.WebhookSecrets[0] == "whsec_a#b")
+	}
 	// A command reads only the files of the variables it uses.
 	if _, err := LoadAdmin([]string{"DATABASE_URL_FILE=" + dbURL, "STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}); err != nil {
 		t.Errorf("migrate read another command's file: %v", err)

@@ -89,6 +89,34 @@ func (tx *Tx) ApplyCapability(ctx context.Context, accountID, capability, status
 	return tx.saveAccount(ctx, acct, caps, times)
 }
 
+// ApplyAuthorization writes an account.application.deauthorized
+// (deauthorized true: deauthorized_at becomes the event's `created` time)
+// or an account.application.authorized (deauthorized_at is cleared), unless
+// a newer one of the two was already applied to the account. Equal
+// `created` seconds apply in processing order. It creates the account's row
+// if the account is new. Only the authorization columns are written, so
+// the account's fields and capabilities are left as they are.
+func (tx *Tx) ApplyAuthorization(ctx context.Context, accountID string, deauthorized bool, eventCreated time.Time) error {
+	acct, err := tx.lockAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	at := eventCreated.UTC().Truncate(time.Second)
+	if acct.AuthorizationEventCreated != nil && at.Before(*acct.AuthorizationEventCreated) {
+		return nil
+	}
+	acct.DeauthorizedAt = nil
+	if deauthorized {
+		acct.DeauthorizedAt = &at
+	}
+	acct.AuthorizationEventCreated = &at
+	tx.accounts[acct.StripeAccountID] = acct
+	tx.pending.Queue(`UPDATE stripe_connected_accounts SET deauthorized_at = $2, authorization_event_created = $3,
+			updated_at = $4
+		WHERE id = $1`, acct.ID, acct.DeauthorizedAt, acct.AuthorizationEventCreated, time.Now().UTC())
+	return nil
+}
+
 // ExternalAccountUpdate is a bank account or card as of one event. Only the
 // last four digits are kept, never full numbers.
 type ExternalAccountUpdate struct {
@@ -169,14 +197,16 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 }
 
 const accountColumns = `id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
-	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created, created_at, updated_at`
+	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created,
+	deauthorized_at, authorization_event_created, created_at, updated_at`
 
 const selectAccounts = `SELECT ` + accountColumns + ` FROM stripe_connected_accounts`
 
 func scanAccount(row pgx.Row, a *ConnectedAccount) error {
 	var requirements, capabilities, capTimes string
 	err := row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
-		&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &a.CreatedAt, &a.UpdatedAt)
+		&requirements, &capabilities, &capTimes, &a.AccountEventCreated,
+		&a.DeauthorizedAt, &a.AuthorizationEventCreated, &a.CreatedAt, &a.UpdatedAt)
 	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
 	return err
 }
@@ -231,6 +261,9 @@ func capabilityMaps(acct ConnectedAccount) (map[string]string, map[string]int64,
 	return caps, times, nil
 }
 
+// saveAccount queues the write of the account's fields and capabilities
+// from acct, and keeps acct (with its authorization columns, which only
+// ApplyAuthorization writes) as the transaction's view of the row.
 func (tx *Tx) saveAccount(_ context.Context, acct ConnectedAccount, caps map[string]string, times map[string]int64) error {
 	capsJSON, err := json.Marshal(caps)
 	if err != nil {

@@ -120,9 +120,9 @@ func (in *Inserter) flusher() {
 }
 
 // insertBatch is one statement for any batch size, so it is prepared once.
-const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at)
-SELECT e.id, e.type, e.payload::jsonb, e.received_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[]) AS e(id, type, payload, received_at)
+const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at, livemode)
+SELECT e.id, e.type, e.payload::jsonb, e.received_at, e.livemode
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[], $5::boolean[]) AS e(id, type, payload, received_at, livemode)
 ON CONFLICT (stripe_event_id) DO NOTHING
 RETURNING id, stripe_event_id`
 
@@ -134,6 +134,7 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 	var ids, types []string
 	var payloads [][]byte
 	var received []time.Time
+	var livemode []bool
 	for _, r := range batch {
 		if _, dup := first[r.ev.StripeEventID]; dup {
 			continue
@@ -143,8 +144,9 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 		types = append(types, r.ev.EventType)
 		payloads = append(payloads, r.ev.Payload)
 		received = append(received, r.ev.ReceivedAt.UTC())
+		livemode = append(livemode, r.ev.Livemode)
 	}
-	inserted, err := insertRows(ctx, in.db, params, ids, types, payloads, received)
+	inserted, err := insertRows(ctx, in.db, params, ids, types, payloads, received, livemode)
 	if err != nil && len(ids) > 1 && ctx.Err() == nil {
 		// One bad row (say, a payload jsonb refuses) must not fail its
 		// neighbours: store them one by one, so only it gets the error.
@@ -223,7 +225,7 @@ const insertBatchName = "sw_insert_batch"
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
 // The parameters are encoded into params' kept buffer (nil: a new one) and
 // sent with the prepared statement as they are.
-func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types []string, payloads [][]byte, received []time.Time) (map[string]Stored, error) {
+func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types []string, payloads [][]byte, received []time.Time, livemode []bool) (map[string]Stored, error) {
 	if params == nil {
 		params = &batchParams{}
 	}
@@ -233,7 +235,7 @@ func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types
 		if err != nil {
 			return err
 		}
-		values := params.encode(ids, types, payloads, received)
+		values := params.encode(ids, types, payloads, received, livemode)
 		rr := conn.PgConn().ExecPrepared(ctx, sd.Name, values, binaryParams[:], nil)
 		for rr.NextRow() {
 			row := rr.Values() // text format: id, stripe_event_id
@@ -249,7 +251,7 @@ func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types
 }
 
 // binaryParams sends each of insertBatch's parameters in binary format.
-var binaryParams = [4]int16{1, 1, 1, 1}
+var binaryParams = [5]int16{1, 1, 1, 1, 1}
 
 // insertOneByOne stores each candidate row alone; a row that fails is
 // answered with its own error.
@@ -259,7 +261,8 @@ func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, firs
 		if first[r.ev.StripeEventID] != r {
 			continue
 		}
-		got, err := insertRows(ctx, in.db, params, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload}, []time.Time{r.ev.ReceivedAt.UTC()})
+		got, err := insertRows(ctx, in.db, params, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload},
+			[]time.Time{r.ev.ReceivedAt.UTC()}, []bool{r.ev.Livemode})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err

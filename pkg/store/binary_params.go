@@ -7,6 +7,7 @@ import (
 
 // Postgres type OIDs of the batch insert's array elements.
 const (
+	oidBool      = 16
 	oidText      = 25
 	oidTimestamp = 1114
 )
@@ -24,21 +25,21 @@ type batchParams struct {
 	values [][]byte
 }
 
-// encode returns the four parameters of insertBatch, in binary format. They
+// encode returns the five parameters of insertBatch, in binary format. They
 // are valid until the next call.
-func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time) [][]byte {
+func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time, livemode []bool) [][]byte {
 	if cap(p.buf) > maxKeptParamBytes {
 		p.buf = nil
 	}
-	size := 4 * 20
+	size := 5 * 20
 	for i := range ids {
-		size += 4*4 + 8 + len(ids[i]) + len(types[i]) + len(payloads[i])
+		size += 5*4 + 8 + 1 + len(ids[i]) + len(types[i]) + len(payloads[i])
 	}
 	if cap(p.buf) < size {
 		p.buf = make([]byte, 0, size)
 	}
 	b := p.buf[:0]
-	var bounds [5]int
+	var bounds [6]int
 	b = appendTextArray(b, ids)
 	bounds[1] = len(b)
 	b = appendTextArray(b, types)
@@ -51,8 +52,19 @@ func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []
 		b = binary.BigEndian.AppendUint64(b, uint64(timestampMicros(t)))
 	}
 	bounds[4] = len(b)
+	b = appendArrayHeader(b, oidBool, len(livemode))
+	for _, l := range livemode {
+		b = binary.BigEndian.AppendUint32(b, 1)
+		if l {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	bounds[5] = len(b)
 	p.buf = b
-	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]], b[bounds[3]:bounds[4]])
+	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]],
+		b[bounds[3]:bounds[4]], b[bounds[4]:bounds[5]])
 	return p.values
 }
 

@@ -63,6 +63,9 @@ type ReplayFilter struct {
 	Since         time.Time
 	Failed        bool // exhausted their retries (dead, not processed)
 	EventType     string
+	// Livemode, when set, leaves out the events stored with the other
+	// livemode (rows stored before the column existed are kept).
+	Livemode *bool
 }
 
 // ReplayBatch returns up to limit events after cursor matching f.
@@ -78,6 +81,9 @@ func (s *Store) ReplayBatch(ctx context.Context, f ReplayFilter, after Cursor, l
 	}
 	if f.EventType != "" {
 		q = q.Where("event_type = ?", f.EventType)
+	}
+	if f.Livemode != nil {
+		q = q.Where("livemode IS DISTINCT FROM ?", !*f.Livemode)
 	}
 	var refs []EventRef
 	if err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error; err != nil {

@@ -23,6 +23,9 @@ type WebhookEvent struct {
 	DeadAt *time.Time
 	// NextAttemptAt is when gocraft/work retries the failed job.
 	NextAttemptAt *time.Time
+	// Livemode is the event's livemode as delivered; nil for rows stored
+	// before the column existed.
+	Livemode *bool
 }
 
 // ConnectedAccount is the platform's view of one Stripe Connect account.
@@ -40,8 +43,15 @@ type ConnectedAccount struct {
 	// AccountEventCreated is the Stripe `created` time of the newest
 	// account.updated applied to the account's own fields.
 	AccountEventCreated *time.Time
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// DeauthorizedAt is when the account disconnected from the platform
+	// (the `created` time of its account.application.deauthorized); nil
+	// while it is connected.
+	DeauthorizedAt *time.Time
+	// AuthorizationEventCreated is the Stripe `created` time of the newest
+	// account.application.authorized or .deauthorized applied.
+	AuthorizationEventCreated *time.Time
+	CreatedAt                 time.Time
+	UpdatedAt                 time.Time
 }
 
 // TableName is the table of connected accounts.

@@ -122,6 +122,8 @@ type NewEvent struct {
 	EventType     string
 	Payload       []byte
 	ReceivedAt    time.Time
+	// Livemode is the event's livemode (false: a test-mode event).
+	Livemode bool
 }
 
 // Stored is the row a delivery maps to.
@@ -146,7 +148,8 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 		return Stored{}, err
 	}
 	id := e.StripeEventID
-	inserted, err := insertRows(ctx, sqlDB, nil, []string{id}, []string{e.EventType}, [][]byte{e.Payload}, []time.Time{e.ReceivedAt.UTC()})
+	inserted, err := insertRows(ctx, sqlDB, nil, []string{id}, []string{e.EventType}, [][]byte{e.Payload},
+		[]time.Time{e.ReceivedAt.UTC()}, []bool{e.Livemode})
 	if err != nil {
 		return Stored{}, fmt.Errorf("store: insert event: %w", err)
 	}

@@ -4,6 +4,8 @@ package stripeevent
 import (
 	"bytes"
 	"errors"
+	"slices"
+	"sync/atomic"
 
 	"github.com/stripe/stripe-go/v76/webhook"
 	"github.com/tidwall/gjson"
@@ -42,14 +44,42 @@ func (e *RejectError) Error() string { return e.Message }
 
 // Verifier checks deliveries against every configured endpoint secret, so
 // that a secret roll (old and new secret both configured, or Stripe sending
-// two v1 signatures) drops nothing.
+// two v1 signatures) drops nothing. Its secrets may be replaced while it
+// verifies: each Verify sees one whole list, the old or the new.
 type Verifier struct {
-	secrets []string
+	// secrets points to a list never modified after it is stored.
+	secrets atomic.Pointer[[]string]
 }
 
-// NewVerifier returns a verifier for the given endpoint secrets.
+// NewVerifier returns a verifier for the given endpoint secrets. It keeps
+// a copy of the list. With no secrets it refuses every delivery.
 func NewVerifier(secrets []string) *Verifier {
-	return &Verifier{secrets: secrets}
+	v := &Verifier{}
+	list := slices.Clone(secrets)
+	v.secrets.Store(&list)
+	return v
+}
+
+// ErrNoSecrets is SetSecrets' answer to a list without secrets.
+var ErrNoSecrets = errors.New("stripeevent: no endpoint secrets")
+
+// ErrEmptySecret is SetSecrets' answer to a list with an empty element.
+var ErrEmptySecret = errors.New("stripeevent: an endpoint secret is empty")
+
+// SetSecrets replaces the endpoint secrets for the deliveries verified from
+// now on; a Verify already running finishes with the list it started with.
+// It keeps a copy of the list. An empty list, or one with an empty element,
+// is refused and the current secrets stay.
+func (v *Verifier) SetSecrets(secrets []string) error {
+	if len(secrets) == 0 {
+		return ErrNoSecrets
+	}
+	if slices.Contains(secrets, "") {
+		return ErrEmptySecret
+	}
+	list := slices.Clone(secrets)
+	v.secrets.Store(&list)
+	return nil
 }
 
 // Verify checks the Stripe-Signature header against the exact raw payload
@@ -63,8 +93,9 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 	if header == "" {
 		return Event{}, &RejectError{NoSignature, "missing Stripe-Signature header"}
 	}
-	var firstErr error
-	for _, secret := range v.secrets {
+	// Without any secret nothing matches: start from that answer.
+	firstErr := webhook.ErrNoValidSignature
+	for _, secret := range *v.secrets.Load() {
 		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, webhook.DefaultTolerance)
 		if err == nil {
 			firstErr = nil

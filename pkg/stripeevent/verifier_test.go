@@ -2,6 +2,8 @@ package stripeevent_test
 
 import (
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,4 +61,130 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reason returns why v rejects the delivery, "" when it accepts it.
+func reason(t *testing.T, v *stripeevent.Verifier, payload []byte, header string) stripeevent.Reason {
+	t.Helper()
+	_, err := v.Verify(payload, header)
+	if err == nil {
+		return ""
+	}
+	var rej *stripeevent.RejectError
+	if !errors.As(err, &rej) {
+		t.Fatalf("want a RejectError, got %v", err)
+	}
+	return rej.Reason
+}
+
+func TestSetSecrets(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	event := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+	signedOld := stripefixture.Sign(event, "whsec_old", now)
+	signedNew := stripefixture.Sign(event, "whsec_new", now)
+
+	if got := reason(t, stripeevent.NewVerifier(nil), event, signedOld); got != stripeevent.BadSignature {
+		t.Errorf("verifier without secrets: reason %q, want %s", got, stripeevent.BadSignature)
+	}
+
+	initial := []string{"whsec_old"}
+	v := stripeevent.NewVerifier(initial)
+	initial[0] = "whsec_changed_by_caller"
+	if _, err := v.Verify(event, signedOld); err != nil {
+		t.Fatalf("NewVerifier did not copy its list: %v", err)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		secrets []string
+		want    error
+	}{
+		{"nil", nil, stripeevent.ErrNoSecrets},
+		{"no element", []string{}, stripeevent.ErrNoSecrets},
+		{"an empty element", []string{"whsec_new", ""}, stripeevent.ErrEmptySecret},
+	} {
+		if err := v.SetSecrets(tt.secrets); !errors.Is(err, tt.want) {
+			t.Errorf("SetSecrets(%s) = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if _, err := v.Verify(event, signedOld); err != nil {
+		t.Fatalf("a refused list replaced the secrets: %v", err)
+	}
+	if got := reason(t, v, event, signedNew); got != stripeevent.BadSignature {
+		t.Errorf("new secret before SetSecrets: reason %q, want %s", got, stripeevent.BadSignature)
+	}
+
+	both := []string{"whsec_new", "whsec_old"}
+	if err := v.SetSecrets(both); err != nil {
+		t.Fatal(err)
+	}
+	both[0], both[1] = "whsec_x", "whsec_y"
+	for name, header := range map[string]string{"old": signedOld, "new": signedNew} {
+		if _, err := v.Verify(event, header); err != nil {
+			t.Errorf("%s secret with both configured: %v", name, err)
+		}
+	}
+
+	if err := v.SetSecrets([]string{"whsec_new"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(event, signedNew); err != nil {
+		t.Errorf("new secret alone: %v", err)
+	}
+	if got := reason(t, v, event, signedOld); got != stripeevent.BadSignature {
+		t.Errorf("old secret after it was removed: reason %q, want %s", got, stripeevent.BadSignature)
+	}
+}
+
+// Verify runs while the secrets change; run with -race. A secret in every
+// list is always accepted, and one in no list never.
+func TestSetSecretsDuringVerify(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	event := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+	kept := stripefixture.Sign(event, "whsec_kept", now)
+	never := stripefixture.Sign(event, "whsec_never", now)
+	lists := [][]string{
+		{"whsec_kept"},
+		{"whsec_a", "whsec_kept"},
+		{"whsec_kept", "whsec_b", "whsec_c"},
+	}
+	v := stripeevent.NewVerifier(lists[0])
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			if err := v.SetSecrets(lists[i%len(lists)]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var verified atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				if _, err := v.Verify(event, kept); err != nil {
+					t.Errorf("secret in every list refused: %v", err)
+					return
+				}
+				if _, err := v.Verify(event, never); err == nil {
+					t.Error("secret in no list accepted")
+					return
+				}
+				verified.Add(1)
+			}
+		}()
+	}
+	for verified.Load() < 4*300 && !t.Failed() {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
 }

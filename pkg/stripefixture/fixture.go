@@ -50,6 +50,8 @@ var Types = []string{
 	"account.external_account.created",
 	"account.external_account.updated",
 	"account.external_account.deleted",
+	"account.application.authorized",
+	"account.application.deauthorized",
 }
 
 // NewEventID returns a fresh, unique-looking Stripe event id.
@@ -132,7 +134,7 @@ func MustEvent(o Options) []byte {
 
 func dataObject(o Options) (map[string]any, error) {
 	switch {
-	case o.Type == "account.updated" || o.Type == "account.application.authorized":
+	case o.Type == "account.updated":
 		obj, err := load("account.json")
 		if err != nil {
 			return nil, err
@@ -154,6 +156,10 @@ func dataObject(o Options) (map[string]any, error) {
 			list["total_count"] = len(externals)
 		}
 		return obj, nil
+	case strings.HasPrefix(o.Type, "account.application."):
+		// The platform's Connect application; the account is the
+		// envelope's.
+		return load("application.json")
 	case strings.HasPrefix(o.Type, "capability."):
 		obj, err := load("capability.json")
 		if err != nil {

@@ -2,6 +2,7 @@ package stripefixture_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,21 @@ func TestEventsAreRealisticAndSigned(t *testing.T) {
 		ev, err := stripeevent.NewVerifier([]string{"whsec_f"}).Verify(p, stripefixture.Sign(p, "whsec_f", time.Now()))
 		if err != nil || ev.ID != e.ID {
 			t.Errorf("%s: signature does not verify: %v", typ, err)
+		}
+	}
+	// Connect application events carry the platform's application object;
+	// the account is the envelope's.
+	for _, typ := range []string{"account.application.authorized", "account.application.deauthorized"} {
+		var e struct {
+			Account string
+			Data    struct{ Object map[string]any }
+		}
+		if err := json.Unmarshal(stripefixture.MustEvent(stripefixture.Options{Type: typ, Account: "acct_fixture"}), &e); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := e.Data.Object["id"].(string)
+		if e.Account != "acct_fixture" || e.Data.Object["object"] != "application" || !strings.HasPrefix(id, "ca_") {
+			t.Errorf("%s: account %q, data.object %v; want acct_fixture and an application ca_…", typ, e.Account, e.Data.Object)
 		}
 	}
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
 )
 
@@ -27,6 +28,9 @@ type Event struct {
 	// Account is the connected account the event was sent for (Connect
 	// events carry it at the top level); empty for platform events.
 	Account string
+	// Livemode is false for a test-mode event; an event without it counts
+	// as live, as in the ingest.
+	Livemode bool
 	// Object is the raw data.object.
 	Object json.RawMessage
 	// object is Object as Parse found it, so decodeObject need not parse
@@ -43,7 +47,7 @@ type Func func(ctx context.Context, tx *store.Tx, e Event) error
 func Parse(payload []byte) (Event, error) {
 	// One pass over the top level; the first of a repeated key counts, as
 	// with gjson.Get.
-	var id, typ, created, account, data gjson.Result
+	var id, typ, created, account, livemode, data gjson.Result
 	gjson.ParseBytes(payload).ForEach(func(k, v gjson.Result) bool {
 		var f *gjson.Result
 		switch k.Str {
@@ -55,6 +59,8 @@ func Parse(payload []byte) (Event, error) {
 			f = &created
 		case "account":
 			f = &account
+		case "livemode":
+			f = &livemode
 		case "data":
 			f = &data
 		default:
@@ -84,28 +90,42 @@ func Parse(payload []byte) (Event, error) {
 		}
 	}
 	return Event{
-		ID:      id.Str,
-		Type:    typ.Str,
-		Created: time.Unix(created.Int(), 0).UTC(),
-		Account: account.Str,
-		Object:  raw,
-		object:  object,
+		ID:       id.Str,
+		Type:     typ.Str,
+		Created:  time.Unix(created.Int(), 0).UTC(),
+		Account:  account.Str,
+		Livemode: livemode.Type != gjson.False,
+		Object:   raw,
+		object:   object,
 	}, nil
 }
 
-// Apply is the store.ApplyFunc the worker runs for every event: it parses
-// the stored payload and runs the handler registered for its type. A type
-// with no handler is marked processed without effect.
+// Apply is the store.ApplyFunc of a deployment that applies events of
+// both modes (STRIPE_LIVEMODE=any): it parses the stored payload and runs
+// the handler registered for its type. A type with no handler is marked
+// processed without effect.
 func Apply(ctx context.Context, tx *store.Tx, row store.WebhookEvent) error {
-	fn, ok := registry[row.EventType]
-	if !ok {
-		return nil
+	return ApplyIn(config.Livemode{Mode: "any"})(ctx, tx, row)
+}
+
+// ApplyIn is Apply for a deployment that applies only the events of mode:
+// an event of the other mode (by the payload's own livemode) is marked
+// processed without effect, as a type with no handler is.
+func ApplyIn(mode config.Livemode) store.ApplyFunc {
+	return func(ctx context.Context, tx *store.Tx, row store.WebhookEvent) error {
+		fn, ok := registry[row.EventType]
+		if !ok {
+			return nil
+		}
+		e, err := Parse(row.Payload)
+		if err != nil {
+			return err
+		}
+		if !mode.Applies(e.Livemode) {
+			return nil
+		}
+		return fn(ctx, tx, e)
 	}
-	e, err := Parse(row.Payload)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, tx, e)
 }
 
 // Handles reports whether eventType has a handler with an effect.

@@ -3,6 +3,7 @@ package handler_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -30,6 +31,26 @@ func setup(t *testing.T) *store.Store {
 // deliver stores an event and processes it as the worker does.
 func deliver(t *testing.T, st *store.Store, o stripefixture.Options) (store.Outcome, error) {
 	t.Helper()
+	out, _, err := st.ProcessEvent(context.Background(), insert(t, st, o), store.Attempt{}, handler.Apply)
+	return out, err
+}
+
+// insert stores an event, unprocessed, and returns its row id.
+func insert(t *testing.T, st *store.Store, o stripefixture.Options) string {
+	t.Helper()
+	payload := event(t, o)
+	row, err := st.InsertEvent(context.Background(), store.NewEvent{StripeEventID: payload.StripeEventID,
+		EventType: payload.EventType, Payload: payload.Payload, ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row.WebhookID
+}
+
+// event builds an event (of acct unless o names another account) as the
+// worker reads it from its row.
+func event(t *testing.T, o stripefixture.Options) store.WebhookEvent {
+	t.Helper()
 	if o.Account == "" {
 		o.Account = acct
 	}
@@ -38,13 +59,7 @@ func deliver(t *testing.T, st *store.Store, o stripefixture.Options) (store.Outc
 	if err := json.Unmarshal(payload, &env); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	row, err := st.InsertEvent(ctx, store.NewEvent{StripeEventID: env.ID, EventType: env.Type, Payload: payload, ReceivedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, err := st.ProcessEvent(ctx, row.WebhookID, store.Attempt{}, handler.Apply)
-	return out, err
+	return store.WebhookEvent{StripeEventID: env.ID, EventType: env.Type, Payload: payload}
 }
 
 func mustDeliver(t *testing.T, st *store.Store, o stripefixture.Options) {
@@ -319,4 +334,173 @@ func TestParseEnvelope(t *testing.T) {
 			t.Errorf("%s parsed", bad)
 		}
 	}
+}
+
+// wantDeauthorized checks the account's deauthorized_at: want, or none
+// (connected) when want is zero.
+func wantDeauthorized(t *testing.T, st *store.Store, step string, want time.Time) {
+	t.Helper()
+	a, _ := account(t, st)
+	got := "none"
+	if a.DeauthorizedAt != nil {
+		got = a.DeauthorizedAt.UTC().String()
+	}
+	switch {
+	case want.IsZero() && a.DeauthorizedAt != nil:
+		t.Errorf("%s: deauthorized_at = %s, want none (connected)", step, got)
+	case !want.IsZero() && (a.DeauthorizedAt == nil || !a.DeauthorizedAt.Equal(want)):
+		t.Errorf("%s: deauthorized_at = %s, want %s", step, got, want.UTC())
+	}
+}
+
+// account.application.deauthorized and .authorized follow the out-of-order
+// rule between themselves: an older one never undoes a newer one.
+func TestAccountDeauthorizedAndAuthorizedOutOfOrder(t *testing.T) {
+	t.Parallel()
+	st := setup(t)
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)})
+	a, caps := account(t, st)
+	if a.ChargesEnabled || a.PayoutsEnabled || a.DetailsSubmitted || len(caps) != 0 {
+		t.Errorf("a row created by a deauthorization must have its booleans false and no capabilities: %+v", a)
+	}
+	wantDeauthorized(t, st, "deauthorized at 20", at(20))
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.authorized", Created: at(10)})
+	wantDeauthorized(t, st, "then authorized at 10", at(20))
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.authorized", Created: at(30)})
+	wantDeauthorized(t, st, "then authorized at 30", time.Time{})
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.deauthorized", Created: at(25)})
+	wantDeauthorized(t, st, "then deauthorized at 25", time.Time{})
+	// Equal seconds apply in processing order.
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.deauthorized", Created: at(30)})
+	wantDeauthorized(t, st, "then deauthorized at 30", at(30))
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.authorized", Created: at(30)})
+	wantDeauthorized(t, st, "then authorized at 30", time.Time{})
+	if a, _ := account(t, st); a.AuthorizationEventCreated == nil || !a.AuthorizationEventCreated.Equal(at(30)) {
+		t.Errorf("authorization_event_created = %v, want %v", a.AuthorizationEventCreated, at(30).UTC())
+	}
+	// The account is the envelope's: without one the event fails, and is
+	// retried, rather than being marked processed without effect.
+	noAccount := `{"id":"evt_noacct","type":"account.application.deauthorized","created":1700000040,` +
+		`"data":{"object":{"id":"ca_QhBd9ZJvNqXZ8a3rG6cTfW2mK5pLsYxE","object":"application"}}}`
+	if err := handler.Apply(context.Background(), nil, store.WebhookEvent{EventType: "account.application.deauthorized",
+		Payload: store.JSON(noAccount)}); err == nil {
+		t.Error("an event without a connected account was applied")
+	}
+}
+
+// The account's fields and its authorization are separate objects: writing
+// one leaves the other as it is.
+func TestAccountUpdatesKeepDeauthorization(t *testing.T) {
+	t.Parallel()
+	st := setup(t)
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)})
+	mustDeliver(t, st, stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)})
+	if a, caps := account(t, st); !a.ChargesEnabled || len(caps) != 2 {
+		t.Errorf("the deauthorization changed the account's fields: %+v, capabilities %v", a, caps)
+	}
+	mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(30),
+		Mutate: set("charges_enabled", false, "payouts_enabled", true)})
+	mustDeliver(t, st, stripefixture.Options{Type: "capability.updated", Created: at(40), Mutate: set("status", "inactive")})
+	wantDeauthorized(t, st, "after account.updated and capability.updated", at(20))
+	a, caps := account(t, st)
+	if a.ChargesEnabled || !a.PayoutsEnabled || caps["card_payments"] != "inactive" {
+		t.Errorf("updates after the deauthorization not applied: %+v, capabilities %v", a, caps)
+	}
+}
+
+// Several events of one account in one transaction each see what the
+// earlier ones wrote, the authorization columns included, whether the
+// account's row is new, read by the handler, or locked up front by a group.
+func TestAuthorizationInOneTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("one transaction", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		applyAll := func(events ...store.WebhookEvent) {
+			t.Helper()
+			apply := func(ctx context.Context, tx *store.Tx, _ store.WebhookEvent) error {
+				for _, e := range events {
+					if err := handler.Apply(ctx, tx, e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			carrier := insert(t, st, stripefixture.Options{Type: "plan.created"})
+			if out, _, err := st.ProcessEvent(ctx, carrier, store.Attempt{}, apply); err != nil || out != store.Applied {
+				t.Fatalf("outcome %v, error %v", out, err)
+			}
+		}
+		// A new account: its row is inserted by the first event.
+		applyAll(
+			event(t, stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)}),
+			event(t, stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)}),
+			event(t, stripefixture.Options{Type: "account.updated", Created: at(30), Mutate: set("charges_enabled", true, "payouts_enabled", true)}),
+			event(t, stripefixture.Options{Type: "capability.updated", Created: at(31), Mutate: set("status", "pending")}),
+		)
+		wantDeauthorized(t, st, "first transaction", at(20))
+		if a, caps := account(t, st); !a.ChargesEnabled || !a.PayoutsEnabled || caps["card_payments"] != "pending" {
+			t.Errorf("first transaction: %+v, capabilities %v", a, caps)
+		}
+		// An existing account: its row is read, authorization included.
+		applyAll(
+			event(t, stripefixture.Options{Type: "account.application.authorized", Created: at(15)}),
+			event(t, stripefixture.Options{Type: "account.updated", Created: at(40), Mutate: set("charges_enabled", false)}),
+			event(t, stripefixture.Options{Type: "account.application.authorized", Created: at(50)}),
+			event(t, stripefixture.Options{Type: "account.application.deauthorized", Created: at(45)}),
+			event(t, stripefixture.Options{Type: "account.updated", Created: at(60), Mutate: set("details_submitted", true)}),
+		)
+		wantDeauthorized(t, st, "second transaction", time.Time{})
+		a, _ := account(t, st)
+		if a.AuthorizationEventCreated == nil || !a.AuthorizationEventCreated.Equal(at(50)) || !a.DetailsSubmitted {
+			t.Errorf("second transaction: %+v", a)
+		}
+	})
+	t.Run("one group", func(t *testing.T) {
+		t.Parallel()
+		st := setup(t)
+		// group applies the events in one group: the first one's job, the
+		// others claimed ahead of theirs by a fresh Applier, which looks
+		// ahead on its first group.
+		group := func(opts ...stripefixture.Options) {
+			t.Helper()
+			ids := make([]string, len(opts))
+			for i, o := range opts {
+				ids[i] = insert(t, st, o)
+			}
+			var mu sync.Mutex
+			ahead := 0
+			ap := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,
+				AppliedAhead: func(store.WebhookEvent) { mu.Lock(); ahead++; mu.Unlock() }})
+			out, _, err := ap.Process(ctx, ids[0], store.Attempt{})
+			ap.Close()
+			if err != nil || out != store.Applied {
+				t.Fatalf("outcome %v, error %v", out, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ahead != len(opts)-1 {
+				t.Fatalf("%d events applied ahead, want %d: not one group", ahead, len(opts)-1)
+			}
+		}
+		group(
+			stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)},
+			stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)},
+			stripefixture.Options{Type: "account.updated", Created: at(30), Mutate: set("payouts_enabled", true)},
+		)
+		wantDeauthorized(t, st, "first group", at(20))
+		if a, _ := account(t, st); !a.PayoutsEnabled {
+			t.Errorf("first group: %+v", a)
+		}
+		// The row now exists and the group locks it up front.
+		group(
+			stripefixture.Options{Type: "account.application.authorized", Created: at(15)},
+			stripefixture.Options{Type: "account.updated", Created: at(40), Mutate: set("details_submitted", true)},
+		)
+		wantDeauthorized(t, st, "second group", at(20))
+		if a, _ := account(t, st); !a.DetailsSubmitted {
+			t.Errorf("second group: %+v", a)
+		}
+	})
 }

@@ -9,4 +9,6 @@ var registry = map[string]Func{
 	"account.external_account.created": externalAccountChanged,
 	"account.external_account.updated": externalAccountChanged,
 	"account.external_account.deleted": externalAccountDeleted,
+	"account.application.authorized":   accountApplication,
+	"account.application.deauthorized": accountApplication,
 }
