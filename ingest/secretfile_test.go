@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeevent"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
@@ -92,56 +91,6 @@ func (v *secretVolume) swap(ts string) {
 	}
 }
 
-// startWithSecretFile is start with STRIPE_WEBHOOK_SECRET_FILE in place of
-// STRIPE_WEBHOOK_SECRET, which start always sets (both set is a start-up
-// error). Rejections are not rate limited: the test polls with them.
-func startWithSecretFile(t *testing.T, path string) *ingest {
-	t.Helper()
-	dbURL := testenv.Database(t, "")
-	redisAddr := testenv.RedisAddr()
-	ns := testenv.Namespace(t, redisAddr)
-	host, rport := testenv.RedisHostPort(t, redisAddr)
-	port := testenv.FreePort(t)
-	vars := map[string]string{
-		"DATABASE_URL":               dbURL,
-		"REDIS_HOST":                 host,
-		"REDIS_PORT":                 strconv.Itoa(rport),
-		"WORK_NAMESPACE":             ns,
-		"STRIPE_WEBHOOK_SECRET_FILE": path,
-		"WEBHOOK_REJECT_RATE_LIMIT":  "0",
-		"PORT":                       strconv.Itoa(port),
-	}
-	st, err := store.Open(dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &ingest{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), store: st, redisAddr: redisAddr,
-		namespace: ns, logs: &testenv.Buffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- run(ctx, []string{"ingest"}, testenv.Environ(vars), in.logs, in.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-in.done; err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	})
-	testenv.Eventually(t, 10*time.Second, "ingest /healthz", func() bool {
-		select {
-		case err := <-in.done:
-			t.Fatalf("run returned early: %v\n%s", err, in.logs.String())
-		default:
-		}
-		resp, err := http.Get(in.base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return in
-}
-
 // logLines returns the JSON log lines whose msg is msg.
 func logLines(t *testing.T, logs, msg string) []map[string]any {
 	t.Helper()
@@ -161,7 +110,7 @@ func logLines(t *testing.T, logs, msg string) []map[string]any {
 func TestSecretFileRollWithoutRestart(t *testing.T) {
 	t.Parallel()
 	vol := newSecretVolume(t, "whsec_old\n")
-	in := startWithSecretFile(t, vol.path())
+	in := start(t, options{env: map[string]string{"STRIPE_WEBHOOK_SECRET_FILE": vol.path(), "WEBHOOK_REJECT_RATE_LIMIT": "0"}})
 	deliver := func(secret string) reply {
 		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
 		return in.post(p, stripefixture.Sign(p, secret, time.Now()))
