@@ -96,7 +96,12 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	// Idle workers take a new job as soon as it is queued, not at their
+	// next poll (up to 5 s later).
+	waker := NewWaker(logger, cfg.Redis, wp.Drain)
+	proc.retryDue = waker.WakeAt
 	wp.Start()
+	_ = waker.Start(ctx)
 	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
 	sweeper := NewSweeper(logger, st, enqueuer, m, cfg.SweepAfter)
 	tasks := []*periodic{newPeriodic("sweeper", cfg.SweepInterval, st, logger, func(ctx context.Context) error {
@@ -130,6 +135,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 		case <-ctx.Done():
 			running = false
 		case err := <-serveErr:
+			waker.Stop()
 			wp.Stop()
 			return fmt.Errorf("worker: serve: %w", err)
 		case <-trim.C:
@@ -144,6 +150,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 		}
 	}
 	logger.Info("worker stopping: no new jobs; running jobs finish within their deadline")
+	waker.Stop()
 	wp.Stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -23,7 +23,14 @@ type Processor struct {
 	timeout  time.Duration
 	maxFails int64
 	backoff  work.BackoffCalculator
+	// retryDue, if set, is told when a failed job's retry is back in the
+	// queue (the Waker wakes the pool then).
+	retryDue func(time.Time)
 }
+
+// requeueLag is how long after a retry's due time gocraft/work's requeuer,
+// which looks every second, has surely moved it back to the queue.
+const requeueLag = 1100 * time.Millisecond
 
 // NewProcessor returns a processor whose jobs each get timeout, and whose
 // failures are retried after backoff until maxFails attempts.
@@ -75,6 +82,13 @@ func (p *Processor) Process(job *work.Job) error {
 		} else {
 			log.Warn("event failed; retried with backoff", "error", err, "recorded", recorded,
 				"retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
+			if p.retryDue != nil {
+				// gocraft/work counts the backoff from now, when it files the
+				// job in the retry set.
+				next := *job
+				next.Fails++
+				p.retryDue(time.Now().Add(time.Duration(p.backoff(&next))*time.Second + requeueLag))
+			}
 		}
 		return err
 	}

@@ -29,6 +29,9 @@ return 'dup'
 // either merge with each other, and the worker drops the unique key when it
 // takes the job (a test holds it to that). It reports, per job, whether a new
 // job was added. It waits for Redis no longer than ctx allows.
+//
+// In the same round trip it publishes on WakeChannel, so that idle worker
+// pools take the jobs at once rather than at their next poll.
 func (q *Enqueuer) EnqueueMany(ctx context.Context, jobs []Job) ([]bool, error) {
 	if len(jobs) == 0 {
 		return nil, nil
@@ -61,6 +64,9 @@ func (q *Enqueuer) EnqueueMany(ctx context.Context, jobs []Job) ([]bool, error) 
 			return nil, fmt.Errorf("queue: enqueue: %w", err)
 		}
 	}
+	if err := conn.Send("PUBLISH", WakeChannel(q.namespace), ""); err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("queue: enqueue: %w", err)
 	}
@@ -83,6 +89,10 @@ func (q *Enqueuer) EnqueueMany(ctx context.Context, jobs []Job) ([]bool, error) 
 			break // the connection is gone: no other reply will come
 		}
 		added[i] = reply == "ok"
+	}
+	if conn.Err() == nil {
+		// A lost wake-up costs latency only: the pools poll all the same.
+		_, _ = receive(ctx, conn)
 	}
 	return added, firstErr
 }

@@ -60,15 +60,7 @@ func ListKey(namespace string) string {
 // caller with a deadline no more than its deadline.
 func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 	addr := cfg.Addr()
-	opts := []redis.DialOption{
-		redis.DialConnectTimeout(2 * time.Second),
-		redis.DialReadTimeout(10 * time.Second),
-		redis.DialWriteTimeout(5 * time.Second),
-		redis.DialDatabase(cfg.DB),
-	}
-	if cfg.Password != "" {
-		opts = append(opts, redis.DialPassword(cfg.Password))
-	}
+	opts := append(dialOptions(cfg), redis.DialReadTimeout(10*time.Second))
 	return &redis.Pool{
 		MaxActive:   maxActive,
 		MaxIdle:     maxActive,
@@ -83,6 +75,26 @@ func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 			return err
 		},
 	}
+}
+
+func dialOptions(cfg config.Redis) []redis.DialOption {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(2 * time.Second),
+		redis.DialWriteTimeout(5 * time.Second),
+		redis.DialDatabase(cfg.DB),
+	}
+	if cfg.Password != "" {
+		opts = append(opts, redis.DialPassword(cfg.Password))
+	}
+	return opts
+}
+
+// DialSubscriber opens a connection for SUBSCRIBE: no read timeout (it
+// waits for messages), TCP keepalives every 30 s instead, so that a quiet
+// subscription sends Redis no command.
+func DialSubscriber(ctx context.Context, cfg config.Redis) (redis.Conn, error) {
+	return redis.DialContext(ctx, "tcp", cfg.Addr(), append(dialOptions(cfg),
+		redis.DialKeepAlive(30*time.Second))...)
 }
 
 // Ping checks that Redis answers within ctx.
@@ -148,3 +160,7 @@ func receive(ctx context.Context, conn redis.Conn) (any, error) {
 	}
 	return redis.ReceiveWithTimeout(conn, max(time.Until(dl), time.Millisecond))
 }
+
+// WakeChannel is the pub/sub channel on which EnqueueMany announces new
+// jobs of namespace; worker pools subscribe to it to end their idle sleep.
+func WakeChannel(namespace string) string { return namespace + ":wake" }
