@@ -66,6 +66,17 @@ func (l Livemode) Applies(livemode bool) bool {
 	return true
 }
 
+// StripeAPI is the connection to Stripe's API, for reconcile and resync.
+type StripeAPI struct {
+	// Key is a restricted API key (read access to Events and Connect
+	// accounts); empty turns periodic reconcile off. Default: empty.
+	Key string `env:"STRIPE_API_KEY"`
+	// Base is where requests go (tests, a proxy). Default: https://api.stripe.com.
+	Base string `env:"STRIPE_API_BASE" envDefault:"https://api.stripe.com"`
+	// Rate is the most requests per second one process sends. Default: 20.
+	Rate float64 `env:"STRIPE_API_RATE" envDefault:"20"`
+}
+
 // Log is the logging setup shared by every command.
 type Log struct {
 	// Level is debug, info, warn or error. Default: info.
@@ -132,6 +143,19 @@ type Worker struct {
 	SweepAfter time.Duration `env:"WEBHOOK_SWEEP_AFTER" envDefault:"60s"`
 	// Retention is how long processed events are kept; 0 keeps them forever. Default: 720h.
 	Retention time.Duration `env:"WEBHOOK_RETENTION" envDefault:"720h"`
+	StripeAPI
+	// ReconcileInterval is how often one replica reconciles events with
+	// Stripe's API, when STRIPE_API_KEY is set. Default: 1h.
+	ReconcileInterval time.Duration `env:"STRIPE_RECONCILE_INTERVAL" envDefault:"1h"`
+}
+
+// Reconcile is the configuration of `bin/worker reconcile` and `resync`.
+type Reconcile struct {
+	Database
+	Redis
+	Log
+	Livemode
+	StripeAPI
 }
 
 // WebUI is the configuration of `bin/worker webui`.
@@ -219,6 +243,8 @@ func LoadWorker(environ []string) (Worker, error) {
 	p.port("WORKER_HTTP_PORT", c.HTTPPort)
 	p.positiveDuration("WEBHOOK_SWEEP_INTERVAL", c.SweepInterval)
 	p.positiveDuration("WEBHOOK_SWEEP_AFTER", c.SweepAfter)
+	p.stripeAPI(c.StripeAPI, false)
+	p.positiveDuration("STRIPE_RECONCILE_INTERVAL", c.ReconcileInterval)
 	if c.Retention < 0 || (c.Retention > 0 && c.Retention < MinRetention) {
 		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h: Stripe redelivers for three days, and a redelivery of a deleted event would be applied again")
 	}
@@ -243,6 +269,22 @@ func LoadWebUI(environ []string) (WebUI, error) {
 	case c.LoginUser == "" && !IsLoopback(host):
 		p.add("WEBUI_ADDR is not a loopback address: set WEBUI_USERNAME and WEBUI_PASSWORD to serve the web UI beyond this machine")
 	}
+	return c, p.err()
+}
+
+// LoadReconcile reads the configuration of `reconcile` and `resync`, which
+// need STRIPE_API_KEY.
+func LoadReconcile(environ []string) (Reconcile, error) {
+	var c Reconcile
+	if err := load(&c, environ); err != nil {
+		return c, err
+	}
+	var p problems
+	p.database(c.Database)
+	p.redis(c.Redis)
+	p.log(c.Log)
+	p.livemode(c.Livemode)
+	p.stripeAPI(c.StripeAPI, true)
 	return c, p.err()
 }
 
@@ -442,6 +484,22 @@ func (p *problems) livemode(l Livemode) {
 	case "live", "test", "any":
 	default:
 		p.add(fmt.Sprintf("STRIPE_LIVEMODE must be live, test or any, got %q", l.Mode))
+	}
+}
+
+func (p *problems) stripeAPI(s StripeAPI, keyRequired bool) {
+	if keyRequired && s.Key == "" {
+		p.add("STRIPE_API_KEY is required (a restricted key with read access to Events and Connect accounts)")
+	}
+	if s.Key != "" && !strings.HasPrefix(s.Key, "sk_") && !strings.HasPrefix(s.Key, "rk_") {
+		// Never echo the key.
+		p.add("STRIPE_API_KEY must be a secret or restricted key (sk_… or rk_…)")
+	}
+	if u, err := url.Parse(s.Base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.add("STRIPE_API_BASE must be an http(s) URL such as https://api.stripe.com")
+	}
+	if s.Rate <= 0 {
+		p.add(fmt.Sprintf("STRIPE_API_RATE must be a positive number of requests per second, got %v", s.Rate))
 	}
 }
 

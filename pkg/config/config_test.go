@@ -49,6 +49,9 @@ func TestLoadWorkerDefaults(t *testing.T) {
 		SweepInterval:  30 * time.Second,
 		SweepAfter:     60 * time.Second,
 		Retention:      720 * time.Hour,
+		StripeAPI:      StripeAPI{Base: "https://api.stripe.com", Rate: 20},
+
+		ReconcileInterval: time.Hour,
 	}
 	if c != want {
 		t.Errorf("got %+v, want %+v", c, want)
@@ -243,5 +246,25 @@ func TestLivemodeAndAllowlist(t *testing.T) {
 	}
 	if a, _ := ParseAllowlist(nil); a.On() {
 		t.Error("an empty allowlist restricts")
+	}
+}
+
+func TestLoadReconcile(t *testing.T) {
+	t.Parallel()
+	if _, err := LoadReconcile(nil); err == nil || !strings.Contains(err.Error(), "STRIPE_API_KEY is required") {
+		t.Errorf("reconcile without a key: %v", err)
+	}
+	err := worker([]string{"STRIPE_API_KEY=pk_live_secretish", "STRIPE_API_RATE=0", "STRIPE_API_BASE=ftp://x"})
+	for _, want := range []string{"STRIPE_API_KEY must be", "STRIPE_API_RATE must be", "STRIPE_API_BASE must be"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "secretish") {
+		t.Errorf("an error quotes the key: %v", err)
+	}
+	c, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", "STRIPE_API_BASE=http://127.0.0.1:12111", "STRIPE_API_RATE=5"})
+	if err != nil || c.Key != "rk_test_x" || c.Base != "http://127.0.0.1:12111" || c.Rate != 5 {
+		t.Errorf("LoadReconcile = %+v, %v", c.StripeAPI, err)
 	}
 }
