@@ -31,8 +31,20 @@ images: ## Build the container images (prints the commands where no container en
 	done
 
 .PHONY: test
-test: lint ## Run gofmt, go vet and every test (race detector on) against real Postgres and Redis
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+test: lint stripe-mock ## Run gofmt, go vet and every test (race detector on) against real Postgres, Redis and stripe-mock
+	STRIPE_MOCK=$(STRIPE_MOCK) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# stripe-mock (Stripe's API double, answering from Stripe's OpenAPI description)
+# for the tests of pkg/stripeapi; installed from the Go module proxy.
+STRIPE_MOCK_VERSION ?= v0.203.0
+STRIPE_MOCK := $(CURDIR)/.dev/bin/stripe-mock
+
+.PHONY: stripe-mock
+stripe-mock: ## Install stripe-mock, the Stripe API double the tests run, into .dev/bin (once per version)
+	@if ! $(GO) version -m $(STRIPE_MOCK) 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*github.com/stripe/stripe-mock[[:space:]]*$(STRIPE_MOCK_VERSION)[[:space:]]"; then \
+	  echo "installing stripe-mock $(STRIPE_MOCK_VERSION) into .dev/bin"; \
+	  GOBIN=$(CURDIR)/.dev/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION); \
+	fi
 
 .PHONY: lint
 lint: ## gofmt and go vet over every module
@@ -58,7 +70,7 @@ account: ## Show the connected accounts and their external accounts in the local
 	  "SELECT stripe_external_account_id, object, last4, coalesce(bank_name, brand) AS bank_or_brand, currency, status, default_for_currency, deleted_at FROM stripe_external_accounts ORDER BY updated_at DESC LIMIT 5"
 
 .PHONY: bench
-bench: build ## Measure gin and database ceilings, the ingest (8/32/128 clients) and the worker's drain, in one run; JSON under .bench/
+bench: build ## Measure ceilings, the ingest alone and with a worker, end-to-end latency, a burst, the drain and an idle worker, in one run; JSON under .bench/
 	$(GO) run ./ingest/cmd/bench -bin bin
 
 .PHONY: clean

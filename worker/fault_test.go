@@ -303,11 +303,16 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 	if n := b.count(t, "true"); n != 1350 {
 		t.Errorf("%d rows, want 1350", n)
 	}
-	var logs []string
-	for _, w := range workers {
-		logs = append(logs, w.Logs.String())
-	}
-	counts := appliedCounts(logs...)
+	// Each worker logs an event after its commit: wait for the last lines.
+	var counts map[string]int
+	testenv.Eventually(t, 10*time.Second, "an \"event processed\" line for each event", func() bool {
+		var logs []string
+		for _, w := range workers {
+			logs = append(logs, w.Logs.String())
+		}
+		counts = appliedCounts(logs...)
+		return len(counts) >= 1350
+	})
 	twice := 0
 	for _, n := range counts {
 		if n != 1 {

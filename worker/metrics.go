@@ -23,6 +23,11 @@ type metrics struct {
 	sweeperLost   prometheus.Counter
 	sweeperQueued prometheus.Counter
 	sweeperErrors prometheus.Counter
+
+	reconcileMissing     *prometheus.CounterVec
+	reconcileRuns        *prometheus.CounterVec
+	reconcileLastSuccess prometheus.Gauge
+	resyncedAccounts     prometheus.Counter
 }
 
 func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
@@ -58,6 +63,23 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	m.sweeperErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeper_errors_total", Help: "Sweeps cut short by a Redis error.",
 	})
+	m.reconcileMissing = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stripe_webhooks_reconcile_missing_events_total",
+		Help: "Events reconcile found in Stripe's API but not stored (never delivered), and stored, by event type.",
+	}, []string{"event_type"})
+	m.reconcileRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stripe_webhooks_reconcile_runs_total",
+		Help: "Periodic reconcile runs, by outcome (ok, failed: an account or the whole run could not be listed).",
+	}, []string{"outcome"})
+	m.reconcileLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "stripe_webhooks_reconcile_last_success_timestamp_seconds",
+		Help: "Unix time of the last periodic reconcile in which every account was listed (0: none yet in this process).",
+	})
+	m.resyncedAccounts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_resynced_accounts_total",
+		Help: "Connected accounts whose state resync fetched from Stripe's API and applied.",
+	})
+	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
 	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m

@@ -22,6 +22,7 @@ import (
 	"stripe-webhooks/pkg/health"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripeapi"
 	"stripe-webhooks/worker/handler"
 )
 
@@ -114,6 +115,15 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 			_, err := retention.Run(ctx)
 			return err
 		}))
+	}
+	if cfg.StripeAPI.Key != "" {
+		api := stripeapi.New(cfg.StripeAPI, logger)
+		reconciler := NewReconciler(logger, st, enqueuer, api, m, cfg.Livemode)
+		tasks = append(tasks, newPeriodic("reconcile", cfg.ReconcileInterval, st, logger, func(ctx context.Context) error {
+			return reconcilePeriodically(ctx, reconciler, m, cfg.ReconcileInterval)
+		}))
+	} else {
+		logger.Info("periodic reconcile off: no STRIPE_API_KEY; events Stripe never delivers stay missing")
 	}
 	for _, t := range tasks {
 		_ = t.Start(ctx)

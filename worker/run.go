@@ -18,6 +18,11 @@ commands:
   replay --event evt_…          apply stored events again, here and now, and print how many;
   replay --since 24h [--type T]   safe while workers run; newer state is never overwritten
   replay --failed [--type T]      (--failed: events that exhausted their retries)
+  reconcile [--since 72h] [--account acct_…]
+                                list events from Stripe's API (STRIPE_API_KEY), store and queue
+                                those never delivered; print accounts, events listed, missing stored
+  resync (--account acct_… | --all)
+                                apply accounts' current state from Stripe's API; newer events win
 
 Configuration comes from the environment; see README.md.`
 
@@ -34,6 +39,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return runWebUI(ctx, rest, environ, stdout)
 	case "replay":
 		return runReplay(ctx, rest, environ, stdout)
+	case "resync":
+		return runResync(ctx, rest, environ, stdout, stderr)
+	case "reconcile":
+		return runReconcile(ctx, rest, environ, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, environ, stdout)
 	case "help", "-h", "--help":

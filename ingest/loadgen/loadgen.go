@@ -1,5 +1,6 @@
-// Package loadgen drives a closed-loop load of signed Stripe deliveries at
-// a webhook route and reports throughput, status counts and latency.
+// Package loadgen drives a load of signed Stripe deliveries at a webhook
+// route, closed loop (clients back to back) or open loop (a fixed rate),
+// and reports throughput, status counts and latency.
 package loadgen
 
 import (
@@ -28,19 +29,44 @@ import (
 
 // Options shape one load run.
 type Options struct {
-	URL         string
-	Secret      string
+	URL    string
+	Secret string
+	// Concurrency is the number of clients of the closed loop; in the open
+	// loop, the most deliveries in flight at once (one connection each).
 	Concurrency int
 	Duration    time.Duration
 	Requests    int     // 0: run for Duration
 	Duplicates  float64 // share of requests repeating an already-sent event
 	EventType   string
 	TLS         *tls.Config // for an https URL; nil uses the system's roots
+	// Rate, when positive, makes the loop open: a delivery is due every
+	// 1/Rate seconds whether or not earlier ones were answered, and its
+	// latency counts from when it was due (it waits for a connection when
+	// Concurrency are in flight). 0: closed loop.
+	Rate float64
+	// Accounts spreads the deliveries at random over this many connected
+	// accounts (ids as long as the fixture's own). 0 or 1: the fixture's
+	// one account.
+	Accounts int
+	// Record keeps every delivery's id, status and times in the Report.
+	Record bool
+}
+
+// Delivery is one request of a run, kept when Options.Record is set.
+type Delivery struct {
+	ID string
+	// Status is the answer's HTTP status; 0 for a transport error.
+	Status int
+	// Sent is when the request was written (closed loop) or due (open loop).
+	Sent time.Time
+	// Answered is when the answer had been read, or the request failed.
+	Answered time.Time
 }
 
 // Report is what one run measured.
 type Report struct {
 	Concurrency int            `json:"concurrency"`
+	Rate        float64        `json:"rate_per_second,omitempty"`
 	Requests    int            `json:"requests"`
 	Errors      int            `json:"errors"`
 	Seconds     float64        `json:"seconds"`
@@ -51,6 +77,7 @@ type Report struct {
 	P99Ms       float64        `json:"p99_ms"`
 	MaxMs       float64        `json:"max_ms"`
 	PayloadSize int            `json:"payload_bytes"`
+	Deliveries  []Delivery     `json:"-"`
 }
 
 func (r Report) String() string {
@@ -75,11 +102,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	template, err := stripefixture.Event(stripefixture.Options{Type: o.EventType, ID: idPlaceholder})
+	templates, err := newTemplates(o.EventType, o.Accounts)
 	if err != nil {
 		return Report{}, err
 	}
-	at := bytes.Index(template, []byte(idPlaceholder))
+	if o.Rate > 0 {
+		return runOpen(ctx, o, target, templates), nil
+	}
 
 	if o.Requests <= 0 {
 		var cancel context.CancelFunc
@@ -87,13 +116,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		defer cancel()
 	}
 	var (
-		issued  atomic.Int64
-		mu      sync.Mutex
-		lat     []time.Duration
-		status  = map[string]int{}
-		errs    int
-		wg      sync.WaitGroup
-		started = time.Now()
+		issued     atomic.Int64
+		mu         sync.Mutex
+		lat        []time.Duration
+		status     = map[string]int{}
+		errs       int
+		deliveries []Delivery
+		wg         sync.WaitGroup
+		started    = time.Now()
 	)
 	for w := range o.Concurrency {
 		wg.Add(1)
@@ -104,7 +134,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			local := make([]time.Duration, 0, 1024)
 			localStatus := map[int]int{}
 			localErrs := 0
-			payload := slices.Clone(template)
+			var localDeliveries []Delivery
 			c := &client{target: target}
 			defer c.close()
 			for ctx.Err() == nil {
@@ -117,9 +147,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				} else if len(sent) < 10000 {
 					sent = append(sent, id)
 				}
-				copy(payload[at:], id)
 				t0 := time.Now()
-				code, err := c.post(ctx, payload, stripefixture.Sign(payload, o.Secret, t0))
+				code, err := c.deliver(ctx, templates.pick(rng), id, o.Secret, t0)
+				if o.Record {
+					localDeliveries = append(localDeliveries, Delivery{ID: id, Status: code, Sent: t0, Answered: time.Now()})
+				}
 				if err != nil {
 					localErrs++
 					continue
@@ -133,11 +165,140 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				status[strconv.Itoa(k)] += v
 			}
 			errs += localErrs
+			deliveries = append(deliveries, localDeliveries...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return Summarise(o.Concurrency, lat, status, errs, time.Since(started), len(template)), nil
+	rep := Summarise(o.Concurrency, lat, status, errs, time.Since(started), len(templates[0].body))
+	rep.Deliveries = deliveries
+	return rep, nil
+}
+
+// runOpen sends a delivery every 1/o.Rate seconds, each on an idle
+// connection (the most recently used first, so that a low rate reuses one
+// connection), opening one while fewer than o.Concurrency are in flight and
+// waiting for one otherwise. A delivery's latency counts from when it was
+// due, so a wait for a connection is part of it.
+func runOpen(ctx context.Context, o Options, target target, templates templates) Report {
+	var (
+		mu         sync.Mutex
+		idle       []*client
+		slots      = make(chan struct{}, o.Concurrency)
+		lat        []time.Duration
+		status     = map[string]int{}
+		errs       int
+		deliveries []Delivery
+		sent       []string // for duplicates
+		wg         sync.WaitGroup
+		started    = time.Now()
+		rng        = rand.New(rand.NewPCG(uint64(started.UnixNano()), 0x09e4))
+		interval   = time.Duration(float64(time.Second) / o.Rate)
+		timer      = time.NewTimer(0)
+	)
+	defer timer.Stop()
+	<-timer.C
+dispatch:
+	for i := 0; ; i++ {
+		due := started.Add(time.Duration(i) * interval)
+		if o.Requests > 0 && i >= o.Requests || o.Requests <= 0 && !due.Before(started.Add(o.Duration)) {
+			break
+		}
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				break dispatch
+			}
+		}
+		id := fmt.Sprintf("evt_lo%0*d", len(idPlaceholder)-6, rng.Uint64()%1e18)
+		if len(sent) > 0 && rng.Float64() < o.Duplicates {
+			id = sent[rng.IntN(len(sent))]
+		} else if len(sent) < 10000 {
+			sent = append(sent, id)
+		}
+		tpl := templates.pick(rng)
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break dispatch
+		}
+		mu.Lock()
+		var c *client
+		if n := len(idle); n > 0 {
+			c, idle = idle[n-1], idle[:n-1]
+		} else {
+			c = &client{target: target}
+		}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, err := c.deliver(ctx, tpl, id, o.Secret, time.Now())
+			answered := time.Now()
+			mu.Lock()
+			idle = append(idle, c)
+			if o.Record {
+				deliveries = append(deliveries, Delivery{ID: id, Status: code, Sent: due, Answered: answered})
+			}
+			if err != nil {
+				errs++
+			} else {
+				lat = append(lat, answered.Sub(due))
+				status[strconv.Itoa(code)]++
+			}
+			mu.Unlock()
+			<-slots
+		}()
+	}
+	wg.Wait()
+	for _, c := range idle {
+		c.close()
+	}
+	rep := Summarise(o.Concurrency, lat, status, errs, time.Since(started), len(templates[0].body))
+	rep.Rate = o.Rate
+	rep.Deliveries = deliveries
+	return rep
+}
+
+// template is one event's JSON with an id placeholder at offset at.
+type template struct {
+	body []byte
+	at   int
+}
+
+// templates are the events a run sends: one per connected account.
+type templates []template
+
+func newTemplates(eventType string, accounts int) (templates, error) {
+	n := max(accounts, 1)
+	ts := make(templates, n)
+	for i := range ts {
+		o := stripefixture.Options{Type: eventType, ID: idPlaceholder}
+		if n > 1 {
+			o.Account = AccountID(i)
+		}
+		b, err := stripefixture.Event(o)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = template{body: b, at: bytes.Index(b, []byte(idPlaceholder))}
+	}
+	return ts, nil
+}
+
+func (ts templates) pick(rng *rand.Rand) *template {
+	if len(ts) == 1 {
+		return &ts[0]
+	}
+	return &ts[rng.IntN(len(ts))]
+}
+
+// AccountID is the i-th connected account of a run with Options.Accounts
+// above 1: as long as the fixture's own account id.
+func AccountID(i int) string {
+	return fmt.Sprintf("acct_loadgen%0*d", len(stripefixture.DefaultAccount)-12, i)
 }
 
 // target is where the deliveries go.
@@ -178,6 +339,10 @@ type client struct {
 	conn   net.Conn
 	br     *bufio.Reader
 	buf    []byte
+	// payload is the event being sent and tpl the template it was copied
+	// from: a request of the same template only writes its id.
+	payload []byte
+	tpl     *template
 }
 
 func (c *client) close() {
@@ -185,6 +350,16 @@ func (c *client) close() {
 		c.conn.Close()
 		c.conn = nil
 	}
+}
+
+// deliver sends tpl's event with the given id, signed at t.
+func (c *client) deliver(ctx context.Context, tpl *template, id, secret string, t time.Time) (int, error) {
+	if c.tpl != tpl {
+		c.payload = append(c.payload[:0], tpl.body...)
+		c.tpl = tpl
+	}
+	copy(c.payload[tpl.at:], id)
+	return c.post(ctx, c.payload, stripefixture.Sign(c.payload, secret, t))
 }
 
 // post sends one delivery and returns the answer's status code. A broken

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +128,14 @@ func ApplyIn(mode config.Livemode) store.ApplyFunc {
 		}
 		return fn(ctx, tx, e)
 	}
+}
+
+// Types lists the event types with a handler, in order: what reconcile
+// asks Stripe's API for.
+func Types() []string {
+	types := slices.Collect(maps.Keys(registry))
+	slices.Sort(types)
+	return types
 }
 
 // Handles reports whether eventType has a handler with an effect.

@@ -16,25 +16,39 @@ func cpuByCommand() map[string]float64 {
 	out := map[string]float64{}
 	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone since the glob
+		comm, cpu, ok := readStat(p)
+		if ok {
+			out[comm] += cpu
 		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		comm := s[open+1 : close]
-		f := strings.Fields(s[close+1:])
-		if len(f) < 13 { // fields 14 and 15 of stat: utime, stime
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		k, _ := strconv.ParseFloat(f[12], 64)
-		out[comm] += (u + k) / clockTicks
 	}
 	return out
+}
+
+// processCPU is the CPU time (user + system, seconds) of one live process.
+func processCPU(pid int) float64 {
+	_, cpu, _ := readStat("/proc/" + strconv.Itoa(pid) + "/stat")
+	return cpu
+}
+
+// readStat reads a process's command name and CPU time (user + system,
+// seconds) from its /proc/<pid>/stat.
+func readStat(path string) (string, float64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0, false // gone
+	}
+	s := string(b)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open {
+		return "", 0, false
+	}
+	f := strings.Fields(s[close+1:])
+	if len(f) < 13 { // fields 14 and 15 of stat: utime, stime
+		return "", 0, false
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return s[open+1 : close], (u + k) / clockTicks, true
 }
 
 // machineCPU is the CPU time (seconds) all cores spent busy since boot.

@@ -1,9 +1,13 @@
 // Command bench measures, in one run on this machine: (a) the ceiling of a
 // gin route that only verifies signatures, (b) the database ceiling of
 // single-row idempotent inserts, (c) the real ingest, at several
-// concurrencies, and (d) the worker's end-to-end drain of a fixed batch with
-// one and with three processes. It prints a table with the ratios and
-// writes the same as JSON under .bench/.
+// concurrencies, alone and with one worker applying meanwhile, (d) the
+// worker's end-to-end drain of a fixed batch with one and with three
+// processes, (e) the latency from a delivery's 200 to its event's
+// processing at fixed open-loop rates, and after a burst into an idle
+// pool, and (f) the Redis commands of an idle worker and the idle CPU of a
+// worker and an ingest. It prints tables with the ratios and writes the
+// same as JSON under .bench/.
 //
 //	make bench        (builds bin/ first)
 package main

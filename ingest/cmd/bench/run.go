@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +41,12 @@ type Result struct {
 	DurationSec float64   `json:"seconds_per_measure"`
 	Rows        []Row     `json:"ingest"`
 	Drain       []Drain   `json:"drain"`
+	// Accounts is how many connected accounts the deliveries of the
+	// measures with a worker are spread over.
+	Accounts int       `json:"accounts_with_worker"`
+	Latency  []Latency `json:"latency"`
+	Burst    *Burst    `json:"burst,omitempty"`
+	Idle     *Idle     `json:"idle,omitempty"`
 }
 
 // Row is one concurrency's three measures and their ratios.
@@ -53,6 +61,8 @@ type Row struct {
 	IngestPeakRSS  int64          `json:"ingest_peak_rss_bytes"`
 	IngestStatuses string         `json:"ingest_statuses"`
 	IngestCPU      cpuShare       `json:"ingest_cpu"`
+	// WithWorker is the ingest again, with one worker applying meanwhile.
+	WithWorker *WithWorker `json:"ingest_with_worker,omitempty"`
 }
 
 // Drain is the worker's end-to-end drain of a fixed batch.
@@ -79,7 +89,20 @@ func run(ctx context.Context, args []string) error {
 	dur := fs.Duration("duration", 10*time.Second, "length of each measure")
 	drainN := fs.Int("drain", 50000, "events in the drain batch")
 	out := fs.String("out", ".bench", "folder for the JSON result")
+	withWorker := fs.Bool("with-worker", true, "measure the ingest again at each concurrency with one worker running")
+	accounts := fs.Int("accounts", 2000, "connected accounts the deliveries of the measures with a worker are spread over")
+	latency := fs.String("latency", "2:20s,50:10s", "end-to-end latency: open-loop rate:duration pairs (empty: none)")
+	burstN := fs.Int("burst", 3000, "deliveries of the burst into an idle pool (0: none)")
+	burstC := fs.Int("burst-c", 32, "clients of the burst")
+	idleBefore := fs.Duration("idle-before", 8*time.Second, "idle time before each latency rate and the burst")
+	idle := fs.Bool("idle", true, "measure an idle worker's Redis commands and the idle CPU of a worker and an ingest")
+	idleWarmup := fs.Duration("idle-warmup", 60*time.Second, "how long the idle worker has had no job when the count starts")
+	idleWindow := fs.Duration("idle-window", 30*time.Second, "how long the idle count runs")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	rates, err := parseRates(*latency)
+	if err != nil {
 		return err
 	}
 	serverURL := os.Getenv("DATABASE_URL")
@@ -118,7 +141,18 @@ func run(ctx context.Context, args []string) error {
 	env := append(os.Environ(), "DATABASE_URL="+dbURL, "WORK_NAMESPACE="+ns, "STRIPE_WEBHOOK_SECRET="+secret,
 		"REDIS_HOST="+rc.Host, "REDIS_PORT="+strconv.Itoa(rc.Port))
 
-	res := Result{Started: time.Now().UTC(), Machine: machine(), DurationSec: dur.Seconds()}
+	// The idle stack starts first and idles beside the other measures (on
+	// a Redis server and a database of its own), so that its pool has had
+	// no job for idle-warmup by the end-to-end measures.
+	var idleRun *idleStack
+	if *idle {
+		fmt.Fprintln(os.Stderr, "idle: starting a worker on a private redis-server, and an ingest…")
+		if idleRun, err = startIdle(ctx, serverURL, dbName+"_idle", *bin, env, ns+"-idle"); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		defer idleRun.close()
+	}
+	res := Result{Started: time.Now().UTC(), Machine: machine(), DurationSec: dur.Seconds(), Accounts: *accounts}
 	self, _ := os.Executable()
 	for _, f := range strings.Split(*conc, ",") {
 		if strings.TrimSpace(f) == "" {
@@ -152,6 +186,19 @@ func run(ctx context.Context, args []string) error {
 		row.IngestVsGin = row.Ingest.PerSecond / row.CeilingGin.PerSecond
 		row.IngestVsDB = row.Ingest.PerSecond / row.CeilingDB.PerSecond
 		row.IngestStatuses = fmt.Sprint(row.Ingest.Status)
+		if *withWorker {
+			fmt.Fprintf(os.Stderr, "c=%d: ingest with a worker…\n", c)
+			if err := reset(); err != nil {
+				return err
+			}
+			ww, err := measureWithWorker(ctx, st, pool, ns, *bin, env, c, *dur, *accounts)
+			if err != nil {
+				return fmt.Errorf("ingest with a worker: %w", err)
+			}
+			ww.VsAlone = ww.Ingest.PerSecond / row.Ingest.PerSecond
+			ww.VsDB = ww.Ingest.PerSecond / row.CeilingDB.PerSecond
+			row.WithWorker = &ww
+		}
 		res.Rows = append(res.Rows, row)
 	}
 	for _, procs := range []int{1, 3} {
@@ -167,6 +214,31 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("drain: %w", err)
 		}
 		res.Drain = append(res.Drain, d)
+	}
+	// The idle count runs over the start of the end-to-end measures (an
+	// idle pause and the lowest rate), or alone without them.
+	var idleDone chan idleResult
+	if idleRun != nil {
+		idleDone = make(chan idleResult, 1)
+		go func() {
+			i, err := idleRun.measure(ctx, *idleWarmup, *idleWindow)
+			idleDone <- idleResult{i, err}
+		}()
+	}
+	if len(rates) > 0 || *burstN > 0 {
+		if err := reset(); err != nil {
+			return err
+		}
+		if res.Latency, res.Burst, err = endToEnd(ctx, dbURL, *bin, env, rates, *idleBefore, *burstN, *burstC, *accounts); err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+	}
+	if idleDone != nil {
+		r := <-idleDone
+		if r.err != nil {
+			return fmt.Errorf("idle: %w", r.err)
+		}
+		res.Idle = &r.i
 	}
 	printTable(os.Stdout, res)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
@@ -185,22 +257,12 @@ func run(ctx context.Context, args []string) error {
 // and returns the report, the CPU per answered delivery and the process's
 // peak RSS.
 func measureServer(ctx context.Context, path string, args, env []string, c int, d time.Duration) (loadgen.Report, cpuShare, int64, error) {
-	port, err := freePort()
+	p, err := startProc(ctx, path, args, withEnv(env, "SHUTDOWN_TIMEOUT=5s"), "PORT")
 	if err != nil {
 		return loadgen.Report{}, cpuShare{}, 0, err
 	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(env, "PORT="+strconv.Itoa(port), "SHUTDOWN_TIMEOUT=5s")
-	cmd.Stdout, cmd.Stderr = nil, os.Stderr // nil: straight to /dev/null, no copying goroutine here
-	if err := cmd.Start(); err != nil {
-		return loadgen.Report{}, cpuShare{}, 0, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitHTTP(base + "/healthz"); err != nil {
-		return loadgen.Report{}, cpuShare{}, 0, err
-	}
-	o := loadgen.Options{URL: base + "/api/billing/webhooks/stripe", Secret: secret, Concurrency: c, EventType: "account.updated"}
+	defer p.stop()
+	o := loadgen.Options{URL: p.base + webhookPath, Secret: secret, Concurrency: c, EventType: "account.updated"}
 	o.Duration = time.Second // warm up: connections, pools, caches
 	if _, err := loadgen.Run(ctx, o); err != nil {
 		return loadgen.Report{}, cpuShare{}, 0, err
@@ -208,7 +270,48 @@ func measureServer(ctx context.Context, path string, args, env []string, c int, 
 	o.Duration = d
 	mark := markCPU()
 	rep, err := loadgen.Run(ctx, o)
-	return rep, mark.since(max(rep.Status["200"], 1)), peakRSS(cmd.Process.Pid), err
+	return rep, mark.since(max(rep.Status["200"], 1)), peakRSS(p.pid()), err
+}
+
+const webhookPath = "/api/billing/webhooks/stripe"
+
+// proc is a started service binary that answers on base.
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+// startProc starts a service binary on a free port, named to it by portVar
+// (PORT, WORKER_HTTP_PORT), and waits until its /healthz answers.
+func startProc(ctx context.Context, path string, args, env []string, portVar string) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = withEnv(env, portVar+"="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = nil, os.Stderr // nil: straight to /dev/null, no copying goroutine here
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	if err := waitHTTP(p.base + "/healthz"); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// withEnv is env with vars added (a later entry wins), in a slice of its own.
+func withEnv(env []string, vars ...string) []string {
+	return append(slices.Clip(env), vars...)
 }
 
 // drain seeds n events, starts procs worker processes, and times them until
@@ -362,12 +465,99 @@ func printTable(w io.Writer, r Result) {
 			d.CPU.WorkerUs, d.CPU.PostgresUs, d.CPU.RedisUs, d.CPU.MachineUs)
 	}
 	tw.Flush()
+	printWithWorker(w, r)
+	printLatency(w, r)
 	for _, row := range r.Rows {
 		if row.Concurrency == 32 && len(r.Drain) == 2 {
 			d := r.Drain[1]
 			fmt.Fprintf(w, "\nat 32 clients: ingest %.0f/s = %.2f x database ceiling, p99 %.2f ms; drain with 3 workers %.0f events/s = %.2f x ingest (queue empty: %.0f jobs/s = %.2f x ingest)\n",
 				row.Ingest.PerSecond, row.IngestVsDB, row.Ingest.P99Ms, d.PerSecond, d.PerSecond/row.Ingest.PerSecond, d.JobsPerSecond, d.JobsPerSecond/row.Ingest.PerSecond)
 		}
+		if ww := row.WithWorker; row.Concurrency == 32 && ww != nil {
+			fmt.Fprintf(w, "at 32 clients with a worker: ingest %.0f/s = %.2f x database ceiling (alone %.2f), p99 %.2f ms; worker %.0f events/s, %d unprocessed at end\n",
+				ww.Ingest.PerSecond, ww.VsDB, row.IngestVsDB, ww.Ingest.P99Ms, ww.WorkerPerSecond, ww.Unprocessed)
+		}
+	}
+}
+
+func printWithWorker(w io.Writer, r Result) {
+	if len(r.Rows) == 0 || r.Rows[0].WithWorker == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ningest with one worker running (deliveries over %d accounts)\n\n", r.Accounts)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tingest alone/s\twith worker/s\twith/alone\talone/db\twith worker/db\tp50 ms\tp90 ms\tp99 ms\tmax ms\tworker processed/s\tunprocessed at end\tjobs queued at end\tingest peak RSS MiB\tworker peak RSS MiB\t")
+	for _, row := range r.Rows {
+		ww := row.WithWorker
+		if ww == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.0f\t%d\t%d\t%.1f\t%.1f\t\n", row.Concurrency,
+			row.Ingest.PerSecond, ww.Ingest.PerSecond, ww.VsAlone, row.IngestVsDB, ww.VsDB,
+			ww.Ingest.P50Ms, ww.Ingest.P90Ms, ww.Ingest.P99Ms, ww.Ingest.MaxMs,
+			ww.WorkerPerSecond, ww.Unprocessed, ww.QueuedJobs, mib(ww.IngestPeakRSS), mib(ww.WorkerPeakRSS))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tCPU µs/delivery with worker: load generator\tingest\tworker\tpostgres\tredis\tmachine\t")
+	for _, row := range r.Rows {
+		if row.WithWorker == nil {
+			continue
+		}
+		c := row.WithWorker.CPU
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", row.Concurrency, c.LoadGeneratorUs, c.IngestUs, c.WorkerUs, c.PostgresUs, c.RedisUs, c.MachineUs)
+	}
+	tw.Flush()
+}
+
+func printLatency(w io.Writer, r Result) {
+	if len(r.Latency) > 0 {
+		fmt.Fprintf(w, "\nend to end, one ingest and one worker: open loop, 200 → processed_at\n\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "deliveries/s\tdeliveries\tidle before s\tnon-200\tp50 ms\tp90 ms\tp99 ms\tmax ms\tunprocessed\tingest p50 ms\tingest p99 ms\t")
+		for _, l := range r.Latency {
+			fmt.Fprintf(tw, "%g\t%d\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.2f\t%.2f\t\n", l.Rate, l.Deliveries, l.IdleSec, l.Non200,
+				l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs, l.Unprocessed, l.Ingest.P50Ms, l.Ingest.P99Ms)
+		}
+		tw.Flush()
+	}
+	if b := r.Burst; b != nil {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "burst deliveries\tclients\tidle before s\tnon-200\tfirst request → last 200 s\tstored/s\tingest p99 ms\tlast 200 → all processed s\t200 → processed p50 ms\tp99 ms\tmax ms\tunprocessed\t")
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%d\t%.2f\t%.0f\t%.2f\t%.3f\t%.1f\t%.1f\t%.1f\t%d\t\n", b.Deliveries, b.Clients, b.IdleSec, b.Non200,
+			b.StoreSec, b.StoredPerSec, b.IngestP99Ms, b.LastOKToAllSec, b.P50Ms, b.P99Ms, b.MaxMs, b.Unprocessed)
+		tw.Flush()
+	}
+	if i := r.Idle; i != nil {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "idle: no job for s\twindow s\tworker's Redis commands/s\tworker CPU % of a core\tingest CPU % of a core\t")
+		fmt.Fprintf(tw, "%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t\n", i.NoJobSec, i.WindowSec, i.RedisCommandsPerSec, i.WorkerCPUPercent, i.IngestCPUPercent)
+		tw.Flush()
+		names := make([]string, 0, len(i.RedisByCommand))
+		for n := range i.RedisByCommand {
+			names = append(names, n)
+		}
+		slices.SortFunc(names, func(a, b string) int {
+			return cmp.Or(cmp.Compare(i.RedisByCommand[b], i.RedisByCommand[a]), cmp.Compare(a, b))
+		})
+		var by []string
+		for _, n := range names {
+			by = append(by, fmt.Sprintf("%s %d", n, i.RedisByCommand[n]))
+		}
+		fmt.Fprintf(w, "idle worker's commands in %.0fs (%s): %s\n", i.WindowSec, i.WorkerBinary, strings.Join(by, ", "))
+	}
+	var parts []string
+	for _, l := range r.Latency {
+		parts = append(parts, fmt.Sprintf("at %g/s p50 %.1f ms, p99 %.1f ms", l.Rate, l.P50Ms, l.P99Ms))
+	}
+	if b := r.Burst; b != nil {
+		parts = append(parts, fmt.Sprintf("burst of %d: all processed %.3f s after the last 200", b.Deliveries, b.LastOKToAllSec))
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "\nend to end: %s (targets: p50 < 15 ms, p99 < 50 ms; burst < 1 s)\n", strings.Join(parts, "; "))
 	}
 }
 

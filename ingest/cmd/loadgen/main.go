@@ -1,9 +1,12 @@
-// Command loadgen drives a closed-loop load at the ingest: N concurrent
-// keep-alive clients, each request a realistic event from Stripe's example
-// objects with a unique id and a fresh signature, and an optional share of
-// duplicates. It reports throughput, status counts and latency percentiles.
+// Command loadgen drives a load at the ingest: N concurrent keep-alive
+// clients back to back (closed loop), or deliveries at a fixed rate on up to
+// N connections (open loop, -rate), each request a realistic event from
+// Stripe's example objects with a unique id and a fresh signature, and an
+// optional share of duplicates. It reports throughput, status counts and
+// latency percentiles.
 //
 //	go run ./ingest/cmd/loadgen -c 8 -duration 10s
+//	go run ./ingest/cmd/loadgen -rate 50 -c 64 -duration 10s
 package main
 
 import (
@@ -37,7 +40,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	var o loadgen.Options
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:"+port+"/api/billing/webhooks/stripe", "the webhook route")
-	fs.IntVar(&o.Concurrency, "c", 8, "concurrent clients")
+	fs.IntVar(&o.Concurrency, "c", 8, "concurrent clients (with -rate: the most deliveries in flight)")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: deliveries per second, latency counted from when each was due (0: closed loop)")
+	fs.IntVar(&o.Accounts, "accounts", 0, "spread the events over this many connected accounts (0: the fixture's one)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to run (ignored when -n is set)")
 	fs.IntVar(&o.Requests, "n", 0, "stop after this many requests")
 	fs.Float64Var(&o.Duplicates, "dup", 0, "share of requests that repeat an event already sent (0 to 1)")
