@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,6 +110,7 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 		}
 		exported := map[string]bool{}
 		family := regexp.MustCompile(`(?m)^# TYPE (\S+) `)
+		bodies := map[string]string{}
 		for _, line := range []string{"/ingest", "/worker"} {
 			resp, err := http.Get(running[line].Base + "/metrics")
 			if err != nil {
@@ -116,8 +118,23 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			bodies[line] = string(body)
 			for _, m := range family.FindAllStringSubmatch(string(body), -1) {
 				exported[m[1]] = true
+			}
+		}
+		// Counters of rare events (a reconcile an hour; a missing event)
+		// exist at 0 from the start, in a worker with reconcile off too:
+		// increase() never sees the first increment of a series born at 1,
+		// and the reconcile alerts live on single increments.
+		for _, sample := range []string{
+			`stripe_webhooks_reconcile_runs_total{outcome="ok"} 0`,
+			`stripe_webhooks_reconcile_runs_total{outcome="failed"} 0`,
+			`stripe_webhooks_reconcile_missing_events_total{event_type="account.updated"} 0`,
+			`stripe_webhooks_reconcile_last_success_timestamp_seconds 0`,
+		} {
+			if !slices.Contains(strings.Split(bodies["/worker"], "\n"), sample) {
+				t.Errorf("a worker just started (reconcile off) does not export %s", sample)
 			}
 		}
 		used := regexp.MustCompile(`stripe_webhooks_[a-z_]+`)

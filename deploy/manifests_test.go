@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -477,4 +478,69 @@ func TestNetworkPoliciesKeepOpsPortsInCluster(t *testing.T) {
 			}
 		}
 	}
+}
+
+// `kubectl exec deploy/stripe-webhooks-worker -- /worker reconcile` (and
+// resync, replay) run with the worker container's environment: it holds
+// all they need once the Secret has a key.
+func TestOpsCommandsRunInTheWorkerContainer(t *testing.T) {
+	t.Parallel()
+	for _, o := range overlays {
+		r := render(t, o)
+		d := r.deployment(t, "stripe-webhooks-worker")
+		c := d.Spec.Template.Spec.Containers[0]
+		where := o + "/" + d.Name + "/" + c.Name
+		env, _ := r.configEnviron(t, where, &d.Spec.Template.Spec, c, map[string]string{"STRIPE_API_KEY": "rk_test_deploy"})
+		if _, ok := env["STRIPE_API_KEY_FILE"]; !ok {
+			t.Errorf("%s has no STRIPE_API_KEY_FILE: periodic reconcile can never be turned on", where)
+		}
+		if _, err := config.LoadReconcile(pairs(env)); err != nil {
+			t.Errorf("%s: `worker reconcile` and `resync` would fail: %v", where, err)
+		}
+		if _, err := config.LoadAdmin(pairs(env)); err != nil {
+			t.Errorf("%s: `worker replay` would fail: %v", where, err)
+		}
+	}
+}
+
+// StripeWebhooksReconcileStale counts three reconcile intervals in hours it
+// cannot read from the ConfigMap: they must agree.
+func TestReconcileAlertMatchesTheInterval(t *testing.T) {
+	t.Parallel()
+	r := render(t, "production")
+	c := r.deployment(t, "stripe-webhooks-worker").Spec.Template.Spec.Containers[0]
+	interval, err := time.ParseDuration(r.environ(t, c)["STRIPE_RECONCILE_INTERVAL"])
+	if err != nil || interval <= 0 {
+		t.Fatalf("the worker's STRIPE_RECONCILE_INTERVAL: %v", err)
+	}
+	var expr string
+	for _, g := range r.rules[0].Spec.Groups {
+		for _, rule := range g.Rules {
+			if rule.Alert == "StripeWebhooksReconcileStale" {
+				expr = rule.Expr.String()
+			}
+		}
+	}
+	if expr == "" {
+		t.Fatal("no alert StripeWebhooksReconcileStale")
+	}
+	for _, want := range []string{
+		"[" + promDuration(3*interval) + "]",
+		"[" + promDuration(interval) + "] offset " + promDuration(2*interval),
+		fmt.Sprintf("> 3 * %d", int(interval.Seconds())),
+	} {
+		if !strings.Contains(expr, want) {
+			t.Errorf("StripeWebhooksReconcileStale lacks %q: it does not count three STRIPE_RECONCILE_INTERVAL (%s)", want, interval)
+		}
+	}
+}
+
+func promDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
 }

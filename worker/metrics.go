@@ -10,6 +10,7 @@ import (
 	"stripe-webhooks/pkg/health"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/handler"
 )
 
 // metrics are the worker's Prometheus series, in a registry of its own.
@@ -79,6 +80,14 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		Name: "stripe_webhooks_resynced_accounts_total",
 		Help: "Connected accounts whose state resync fetched from Stripe's API and applied.",
 	})
+	// Every series from 0: increase() never counts the first increment of a
+	// series that appears at 1, and the alerts are about exactly that one.
+	for _, o := range []string{"ok", "failed"} {
+		m.reconcileRuns.WithLabelValues(o)
+	}
+	for _, t := range handler.Types() {
+		m.reconcileMissing.WithLabelValues(t)
+	}
 	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
 	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
