@@ -308,3 +308,33 @@ func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// With STRIPE_API_KEY set, the worker reconciles by itself every
+// STRIPE_RECONCILE_INTERVAL: an event Stripe never delivered, created a
+// little over five minutes ago (older than a delivery in flight), is stored
+// and applied without anyone running the command, and the run is counted.
+func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	const acct = "acct_periodic_1"
+	fake.accounts = []string{acct}
+	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
+		Created: time.Now().Add(-deliverySettle - time.Second), Mutate: set("id", acct, "charges_enabled", true)})
+	fake.addEvent(acct, p)
+	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
+		"STRIPE_RECONCILE_INTERVAL": "2s"})
+	testenv.Eventually(t, 20*time.Second, "the missing event to be stored and applied", processedEvent(t, b, eventIDOf(p)))
+	if !chargesEnabled(t, b, acct) {
+		t.Error("the missing event was not applied")
+	}
+	testenv.Eventually(t, 10*time.Second, "the run to be counted", func() bool {
+		m := metricsOf(t, w.base)
+		return strings.Contains(m, `stripe_webhooks_reconcile_missing_events_total{event_type="account.updated"} 1`) &&
+			!strings.Contains(m, `stripe_webhooks_reconcile_runs_total{outcome="ok"} 0`) &&
+			!strings.Contains(m, "stripe_webhooks_reconcile_last_success_timestamp_seconds 0")
+	})
+	if strings.Contains(w.logs.String(), fakeKey) {
+		t.Error("the API key appears in the worker's logs")
+	}
+}
