@@ -37,6 +37,10 @@ type Reconciler struct {
 	api      *stripeapi.Client
 	metrics  *metrics
 	livemode config.Livemode
+	// resync, if set, is run for each connected account found missing
+	// events: what was missed may be older than Stripe's 30 days of events,
+	// and only the account's current state restores it.
+	resync *Resyncer
 }
 
 // NewReconciler returns a Reconciler; m may be nil (the command-line run).
@@ -101,6 +105,11 @@ func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p 
 			return sum, fmt.Errorf("stopped after %d of %d accounts: %w", sum.Accounts, len(accounts), err)
 		}
 		listed, missing, err := r.reconcileAccount(ctx, acct, w, types)
+		if err == nil && missing > 0 && acct != "" && r.resync != nil {
+			if _, rerr := r.resync.Resync(ctx, acct); rerr != nil {
+				err = fmt.Errorf("resync after missing events: %w", rerr)
+			}
+		}
 		sum.Accounts++
 		sum.Listed += listed
 		sum.Missing += missing

@@ -312,7 +312,8 @@ func lastLines(s string, n int) string {
 // With STRIPE_API_KEY set, the worker reconciles by itself every
 // STRIPE_RECONCILE_INTERVAL: an event Stripe never delivered, created a
 // little over five minutes ago (older than a delivery in flight), is stored
-// and applied without anyone running the command, and the run is counted.
+// and applied without anyone running the command, its account is resynced,
+// and the run is counted.
 func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	t.Parallel()
 	b := newBackend(t)
@@ -322,6 +323,10 @@ func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
 		Created: time.Now().Add(-deliverySettle - time.Second), Mutate: set("id", acct, "charges_enabled", true)})
 	fake.addEvent(acct, p)
+	// The account as Stripe has it now, for the resync that follows a
+	// missing event.
+	fake.objects[acct] = json.RawMessage(fmt.Sprintf(`{"id":%q,"object":"account","charges_enabled":true,"payouts_enabled":true,
+		"details_submitted":true,"capabilities":{"card_payments":"active"},"requirements":{"currently_due":[]}}`, acct))
 	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
 		"STRIPE_RECONCILE_INTERVAL": "2s"})
 	testenv.Eventually(t, 20*time.Second, "the missing event to be stored and applied", processedEvent(t, b, eventIDOf(p)))
@@ -331,6 +336,7 @@ func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the run to be counted", func() bool {
 		m := metricsOf(t, w.base)
 		return strings.Contains(m, `stripe_webhooks_reconcile_missing_events_total{event_type="account.updated"} 1`) &&
+			strings.Contains(m, "stripe_webhooks_resynced_accounts_total 1") &&
 			!strings.Contains(m, `stripe_webhooks_reconcile_runs_total{outcome="ok"} 0`) &&
 			!strings.Contains(m, "stripe_webhooks_reconcile_last_success_timestamp_seconds 0")
 	})
