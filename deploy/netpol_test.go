@@ -57,7 +57,7 @@ func (r *rendered) targets(t *testing.T, where string, pod *corev1.PodSpec, c co
 	case "/worker webui":
 		var cfg config.WebUI
 		cfg, err = config.LoadWebUI(e)
-		rd = &cfg.Redis
+		db, rd = &cfg.Database, &cfg.Redis
 	default:
 		t.Fatalf("%s: no check knows what %q connects to", where, line)
 	}

@@ -101,6 +101,7 @@ cat <<MSG
   ingest   http://127.0.0.1:$PORT/api/billing/webhooks/stripe   (health: /health, metrics: /metrics)
   worker   http://127.0.0.1:$WORKER_HTTP_PORT/metrics               (probes: /healthz, /readyz)
   web UI   http://$WEBUI_ADDR/                                  (queues, retries, dead jobs)
+  console  http://$WEBUI_ADDR/events                            (events, accounts, payloads)
   signing secret (dev only): $STRIPE_WEBHOOK_SECRET
 
   In another terminal:  make trigger EVENT=account.updated

@@ -21,9 +21,11 @@ import (
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
 )
 
-// runWebUI serves the gocraft/work web UI. The UI itself has no login and
+// runWebUI serves the gocraft/work web UI and, beside it, the console of
+// the events and accounts in Postgres. The UI itself has no login and
 // exposes no http.Handler, so it listens on a private loopback port and an
 // authenticating reverse proxy serves it, at / of WEBUI_ADDR.
 func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Writer) error {
@@ -46,6 +48,15 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 	if err != nil {
 		return err
 	}
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 4, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	con, err := newConsole(st, logger)
+	if err != nil {
+		return err
+	}
 	pool := queue.NewPool(cfg.Redis, 10)
 	defer pool.Close()
 	ui := webui.NewServer(cfg.Redis.Namespace, pool, inner)
@@ -61,7 +72,7 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv := &http.Server{
-		Handler:           webUIHandler(cfg.LoginUser, cfg.LoginPassword, proxy),
+		Handler:           webUIHandler(cfg.LoginUser, cfg.LoginPassword, con, proxy),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -89,16 +100,21 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 
 // webUIHandler requires HTTP basic auth (when a user is set) and refuses
 // cross-site state-changing requests (the UI's retry and delete POSTs), by
-// the browser's Sec-Fetch-Site and Origin headers.
+// the browser's Sec-Fetch-Site and Origin headers. Behind both, the
+// console's routes come first and every other path goes to next, the job
+// UI.
 //
 // GET /healthz answers 200 without a login, for the kubelet's probes; the
 // web UI has no route of that name.
-func webUIHandler(user, password string, next http.Handler) http.Handler {
+func webUIHandler(user, password string, con *console, next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	protected := http.NewCrossOriginProtection().Handler(next)
+	pages := http.NewServeMux()
+	con.register(pages)
+	pages.Handle("/", next)
+	protected := http.NewCrossOriginProtection().Handler(pages)
 	if user == "" {
 		mux.Handle("/", protected)
 		return mux

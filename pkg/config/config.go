@@ -158,8 +158,10 @@ type Reconcile struct {
 	StripeAPI
 }
 
-// WebUI is the configuration of `bin/worker webui`.
+// WebUI is the configuration of `bin/worker webui`: the gocraft/work job
+// UI reads Redis, its console reads Postgres.
 type WebUI struct {
+	Database
 	Redis
 	Log
 	// Addr is where the authenticating proxy listens. Default: 127.0.0.1:5040.
@@ -258,6 +260,7 @@ func LoadWebUI(environ []string) (WebUI, error) {
 		return c, err
 	}
 	var p problems
+	p.database(c.Database)
 	p.redis(c.Redis)
 	p.log(c.Log)
 	host, _, err := splitHostPort(c.Addr)

@@ -156,7 +156,7 @@ func migrate(e []string) error { _, err := LoadAdmin(e); return err }
 func TestVarNames(t *testing.T) {
 	t.Parallel()
 	got := strings.Join(VarNames(WebUI{}), ",")
-	want := "LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
+	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
 	if got != want {
 		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
 	}

@@ -120,9 +120,10 @@ func (in *Inserter) flusher() {
 }
 
 // insertBatch is one statement for any batch size, so it is prepared once.
-const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at, livemode)
-SELECT e.id, e.type, e.payload::jsonb, e.received_at, e.livemode
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[], $5::boolean[]) AS e(id, type, payload, received_at, livemode)
+const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at, livemode, stripe_account_id)
+SELECT e.id, e.type, e.payload::jsonb, e.received_at, e.livemode, NULLIF(e.account, '')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[], $5::boolean[], $6::text[])
+	AS e(id, type, payload, received_at, livemode, account)
 ON CONFLICT (stripe_event_id) DO NOTHING
 RETURNING id, stripe_event_id`
 
@@ -135,6 +136,7 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 	var payloads [][]byte
 	var received []time.Time
 	var livemode []bool
+	var accounts []string
 	for _, r := range batch {
 		if _, dup := first[r.ev.StripeEventID]; dup {
 			continue
@@ -145,8 +147,9 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 		payloads = append(payloads, r.ev.Payload)
 		received = append(received, r.ev.ReceivedAt.UTC())
 		livemode = append(livemode, r.ev.Livemode)
+		accounts = append(accounts, r.ev.account())
 	}
-	inserted, err := insertRows(ctx, in.db, params, ids, types, payloads, received, livemode)
+	inserted, err := insertRows(ctx, in.db, params, ids, types, payloads, received, livemode, accounts)
 	if err != nil && len(ids) > 1 && ctx.Err() == nil {
 		// One bad row (say, a payload jsonb refuses) must not fail its
 		// neighbours: store them one by one, so only it gets the error.
@@ -225,7 +228,8 @@ const insertBatchName = "sw_insert_batch"
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
 // The parameters are encoded into params' kept buffer (nil: a new one) and
 // sent with the prepared statement as they are.
-func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types []string, payloads [][]byte, received []time.Time, livemode []bool) (map[string]Stored, error) {
+func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types []string, payloads [][]byte, received []time.Time,
+	livemode []bool, accounts []string) (map[string]Stored, error) {
 	if params == nil {
 		params = &batchParams{}
 	}
@@ -235,7 +239,7 @@ func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types
 		if err != nil {
 			return err
 		}
-		values := params.encode(ids, types, payloads, received, livemode)
+		values := params.encode(ids, types, payloads, received, livemode, accounts)
 		rr := conn.PgConn().ExecPrepared(ctx, sd.Name, values, binaryParams[:], nil)
 		for rr.NextRow() {
 			row := rr.Values() // text format: id, stripe_event_id
@@ -251,7 +255,7 @@ func insertRows(ctx context.Context, db *sql.DB, params *batchParams, ids, types
 }
 
 // binaryParams sends each of insertBatch's parameters in binary format.
-var binaryParams = [5]int16{1, 1, 1, 1, 1}
+var binaryParams = [6]int16{1, 1, 1, 1, 1, 1}
 
 // insertOneByOne stores each candidate row alone; a row that fails is
 // answered with its own error.
@@ -262,7 +266,7 @@ func (in *Inserter) insertOneByOne(ctx context.Context, batch []*insertReq, firs
 			continue
 		}
 		got, err := insertRows(ctx, in.db, params, []string{r.ev.StripeEventID}, []string{r.ev.EventType}, [][]byte{r.ev.Payload},
-			[]time.Time{r.ev.ReceivedAt.UTC()}, []bool{r.ev.Livemode})
+			[]time.Time{r.ev.ReceivedAt.UTC()}, []bool{r.ev.Livemode}, []string{r.ev.account()})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err

@@ -25,21 +25,21 @@ type batchParams struct {
 	values [][]byte
 }
 
-// encode returns the five parameters of insertBatch, in binary format. They
+// encode returns the six parameters of insertBatch, in binary format. They
 // are valid until the next call.
-func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time, livemode []bool) [][]byte {
+func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time, livemode []bool, accounts []string) [][]byte {
 	if cap(p.buf) > maxKeptParamBytes {
 		p.buf = nil
 	}
-	size := 5 * 20
+	size := 6 * 20
 	for i := range ids {
-		size += 5*4 + 8 + 1 + len(ids[i]) + len(types[i]) + len(payloads[i])
+		size += 6*4 + 8 + 1 + len(ids[i]) + len(types[i]) + len(payloads[i]) + len(accounts[i])
 	}
 	if cap(p.buf) < size {
 		p.buf = make([]byte, 0, size)
 	}
 	b := p.buf[:0]
-	var bounds [6]int
+	var bounds [7]int
 	b = appendTextArray(b, ids)
 	bounds[1] = len(b)
 	b = appendTextArray(b, types)
@@ -62,9 +62,11 @@ func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []
 		}
 	}
 	bounds[5] = len(b)
+	b = appendTextArray(b, accounts)
+	bounds[6] = len(b)
 	p.buf = b
 	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]],
-		b[bounds[3]:bounds[4]], b[bounds[4]:bounds[5]])
+		b[bounds[3]:bounds[4]], b[bounds[4]:bounds[5]], b[bounds[5]:bounds[6]])
 	return p.values
 }
 

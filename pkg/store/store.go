@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/tidwall/gjson"
 	"log/slog"
 	"time"
 
@@ -126,6 +127,12 @@ type NewEvent struct {
 	Livemode bool
 }
 
+// account is the connected account the event was sent for: the payload's
+// top-level "account" (Stripe puts it near the start), or empty.
+func (e NewEvent) account() string {
+	return gjson.GetBytes(e.Payload, "account").Str
+}
+
 // Stored is the row a delivery maps to.
 type Stored struct {
 	// WebhookID is the row's uuid.
@@ -149,7 +156,7 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 	}
 	id := e.StripeEventID
 	inserted, err := insertRows(ctx, sqlDB, nil, []string{id}, []string{e.EventType}, [][]byte{e.Payload},
-		[]time.Time{e.ReceivedAt.UTC()}, []bool{e.Livemode})
+		[]time.Time{e.ReceivedAt.UTC()}, []bool{e.Livemode}, []string{e.account()})
 	if err != nil {
 		return Stored{}, fmt.Errorf("store: insert event: %w", err)
 	}

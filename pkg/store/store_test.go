@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,5 +196,55 @@ func TestLargePayloadIsCompressedWithLZ4(t *testing.T) {
 	}
 	if a == nil || !reflect.DeepEqual(a, b) {
 		t.Error("payload does not read back as stored")
+	}
+}
+
+// Both insert paths store the payload's top-level account in a column of
+// its own (the console's account index), and NULL when there is none.
+func TestInsertStoresTheConnectedAccount(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	in, err := s.NewInserter(1, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for _, e := range []struct{ id, payload string }{
+		{"evt_acct_one", `{"id":"evt_acct_one","type":"account.updated","account":"acct_one","data":{"object":{}}}`},
+		{"evt_platform", `{"id":"evt_platform","type":"plan.created","data":{"object":{"account":"acct_nested"}}}`},
+	} {
+		if _, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: e.id, EventType: "x", Payload: []byte(e.payload), ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		batched := e.id + "_batched"
+		p := strings.Replace(e.payload, e.id, batched, 1)
+		if _, err := in.Insert(ctx, store.NewEvent{StripeEventID: batched, EventType: "x", Payload: []byte(p), ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]*string{}
+	rows, err := s.DB().Raw("SELECT stripe_event_id, stripe_account_id FROM webhook_events").Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var acct *string
+		if err := rows.Scan(&id, &acct); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = acct
+	}
+	for _, id := range []string{"evt_acct_one", "evt_acct_one_batched"} {
+		if got[id] == nil || *got[id] != "acct_one" {
+			t.Errorf("%s: stripe_account_id %v, want acct_one", id, got[id])
+		}
+	}
+	for _, id := range []string{"evt_platform", "evt_platform_batched"} {
+		if a, ok := got[id]; !ok || a != nil {
+			t.Errorf("%s: stripe_account_id %v (stored %v), want NULL", id, a, ok)
+		}
 	}
 }
