@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -12,14 +11,7 @@ import (
 // into a snapshot taken at takenAt, with the fields account.updated keeps.
 // Its external accounts are added by the caller.
 func AccountSnapshotOf(object []byte, takenAt time.Time) (store.AccountSnapshot, error) {
-	var a struct {
-		ID               string            `json:"id"`
-		ChargesEnabled   bool              `json:"charges_enabled"`
-		PayoutsEnabled   bool              `json:"payouts_enabled"`
-		DetailsSubmitted bool              `json:"details_submitted"`
-		Requirements     json.RawMessage   `json:"requirements"`
-		Capabilities     map[string]string `json:"capabilities"`
-	}
+	var a accountObject
 	if err := decodeObject(Event{Type: "account", Object: object}, &a); err != nil {
 		return store.AccountSnapshot{}, err
 	}
