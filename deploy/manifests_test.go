@@ -357,13 +357,13 @@ func octal(m *int32) string {
 }
 
 // Each overlay applies the Stripe mode its account is for, in ingest and
-// worker alike: production live events only, dev test events only.
+// worker (and the web UI's replay) alike: production live events only, dev test events only.
 func TestLivemodeOfOverlays(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{"production": "live", "dev": "test"}
 	for _, o := range overlays {
 		r := render(t, o)
-		for _, name := range []string{"stripe-webhooks-ingest", "stripe-webhooks-worker"} {
+		for _, name := range []string{"stripe-webhooks-ingest", "stripe-webhooks-worker", "stripe-webhooks-webui"} {
 			d := r.deployment(t, name)
 			c := d.Spec.Template.Spec.Containers[0]
 			if got := r.environ(t, c)["STRIPE_LIVEMODE"]; got != want[o] {

@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
 )
 
@@ -33,19 +36,23 @@ const (
 	consoleMaxPageSize = 500
 )
 
-// console serves read-only pages of the events and accounts in Postgres,
-// beside the gocraft/work job UI, on paths that UI does not use.
+// console serves pages of the events and accounts in Postgres, beside the
+// gocraft/work job UI, on paths that UI does not use. Its one write is the
+// replay of an event.
 type console struct {
-	store  *store.Store
-	logger *slog.Logger
-	pages  map[string]*template.Template
-	css    []byte
+	store     *store.Store
+	pool      *redis.Pool
+	namespace string
+	livemode  config.Livemode
+	logger    *slog.Logger
+	pages     map[string]*template.Template
+	css       []byte
 }
 
-func newConsole(st *store.Store, logger *slog.Logger) (*console, error) {
+func newConsole(st *store.Store, pool *redis.Pool, namespace string, livemode config.Livemode, logger *slog.Logger) (*console, error) {
 	funcs := template.FuncMap{"ts": formatTime, "short": shortError}
-	c := &console{store: st, logger: logger, pages: map[string]*template.Template{}}
-	for _, name := range []string{"events", "event", "account"} {
+	c := &console{store: st, pool: pool, namespace: namespace, livemode: livemode, logger: logger, pages: map[string]*template.Template{}}
+	for _, name := range []string{"overview", "events", "event", "account"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(consoleFiles, "console/layout.html", "console/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("worker webui: console template %s: %w", name, err)
@@ -62,8 +69,11 @@ func newConsole(st *store.Store, logger *slog.Logger) (*console, error) {
 
 // register adds the console's routes to mux.
 func (c *console) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /overview", c.overview)
 	mux.HandleFunc("GET /events", c.events)
 	mux.HandleFunc("GET /events/{id}", c.event)
+	mux.HandleFunc("POST /events/{id}/replay", c.replay)
+	mux.HandleFunc("GET /events/{id}/replay", c.replayGet)
 	mux.HandleFunc("GET /accounts/{id}", c.account)
 	mux.HandleFunc("GET /console/console.css", c.style)
 }
@@ -121,6 +131,7 @@ func (c *console) event(w http.ResponseWriter, r *http.Request) {
 		"Event":   e,
 		"Account": top.Account,
 		"Payload": prettyJSON(e.Payload),
+		"Replay":  replayMessages[r.URL.Query().Get("replay")],
 	})
 }
 

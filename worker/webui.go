@@ -53,12 +53,12 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 		return err
 	}
 	defer st.Close()
-	con, err := newConsole(st, logger)
+	pool := queue.NewPool(cfg.Redis, 10)
+	defer pool.Close()
+	con, err := newConsole(st, pool, cfg.Redis.Namespace, cfg.Livemode, logger)
 	if err != nil {
 		return err
 	}
-	pool := queue.NewPool(cfg.Redis, 10)
-	defer pool.Close()
 	ui := webui.NewServer(cfg.Redis.Namespace, pool, inner)
 	ui.Start()
 	defer ui.Stop()

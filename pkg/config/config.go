@@ -164,6 +164,8 @@ type WebUI struct {
 	Database
 	Redis
 	Log
+	// Livemode is what the console's replay applies, as the workers do.
+	Livemode
 	// Addr is where the authenticating proxy listens. Default: 127.0.0.1:5040.
 	Addr string `env:"WEBUI_ADDR" envDefault:"127.0.0.1:5040"`
 	// LoginUser is the HTTP basic auth user; empty means no login (loopback only). Default: empty.
@@ -263,6 +265,7 @@ func LoadWebUI(environ []string) (WebUI, error) {
 	p.database(c.Database)
 	p.redis(c.Redis)
 	p.log(c.Log)
+	p.livemode(c.Livemode)
 	host, _, err := splitHostPort(c.Addr)
 	switch {
 	case err != nil:

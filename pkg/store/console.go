@@ -154,3 +154,74 @@ func (s *Store) AccountDetail(ctx context.Context, stripeAccountID string) (Acco
 	}
 	return d, nil
 }
+
+// StatusCounts is the number of events in each status.
+type StatusCounts struct {
+	Waiting, Failing, Dead, Processed int64
+}
+
+// PeriodicRun is when a periodic task last ran.
+type PeriodicRun struct {
+	Name      string
+	LastRunAt time.Time
+}
+
+// MinuteCount is the number of events in one minute.
+type MinuteCount struct {
+	Minute time.Time
+	Count  int64
+}
+
+// Overview is the state of the pipeline, for the console's overview page.
+type Overview struct {
+	Counts StatusCounts
+	// OldestPending is the created_at of the oldest event neither processed
+	// nor dead; nil when there is none.
+	OldestPending *time.Time
+	// Runs are the periodic tasks' last runs, by name.
+	Runs []PeriodicRun
+	// Deliveries counts events by the minute they were stored, and
+	// Applications by the minute they were processed, from since on.
+	Deliveries, Applications []MinuteCount
+	Now                      time.Time
+}
+
+// Overview reads the counts per status, the oldest pending event, the
+// periodic runs, and the events stored and processed per minute since
+// since. The unprocessed counts and the oldest pending event are served by
+// the (processed, created_at) index, the processed count by an index-only
+// scan of it; the per-minute counts read only rows created since
+// since minus an hour, by the (created_at, id) index (processed_at has no
+// index, and an event is processed soon after it is stored).
+func (s *Store) Overview(ctx context.Context, since time.Time) (Overview, error) {
+	var o Overview
+	db := s.db.WithContext(ctx)
+	since = since.UTC()
+	if err := db.Raw(`SELECT
+			count(*) FILTER (WHERE dead_at IS NULL AND error IS NULL) AS waiting,
+			count(*) FILTER (WHERE dead_at IS NULL AND error IS NOT NULL) AS failing,
+			count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
+			min(created_at) FILTER (WHERE dead_at IS NULL) AS oldest
+		FROM webhook_events WHERE processed = false`).Row().Scan(&o.Counts.Waiting, &o.Counts.Failing, &o.Counts.Dead, &o.OldestPending); err != nil {
+		return o, fmt.Errorf("store: overview counts: %w", err)
+	}
+	if err := db.Raw(`SELECT count(*) FROM webhook_events WHERE processed = true`).Row().Scan(&o.Counts.Processed); err != nil {
+		return o, fmt.Errorf("store: overview processed count: %w", err)
+	}
+	if err := db.Raw(`SELECT name, last_run_at FROM periodic_runs ORDER BY name`).Scan(&o.Runs).Error; err != nil {
+		return o, fmt.Errorf("store: periodic runs: %w", err)
+	}
+	if err := db.Raw(`SELECT date_trunc('minute', created_at) AS minute, count(*) AS count
+		FROM webhook_events WHERE created_at >= ? GROUP BY 1 ORDER BY 1`, since).Scan(&o.Deliveries).Error; err != nil {
+		return o, fmt.Errorf("store: deliveries per minute: %w", err)
+	}
+	if err := db.Raw(`SELECT date_trunc('minute', processed_at) AS minute, count(*) AS count
+		FROM webhook_events WHERE created_at >= ? AND processed_at >= ? GROUP BY 1 ORDER BY 1`,
+		since.Add(-time.Hour), since).Scan(&o.Applications).Error; err != nil {
+		return o, fmt.Errorf("store: applications per minute: %w", err)
+	}
+	if err := db.Raw(`SELECT now() AT TIME ZONE 'UTC'`).Row().Scan(&o.Now); err != nil {
+		return o, fmt.Errorf("store: now: %w", err)
+	}
+	return o, nil
+}
