@@ -52,7 +52,7 @@ type console struct {
 func newConsole(st *store.Store, pool *redis.Pool, namespace string, livemode config.Livemode, logger *slog.Logger) (*console, error) {
 	funcs := template.FuncMap{"ts": formatTime, "short": shortError}
 	c := &console{store: st, pool: pool, namespace: namespace, livemode: livemode, logger: logger, pages: map[string]*template.Template{}}
-	for _, name := range []string{"overview", "events", "event", "account"} {
+	for _, name := range []string{"overview", "events", "event", "account", "replay"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(consoleFiles, "console/layout.html", "console/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("worker webui: console template %s: %w", name, err)
@@ -72,6 +72,8 @@ func (c *console) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /overview", c.overview)
 	mux.HandleFunc("GET /events", c.events)
 	mux.HandleFunc("GET /events/{id}", c.event)
+	mux.HandleFunc("GET /events/replay", c.replayBulkConfirm)
+	mux.HandleFunc("POST /events/replay", c.replayBulk)
 	mux.HandleFunc("POST /events/{id}/replay", c.replay)
 	mux.HandleFunc("GET /events/{id}/replay", c.replayGet)
 	mux.HandleFunc("GET /accounts/{id}", c.account)
@@ -109,6 +111,7 @@ func (c *console) events(w http.ResponseWriter, r *http.Request) {
 		"Statuses": []string{store.StatusWaiting, store.StatusFailing, store.StatusDead, store.StatusProcessed},
 		"Events":   events,
 		"Pager":    newPager("/events", q, before, events, limit),
+		"Bulk":     bulkLink(f, q),
 	})
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
-	"stripe-webhooks/worker/handler"
 )
 
 // chartMinutes is the span of the overview's chart, one column a minute.
@@ -126,24 +125,13 @@ func (c *console) replay(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	user, _, _ := r.BasicAuth()
 	log := c.logger.With("user", user, "action", "replay", "stripe_event_id", id)
-	result := "applied"
-	e, err := c.store.EventDetail(r.Context(), id)
+	result, err := c.replayStored(r.Context(), id)
 	switch {
-	case store.IsNotFound(err):
-		result = "notfound"
-	case err != nil:
+	case result == "":
 		c.serverError(w, r, err)
 		return
-	case e.Livemode != nil && !c.livemode.Applies(*e.Livemode):
-		result = "mode"
-	default:
-		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
-		_, _, err = c.store.ReplayEvent(ctx, e.ID, handler.ApplyIn(c.livemode))
-		cancel()
-		if err != nil {
-			result = "failed"
-			log = log.With("error", err)
-		}
+	case err != nil:
+		log = log.With("error", err)
 	}
 	if result == "applied" {
 		log.Info("console action", "result", result)

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/handler"
+)
+
+const (
+	// bulkReplayMax is the most events one bulk replay applies: the newest
+	// of those the filter matches, as the list shows them first.
+	bulkReplayMax = 1000
+	// bulkLogChunk is the most event ids one "console action" line holds.
+	bulkLogChunk = 100
+)
+
+// bulkFilterKeys are the form fields a bulk replay carries: the list's filter.
+var bulkFilterKeys = []string{"status", "type", "account", "id", "from", "to"}
+
+// replayStored applies the stored event stripeEventID again, as `worker
+// replay --event` does, and says how: applied, failed (err set), mode (of
+// the Stripe mode this deployment never applies) or notfound.
+func (c *console) replayStored(ctx context.Context, stripeEventID string) (string, error) {
+	e, err := c.store.EventDetail(ctx, stripeEventID)
+	switch {
+	case store.IsNotFound(err):
+		return "notfound", nil
+	case err != nil:
+		return "", err
+	case e.Livemode != nil && !c.livemode.Applies(*e.Livemode):
+		return "mode", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, _, err := c.store.ReplayEvent(ctx, e.ID, handler.ApplyIn(c.livemode)); err != nil {
+		return "failed", err
+	}
+	return "applied", nil
+}
+
+// bulkFilter reads the filter of a bulk replay from q; only the failing
+// and dead statuses may be replayed in bulk.
+func bulkFilter(q url.Values) (store.EventFilter, url.Values, error) {
+	f, err := parseEventFilter(q)
+	if err != nil {
+		return f, nil, err
+	}
+	if f.Status != store.StatusFailing && f.Status != store.StatusDead {
+		return f, nil, errBulkStatus
+	}
+	carry := url.Values{}
+	for _, k := range bulkFilterKeys {
+		if v := strings.TrimSpace(q.Get(k)); v != "" {
+			carry.Set(k, v)
+		}
+	}
+	return f, carry, nil
+}
+
+type bulkStatusError struct{}
+
+func (bulkStatusError) Error() string {
+	return "status: only failing or dead events are replayed in bulk"
+}
+
+var errBulkStatus error = bulkStatusError{}
+
+// hiddenField is one filter field of the bulk replay's POST form.
+type hiddenField struct{ Name, Value string }
+
+func hiddenFields(carry url.Values) []hiddenField {
+	var out []hiddenField
+	for _, k := range bulkFilterKeys {
+		if v := carry.Get(k); v != "" {
+			out = append(out, hiddenField{k, v})
+		}
+	}
+	return out
+}
+
+// replayBulkConfirm says how many events a bulk replay of the filter would
+// apply and offers the POST that does it. It replays nothing.
+func (c *console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
+	f, carry, err := bulkFilter(r.URL.Query())
+	if err != nil {
+		c.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	events, err := c.store.ListEvents(r.Context(), f, store.Cursor{}, bulkReplayMax+1)
+	if err != nil {
+		c.serverError(w, r, err)
+		return
+	}
+	count, more := len(events), len(events) > bulkReplayMax
+	if more {
+		count = bulkReplayMax
+	}
+	c.render(w, "replay", map[string]any{
+		"Title":   "Replay " + f.Status + " events",
+		"Confirm": true,
+		"Count":   count,
+		"More":    more,
+		"Max":     bulkReplayMax,
+		"Fields":  hiddenFields(carry),
+		"Back":    withQuery("/events", carry),
+	})
+}
+
+// replayBulk re-reads the events of the posted filter (the newest
+// bulkReplayMax), replays each as the event page's replay does, logs the
+// action with the event ids, and shows how many were replayed.
+func (c *console) replayBulk(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	f, carry, err := bulkFilter(r.PostForm)
+	if err != nil {
+		c.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	events, err := c.store.ListEvents(r.Context(), f, store.Cursor{}, bulkReplayMax)
+	if err != nil {
+		c.serverError(w, r, err)
+		return
+	}
+	user, _, _ := r.BasicAuth()
+	var replayed, failed, skipped int
+	ids := make([]string, 0, len(events))
+	for _, e := range events {
+		if r.Context().Err() != nil {
+			break
+		}
+		ids = append(ids, e.StripeEventID)
+		result, err := c.replayStored(r.Context(), e.StripeEventID)
+		switch result {
+		case "applied":
+			replayed++
+		case "failed":
+			failed++
+			c.logger.Warn("console bulk replay failed", "user", user, "stripe_event_id", e.StripeEventID, "error", err)
+		case "":
+			failed++
+			c.logger.Error("console bulk replay", "user", user, "stripe_event_id", e.StripeEventID, "err", err)
+		default:
+			skipped++
+		}
+	}
+	chunks := (len(ids) + bulkLogChunk - 1) / bulkLogChunk
+	for i := 0; i == 0 || i < chunks; i++ {
+		chunk := ids[min(i*bulkLogChunk, len(ids)):min((i+1)*bulkLogChunk, len(ids))]
+		c.logger.Info("console action", "user", user, "action", "replay_bulk",
+			"status", f.Status, "count", len(ids), "replayed", replayed, "failed", failed, "skipped", skipped,
+			"chunk", i+1, "chunks", max(chunks, 1), "stripe_event_ids", strings.Join(chunk, ","))
+	}
+	c.render(w, "replay", map[string]any{
+		"Title":    "Replayed " + f.Status + " events",
+		"Count":    len(ids),
+		"Replayed": replayed,
+		"Failed":   failed,
+		"Skipped":  skipped,
+		"Back":     withQuery("/events", carry),
+	})
+}
+
+// bulkLink is the filter that the list's "Replay these…" form sends to the
+// confirmation page, for a failing or dead list; none for other statuses.
+func bulkLink(f store.EventFilter, q url.Values) []hiddenField {
+	if f.Status != store.StatusFailing && f.Status != store.StatusDead {
+		return nil
+	}
+	carry := url.Values{}
+	for _, k := range bulkFilterKeys {
+		if v := strings.TrimSpace(q.Get(k)); v != "" {
+			carry.Set(k, v)
+		}
+	}
+	return hiddenFields(carry)
+}
