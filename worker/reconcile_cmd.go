@@ -41,19 +41,13 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	case *account != "" && !validAccountID(*account):
 		return &config.UsageError{Msg: fmt.Sprintf("worker reconcile: --account %q is not an acct_… id", *account), Usage: usage}
 	}
-	cfg, err := config.LoadReconcile(environ)
+	c, err := openStripeCommand(environ, stdout)
 	if err != nil {
 		return err
 	}
-	logger := cfg.Log.Logger(stdout)
-	st, pool, err := openBackends(cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	defer pool.Close()
-	api := stripeapi.New(cfg.StripeAPI, logger)
-	r := NewReconciler(logger, st, queue.NewEnqueuer(cfg.Redis.Namespace, pool), api, nil, cfg.Livemode)
+	defer c.close()
+	cfg, logger, api := c.cfg, c.logger, c.api
+	r := NewReconciler(logger, c.store, queue.NewEnqueuer(cfg.Redis.Namespace, c.pool), api, nil, cfg.Livemode)
 
 	// Ctrl-C or SIGTERM stops after the account in hand.
 	stop, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -74,13 +68,35 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	return nil
 }
 
-// openBackends opens the store and the Redis pool of a command.
-func openBackends(cfg config.Reconcile, logger *slog.Logger) (*store.Store, *redis.Pool, error) {
+// stripeCommand is what `reconcile` and `resync` run with: their
+// configuration, logger, store, Redis pool and Stripe API client.
+type stripeCommand struct {
+	cfg    config.Reconcile
+	logger *slog.Logger
+	store  *store.Store
+	pool   *redis.Pool
+	api    *stripeapi.Client
+}
+
+// openStripeCommand loads the configuration and opens the backends of a
+// command that talks to Stripe's API; close releases them.
+func openStripeCommand(environ []string, stdout io.Writer) (*stripeCommand, error) {
+	cfg, err := config.LoadReconcile(environ)
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Log.Logger(stdout)
 	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 4, Logger: logger})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return st, queue.NewPool(cfg.Redis, 4), nil
+	return &stripeCommand{cfg: cfg, logger: logger, store: st, pool: queue.NewPool(cfg.Redis, 4),
+		api: stripeapi.New(cfg.StripeAPI, logger)}, nil
+}
+
+func (c *stripeCommand) close() {
+	_ = c.pool.Close()
+	_ = c.store.Close()
 }
 
 func validAccountID(id string) bool {

@@ -88,19 +88,13 @@ func runResync(ctx context.Context, args []string, environ []string, stdout, std
 	case *account != "" && !validAccountID(*account):
 		return &config.UsageError{Msg: fmt.Sprintf("worker resync: --account %q is not an acct_… id", *account), Usage: usage}
 	}
-	cfg, err := config.LoadReconcile(environ)
+	c, err := openStripeCommand(environ, stdout)
 	if err != nil {
 		return err
 	}
-	logger := cfg.Log.Logger(stdout)
-	st, pool, err := openBackends(cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	defer pool.Close()
-	api := stripeapi.New(cfg.StripeAPI, logger)
-	r := &Resyncer{logger: logger.With("task", "resync"), store: st, api: api}
+	defer c.close()
+	logger, api := c.logger, c.api
+	r := &Resyncer{logger: logger.With("task", "resync"), store: c.store, api: api}
 
 	accounts := []string{*account}
 	if *all {
