@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
+	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
@@ -30,10 +33,10 @@ func merge(maps ...map[string]string) map[string]string {
 	return out
 }
 
-func startIngest(t *testing.T, b *backend) *process {
+func startIngest(t *testing.T, b *backend, extra ...map[string]string) *process {
 	t.Helper()
 	port := testenv.FreePort(t)
-	return startProcess(t, "ingest", nil, b.env(t, map[string]string{"PORT": strconv.Itoa(port)}),
+	return startProcess(t, "ingest", nil, b.env(t, merge(append(extra, map[string]string{"PORT": strconv.Itoa(port)})...)),
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 }
 
@@ -323,4 +326,58 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 		t.Errorf("%d events applied, %d of them more than once; want 1350 applied once each", len(counts), twice)
 	}
 	t.Logf("1,500 deliveries (1,350 distinct) through 2 ingests and 3 workers: all processed %s after the first", time.Since(began).Round(10*time.Millisecond))
+}
+
+// A database outage far longer than a job's deadline and its retries costs
+// the waiting events no attempt: their jobs are put back without a fail
+// (never dead), their rows record nothing, and they are processed once
+// the database is back.
+func TestDatabaseOutageCostsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := newPrivateBackend(t)
+	ingest := startIngest(t, b.backend)
+	payloads := events(10, "outage")
+	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
+		if code != http.StatusOK {
+			t.Fatalf("%s answered %d", id, code)
+		}
+	}
+	b.pg.Stop()
+	// Two attempts in all, 100 ms apart, 1 s each: a fail per attempt would
+	// kill every job within a few seconds.
+	w := startWorkerProcess(t, b.backend, map[string]string{"WEBHOOK_JOB_TIMEOUT": "1s", "WEBHOOK_MAX_RETRIES": "2",
+		"WEBHOOK_RETRY_BASE_DELAY": "100ms", "WEBHOOK_SWEEP_INTERVAL": "1h"})
+	testenv.Eventually(t, 60*time.Second, "every job to be put back three times", func() bool {
+		return strings.Count(w.Logs.String(), `"deferred":3`) >= len(payloads)
+	})
+	rc, err := redis.Dial("tcp", b.redisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if n, err := redis.Int(rc.Do("ZCARD", queue.DeadKey(b.namespace))); err != nil || n != 0 {
+		t.Errorf("dead set holds %d jobs (%v) after the outage, want 0", n, err)
+	}
+	b.pg.Start()
+	began := time.Now()
+	ids := make([]string, len(payloads))
+	for i, p := range payloads {
+		ids[i] = eventIDOf(p)
+	}
+	testenv.Eventually(t, 60*time.Second, "the events to be processed once Postgres is back", func() bool {
+		return b.processedIn(t, ids) == int64(len(ids))
+	})
+	t.Logf("processed %s after Postgres came back", time.Since(began).Round(10*time.Millisecond))
+	var recorded int64
+	if err := b.store.DB().Raw("SELECT count(*) FROM webhook_events WHERE retry_count > 0 OR error IS NOT NULL OR dead_at IS NOT NULL").Scan(&recorded).Error; err != nil {
+		t.Fatal(err)
+	}
+	if recorded != 0 {
+		t.Errorf("%d events have an attempt recorded for the outage", recorded)
+	}
+	for id, n := range appliedCounts(w.Logs.String()) {
+		if n != 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
 }

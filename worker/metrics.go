@@ -19,6 +19,7 @@ type metrics struct {
 	processed  *prometheus.CounterVec
 	failed     *prometheus.CounterVec
 	jobSeconds *prometheus.HistogramVec
+	deferred   prometheus.Counter
 
 	sweeps        prometheus.Counter
 	sweeperLost   prometheus.Counter
@@ -50,6 +51,10 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"outcome"}),
 	}
+	m.deferred = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_jobs_deferred_total",
+		Help: "Jobs put back without an attempt counted: their event could not be taken (database unreachable, deadline passed while waiting).",
+	})
 	m.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeps_total", Help: "Completed sweeps (run by one replica per WEBHOOK_SWEEP_INTERVAL).",
 	})
@@ -89,7 +94,7 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		m.reconcileMissing.WithLabelValues(t)
 	}
 	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
-	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m
 }

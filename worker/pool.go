@@ -101,9 +101,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	// next poll (up to 5 s later).
 	waker := NewWaker(logger, cfg.Redis, wp.Drain)
 	proc.retryDue = waker.WakeAt
+	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
+	proc.deferrer = enqueuer
 	wp.Start()
 	_ = waker.Start(ctx)
-	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
 	sweeper := NewSweeper(logger, st, enqueuer, m, cfg.SweepAfter)
 	tasks := []*periodic{newPeriodic("sweeper", cfg.SweepInterval, st, logger, func(ctx context.Context) error {
 		_, err := sweeper.Sweep(ctx)

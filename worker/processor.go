@@ -26,6 +26,22 @@ type Processor struct {
 	// retryDue, if set, is told when a failed job's retry is back in the
 	// queue (the Waker wakes the pool then).
 	retryDue func(time.Time)
+	// deferrer, if set, puts back a job whose event could not be taken,
+	// without counting a fail (queue.Enqueuer.Defer).
+	deferrer interface {
+		Defer(ctx context.Context, job *work.Job, at time.Time, reason string) error
+	}
+}
+
+// maxDeferral is the longest a job whose event could not be taken waits
+// before it tries again: a database outage costs a job no attempt, and it
+// runs within this long of the database's return.
+const maxDeferral = 30 * time.Second
+
+// deferral is the wait before a job put back n times (0, 1, …) runs again:
+// 1, 2, 4, … seconds, at most maxDeferral.
+func deferral(n int) time.Duration {
+	return min(time.Duration(1<<min(n, 10))*time.Second, maxDeferral)
 }
 
 // requeueLag is how long after a retry's due time gocraft/work's requeuer,
@@ -73,6 +89,26 @@ func (p *Processor) Process(job *work.Job) error {
 	attempt := p.attempt(job)
 	outcome, _, err := p.applier.Process(ctx, j.WebhookID, attempt)
 	elapsed := time.Since(began).Seconds()
+	if err != nil && errors.Is(err, store.ErrNotAttempted) && p.deferrer != nil {
+		// Nothing of the event ran: the database is unreachable, or the
+		// deadline passed while the job waited. Counting that as a fail
+		// would send healthy events to the dead set during a long outage.
+		at := time.Now().Add(deferral(queue.Deferrals(job)))
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		derr := p.deferrer.Defer(dctx, job, at, "not attempted: "+err.Error())
+		dcancel()
+		if derr == nil {
+			p.metrics.deferred.Inc()
+			p.metrics.jobSeconds.WithLabelValues("deferred").Observe(elapsed)
+			log.Warn("event not attempted; its job is put back without counting an attempt", "error", err,
+				"retry_at", at.UTC().Format(time.RFC3339), "deferred", queue.Deferrals(job)+1)
+			if p.retryDue != nil {
+				p.retryDue(at.Add(requeueLag))
+			}
+			return nil
+		}
+		log.Warn("could not put the job back; counted as a failed attempt", "error", derr)
+	}
 	if err != nil {
 		p.metrics.failed.WithLabelValues(j.EventType).Inc()
 		p.metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)

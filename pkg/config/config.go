@@ -43,9 +43,23 @@ type Redis struct {
 	DB int `env:"REDIS_DB" envDefault:"0"`
 	// Namespace is the gocraft/work key namespace. Default: stripe-webhooks.
 	Namespace string `env:"WORK_NAMESPACE" envDefault:"stripe-webhooks"`
+	// SentinelAddrs are Redis Sentinel addresses (host:port, comma-separated);
+	// when set, the master is found through them and REDIS_HOST and
+	// REDIS_PORT are ignored. Default: none.
+	SentinelAddrs []string `env:"REDIS_SENTINEL_ADDRS" envSeparator:","`
+	// SentinelMaster is the name the sentinels monitor the master under;
+	// required with REDIS_SENTINEL_ADDRS. Default: none.
+	SentinelMaster string `env:"REDIS_SENTINEL_MASTER"`
+	// SentinelPassword is the sentinels' own password (requirepass of the
+	// sentinels); REDIS_PASSWORD still applies to the master. Default: none.
+	SentinelPassword string `env:"REDIS_SENTINEL_PASSWORD"`
 }
 
-// Addr is host:port of the Redis server.
+// UsesSentinel reports whether the master is found through Sentinel.
+func (r Redis) UsesSentinel() bool { return len(r.SentinelAddrs) > 0 }
+
+// Addr is host:port of the Redis server named by REDIS_HOST and REDIS_PORT
+// (unused with Sentinel).
 func (r Redis) Addr() string { return fmt.Sprintf("%s:%d", r.Host, r.Port) }
 
 // Livemode chooses which of Stripe's modes a deployment applies.
@@ -203,7 +217,7 @@ func LoadIngest(environ []string) (Ingest, error) {
 	}
 	var p problems
 	p.database(c.Database)
-	p.redis(c.Redis)
+	p.redis(&c.Redis)
 	p.log(c.Log)
 	secrets := c.WebhookSecrets[:0]
 	for _, s := range c.WebhookSecrets {
@@ -237,7 +251,7 @@ func LoadWorker(environ []string) (Worker, error) {
 	}
 	var p problems
 	p.database(c.Database)
-	p.redis(c.Redis)
+	p.redis(&c.Redis)
 	p.log(c.Log)
 	p.livemode(c.Livemode)
 	p.positive("WEBHOOK_WORKER_CONCURRENCY", c.Concurrency)
@@ -263,7 +277,7 @@ func LoadWebUI(environ []string) (WebUI, error) {
 	}
 	var p problems
 	p.database(c.Database)
-	p.redis(c.Redis)
+	p.redis(&c.Redis)
 	p.log(c.Log)
 	p.livemode(c.Livemode)
 	host, _, err := splitHostPort(c.Addr)
@@ -287,7 +301,7 @@ func LoadReconcile(environ []string) (Reconcile, error) {
 	}
 	var p problems
 	p.database(c.Database)
-	p.redis(c.Redis)
+	p.redis(&c.Redis)
 	p.log(c.Log)
 	p.livemode(c.Livemode)
 	p.stripeAPI(c.StripeAPI, true)
@@ -313,7 +327,7 @@ func LoadAdmin(environ []string) (Admin, error) {
 // STRIPE_IP_ALLOWLIST) a line break separates like a comma, and in
 // STRIPE_IP_ALLOWLIST a '#' starts a comment.
 var FileVars = []string{"STRIPE_WEBHOOK_SECRET", "DATABASE_URL", "REDIS_PASSWORD", "WEBUI_PASSWORD",
-	"STRIPE_API_KEY", "STRIPE_IP_ALLOWLIST"}
+	"STRIPE_API_KEY", "STRIPE_IP_ALLOWLIST", "REDIS_SENTINEL_PASSWORD"}
 
 // listVars are the FileVars that hold comma-separated lists.
 var listVars = map[string]bool{"STRIPE_WEBHOOK_SECRET": true, "STRIPE_IP_ALLOWLIST": true}
@@ -472,12 +486,34 @@ func (p *problems) database(d Database) {
 	}
 }
 
-func (p *problems) redis(r Redis) {
-	if r.Host == "" {
-		p.add("REDIS_HOST must not be empty")
+func (p *problems) redis(r *Redis) {
+	addrs := r.SentinelAddrs[:0]
+	for _, a := range r.SentinelAddrs {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
 	}
-	if r.Port <= 0 || r.Port > 65535 {
-		p.add(fmt.Sprintf("REDIS_PORT must be a TCP port (1-65535), got %d", r.Port))
+	r.SentinelAddrs = addrs
+	switch {
+	case r.UsesSentinel():
+		for _, a := range addrs {
+			if host, port, err := net.SplitHostPort(a); err != nil || host == "" || !validPort(port) {
+				p.add(fmt.Sprintf("REDIS_SENTINEL_ADDRS must be host:port addresses, comma-separated, got %q", a))
+			}
+		}
+		if strings.TrimSpace(r.SentinelMaster) == "" {
+			p.add("REDIS_SENTINEL_MASTER is required with REDIS_SENTINEL_ADDRS (the name the sentinels monitor, such as mymaster)")
+		}
+	default:
+		if r.SentinelMaster != "" {
+			p.add("REDIS_SENTINEL_MASTER is set without REDIS_SENTINEL_ADDRS")
+		}
+		if r.Host == "" {
+			p.add("REDIS_HOST must not be empty")
+		}
+		if r.Port <= 0 || r.Port > 65535 {
+			p.add(fmt.Sprintf("REDIS_PORT must be a TCP port (1-65535), got %d", r.Port))
+		}
 	}
 	p.nonNegative("REDIS_DB", r.DB)
 	if r.Namespace == "" || strings.ContainsAny(r.Namespace, " \t\n*?[]") {
@@ -597,4 +633,18 @@ func ParseAllowlist(list []string) (Allowlist, error) {
 		}
 	}
 	return a, nil
+}
+
+func validPort(s string) bool {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+		if n > 65535 {
+			return false
+		}
+	}
+	return s != "" && n > 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestLoadWorkerDefaults(t *testing.T) {
 
 		ReconcileInterval: time.Hour,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want %+v", c, want)
 	}
 	if c, err := LoadWorker([]string{"WEBHOOK_RETENTION=0"}); err != nil || c.Retention != 0 {
@@ -80,6 +81,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"database url", ingest, []string{secret, "DATABASE_URL=mysql://x"}, "DATABASE_URL must be a postgres:// URL"},
 		{"redis port", ingest, []string{secret, "REDIS_PORT=abc"}, "REDIS_PORT is malformed"},
 		{"redis db", ingest, []string{secret, "REDIS_DB=-2"}, "REDIS_DB must be 0 or more"},
+		{"sentinel without master", worker, []string{"REDIS_SENTINEL_ADDRS=10.0.0.1:26379"}, "REDIS_SENTINEL_MASTER is required"},
+		{"sentinel address", webui, []string{"REDIS_SENTINEL_ADDRS=10.0.0.1", "REDIS_SENTINEL_MASTER=m"}, "REDIS_SENTINEL_ADDRS must be host:port"},
+		{"master without sentinels", ingest, []string{secret, "REDIS_SENTINEL_MASTER=m"}, "REDIS_SENTINEL_MASTER is set without REDIS_SENTINEL_ADDRS"},
 		{"namespace", ingest, []string{secret, "WORK_NAMESPACE=a b"}, "WORK_NAMESPACE must be"},
 		{"log level", ingest, []string{secret, "LOG_LEVEL=loud"}, "LOG_LEVEL must be"},
 		{"concurrency", worker, []string{"WEBHOOK_WORKER_CONCURRENCY=0"}, "WEBHOOK_WORKER_CONCURRENCY must be a positive"},
@@ -156,7 +160,7 @@ func migrate(e []string) error { _, err := LoadAdmin(e); return err }
 func TestVarNames(t *testing.T) {
 	t.Parallel()
 	got := strings.Join(VarNames(WebUI{}), ",")
-	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,STRIPE_LIVEMODE,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
+	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,REDIS_SENTINEL_ADDRS,REDIS_SENTINEL_MASTER,REDIS_SENTINEL_PASSWORD,REDIS_SENTINEL_PASSWORD_FILE,STRIPE_LIVEMODE,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
 	if got != want {
 		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
 	}

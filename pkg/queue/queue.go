@@ -5,7 +5,9 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -58,22 +60,22 @@ func ListKey(namespace string) string {
 // GetContext is dialled, authenticated and waited for within that context's
 // deadline: a Redis that accepts connections but never answers costs a
 // caller with a deadline no more than its deadline.
+//
+// With REDIS_SENTINEL_ADDRS the pool dials the master Sentinel names and
+// keeps to it: a borrowed connection to an address Sentinel no longer
+// names (asked at most once a second, and only while connections are
+// borrowed), or that Redis answered READONLY, is closed and a new one
+// dialled to the new master.
 func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
-	addr := cfg.Addr()
+	m := newMaster(cfg)
 	opts := append(dialOptions(cfg), redis.DialReadTimeout(10*time.Second))
 	return &redis.Pool{
-		MaxActive:   maxActive,
-		MaxIdle:     maxActive,
-		IdleTimeout: 4 * time.Minute,
-		Wait:        true,
-		DialContext: func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr, opts...) },
-		TestOnBorrow: func(c redis.Conn, idleSince time.Time) error {
-			if time.Since(idleSince) < time.Minute {
-				return nil
-			}
-			_, err := c.Do("PING")
-			return err
-		},
+		MaxActive:    maxActive,
+		MaxIdle:      maxActive,
+		IdleTimeout:  4 * time.Minute,
+		Wait:         true,
+		DialContext:  func(ctx context.Context) (redis.Conn, error) { return m.dial(ctx, opts) },
+		TestOnBorrow: m.testOnBorrow,
 	}
 }
 
@@ -89,12 +91,15 @@ func dialOptions(cfg config.Redis) []redis.DialOption {
 	return opts
 }
 
-// DialSubscriber opens a connection for SUBSCRIBE: no read timeout (it
-// waits for messages), TCP keepalives every 30 s instead, so that a quiet
-// subscription sends Redis no command.
+// DialSubscriber opens a connection for SUBSCRIBE to the master: no read
+// timeout (it waits for messages), TCP keepalives every 30 s instead, so
+// that a quiet subscription sends Redis no command.
 func DialSubscriber(ctx context.Context, cfg config.Redis) (redis.Conn, error) {
-	return redis.DialContext(ctx, "tcp", cfg.Addr(), append(dialOptions(cfg),
-		redis.DialKeepAlive(30*time.Second))...)
+	m := newMaster(cfg)
+	if m.sentinel != nil {
+		defer m.sentinel.Close()
+	}
+	return m.dial(ctx, append(dialOptions(cfg), redis.DialKeepAlive(30*time.Second)))
 }
 
 // Ping checks that Redis answers within ctx.
@@ -164,3 +169,38 @@ func receive(ctx context.Context, conn redis.Conn) (any, error) {
 // WakeChannel is the pub/sub channel on which EnqueueMany announces new
 // jobs of namespace; worker pools subscribe to it to end their idle sleep.
 func WakeChannel(namespace string) string { return namespace + ":wake" }
+
+// deferredArg counts the times a job was put back without an attempt.
+const deferredArg = "deferred"
+
+// Deferrals is how many times job was put back by Defer.
+func Deferrals(job *work.Job) int {
+	n, _ := job.Args[deferredArg].(float64) // JSON numbers decode as float64
+	return int(n)
+}
+
+// Defer files job in the retry set to run again at at, without counting
+// a fail: gocraft/work's requeuer moves it back to the queue when it is
+// due, as it does a retry, and the web UI lists it among the retries with
+// reason as its error. The worker's handler then returns no error, so the
+// job's own fail count and its way to the dead set are untouched.
+func (q *Enqueuer) Defer(ctx context.Context, job *work.Job, at time.Time, reason string) error {
+	next := *job
+	next.Args = maps.Clone(job.Args)
+	next.Args[deferredArg] = Deferrals(job) + 1
+	next.LastErr = reason
+	next.FailedAt = time.Now().Unix()
+	raw, err := json.Marshal(&next)
+	if err != nil {
+		return fmt.Errorf("queue: defer: %w", err)
+	}
+	conn, err := q.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: defer: %w", err)
+	}
+	defer conn.Close()
+	if _, err := redis.DoContext(conn, ctx, "ZADD", RetryKey(q.namespace), at.Unix(), raw); err != nil {
+		return fmt.Errorf("queue: defer: %w", err)
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -68,6 +69,9 @@ func Open(databaseURL string, opts Options) (*Store, error) {
 		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 		SkipDefaultTransaction: true,
 		PrepareStmt:            false,
+		// Start while Postgres is away (a failover, a restart): the
+		// probes say so, and connections are made when it answers.
+		DisableAutomaticPing: true,
 	})
 	if err != nil {
 		_ = sqlDB.Close()
@@ -93,7 +97,25 @@ func openSQL(databaseURL string, asyncCommit bool) (*sql.DB, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	cfg.OnPgError = dropOffPrimary(cfg.OnPgError)
 	return stdlib.OpenDB(*cfg), nil
+}
+
+// dropOffPrimary closes a connection whose server refused a write as a
+// standby (read_only_sql_transaction: a primary demoted under a live
+// connection) or is shutting down (admin_shutdown and its kin), besides
+// what next closes (every FATAL error). The pool then dials again, and
+// with several hosts and target_session_attrs=read-write in DATABASE_URL
+// finds the primary, wherever it now is.
+func dropOffPrimary(next pgconn.PgErrorHandler) pgconn.PgErrorHandler {
+	return func(c *pgconn.PgConn, err *pgconn.PgError) bool {
+		switch err.Code {
+		case "25006", // read_only_sql_transaction
+			"57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+			return false
+		}
+		return next == nil || next(c, err)
+	}
 }
 
 // Close closes the pool.
