@@ -78,6 +78,15 @@ func (c *console) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /events/{id}/replay", c.replayGet)
 	mux.HandleFunc("GET /accounts/{id}", c.account)
 	mux.HandleFunc("GET /console/console.css", c.style)
+	mux.HandleFunc("GET /favicon.ico", c.favicon)
+}
+
+// favicon answers the request every browser makes for /favicon.ico with no
+// icon (204): the job UI's 404 for it is an error in the browser's console
+// on every page.
+func (c *console) favicon(w http.ResponseWriter, r *http.Request) {
+	setConsoleHeaders(w)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (c *console) style(w http.ResponseWriter, r *http.Request) {
