@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"stripe-webhooks/pkg/config"
-	"stripe-webhooks/pkg/queue"
 )
 
 // Every variable a container sets is one its command reads, and the
@@ -183,96 +182,6 @@ func TestSelectorsMatchLabels(t *testing.T) {
 	}
 }
 
-// KEDA watches the very list the code queues on, in the same Redis database.
-func TestKEDATriggerWatchesTheQueue(t *testing.T) {
-	t.Parallel()
-	for _, o := range overlays {
-		r := render(t, o)
-		so := r.scaledObjects[0]
-		cm := r.configMap(t, "stripe-webhooks-config").Data
-		target := r.deployment(t, so.Spec.ScaleTargetRef.Name)
-		if commandOf(t, o+"/"+target.Name, target.Spec.Template.Spec.Containers[0].Command).binary != "worker" ||
-			len(target.Spec.Template.Spec.Containers[0].Command) != 1 {
-			t.Errorf("%s: the ScaledObject scales %s, not the worker pool", o, target.Name)
-		}
-		if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 {
-			t.Errorf("%s: minReplicaCount must be at least 1 (retries and the reaper live in running pools)", o)
-		}
-		if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "redis" {
-			t.Fatalf("%s: want one redis trigger, got %+v", o, so.Spec.Triggers)
-		}
-		md := so.Spec.Triggers[0].Metadata
-		if want := queue.ListKey(cm["WORK_NAMESPACE"]); md["listName"] != want {
-			t.Errorf("%s: listName %q, the code queues on %q", o, md["listName"], want)
-		}
-		if md["databaseIndex"] != cm["REDIS_DB"] {
-			t.Errorf("%s: databaseIndex %q, REDIS_DB %q", o, md["databaseIndex"], cm["REDIS_DB"])
-		}
-		worker := target.Spec.Template.Spec.Containers[0]
-		env := r.environ(t, worker)
-		for _, k := range []string{"hostFromEnv", "portFromEnv"} {
-			if _, ok := env[md[k]]; !ok {
-				t.Errorf("%s: %s names %q, which the worker container does not set", o, k, md[k])
-			}
-		}
-		// KEDA authenticates with the worker's password. It reads the scale
-		// target's variables, never its files: a password the worker has as
-		// a file reaches KEDA through a TriggerAuthentication of the same
-		// Secret key.
-		secret, key := redisPasswordSource(t, o, &target.Spec.Template.Spec, worker)
-		if name := md["passwordFromEnv"]; name != "" {
-			i := slices.IndexFunc(worker.Env, func(e corev1.EnvVar) bool { return e.Name == name })
-			if i < 0 || worker.Env[i].ValueFrom == nil || worker.Env[i].ValueFrom.SecretKeyRef == nil ||
-				worker.Env[i].ValueFrom.SecretKeyRef.Name != secret || worker.Env[i].ValueFrom.SecretKeyRef.Key != key {
-				t.Errorf("%s: passwordFromEnv names %q, which is not the worker's REDIS_PASSWORD (Secret %s key %s) as a variable", o, name, secret, key)
-			}
-			continue
-		}
-		auth := so.Spec.Triggers[0].AuthenticationRef
-		if auth == nil || (auth.Kind != "" && auth.Kind != "TriggerAuthentication") {
-			t.Errorf("%s: the redis trigger has no password: want passwordFromEnv or a TriggerAuthentication", o)
-			continue
-		}
-		var found bool
-		for _, ta := range r.triggerAuths {
-			if ta.Name != auth.Name {
-				continue
-			}
-			for _, ref := range ta.Spec.SecretTargetRef {
-				if ref.Parameter == "password" {
-					found = true
-					if ref.Name != secret || ref.Key != key {
-						t.Errorf("%s: TriggerAuthentication %s gives KEDA Secret %s key %s as the password, the worker uses Secret %s key %s", o, ta.Name, ref.Name, ref.Key, secret, key)
-					}
-				}
-			}
-		}
-		if !found {
-			t.Errorf("%s: TriggerAuthentication %s does not exist or gives no password", o, auth.Name)
-		}
-	}
-}
-
-// redisPasswordSource is the Secret and key of a container's REDIS_PASSWORD,
-// as a variable or a file.
-func redisPasswordSource(t *testing.T, where string, pod *corev1.PodSpec, c corev1.Container) (secret, key string) {
-	t.Helper()
-	for _, e := range c.Env {
-		switch {
-		case e.Name == "REDIS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			return e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key
-		case e.Name == "REDIS_PASSWORD_FILE":
-			vol, _, _, key, err := secretFile(pod, c, e.Value)
-			if err != nil {
-				t.Fatalf("%s: REDIS_PASSWORD_FILE: %v", where, err)
-			}
-			return vol.SecretName, key
-		}
-	}
-	t.Fatalf("%s: %s has no REDIS_PASSWORD from a Secret", where, c.Name)
-	return "", ""
-}
-
 // Secrets reach the containers as files of a mounted Secret, never as
 // variables (which every process of the container and `kubectl describe`
 // see, and which never change in a running pod): mounted read-only, as a
@@ -360,7 +269,7 @@ func octal(m *int32) string {
 // worker (and the web UI's replay) alike: production live events only, dev test events only.
 func TestLivemodeOfOverlays(t *testing.T) {
 	t.Parallel()
-	want := map[string]string{"production": "live", "dev": "test"}
+	want := map[string]string{"production": "live", "production-sentinel": "live", "dev": "test"}
 	for _, o := range overlays {
 		r := render(t, o)
 		for _, name := range []string{"stripe-webhooks-ingest", "stripe-webhooks-worker", "stripe-webhooks-webui"} {
@@ -373,30 +282,21 @@ func TestLivemodeOfOverlays(t *testing.T) {
 	}
 }
 
-// Non-root, read-only, no capabilities, resources, spread, disruption
-// budgets, and grace periods longer than the work they must let finish.
+// Every container of every overlay, the dev overlay's throwaway Postgres
+// and Redis included, is hardened (see hardeningProblems); the services'
+// pods also spread, have disruption budgets, and grace periods longer than
+// the work they must let finish.
 func TestWorkloadsAreHardened(t *testing.T) {
 	t.Parallel()
 	for _, o := range overlays {
 		r := render(t, o)
+		for _, d := range r.deployments {
+			for _, p := range hardeningProblems(d) {
+				t.Errorf("%s/%s: %s", o, d.Name, p)
+			}
+		}
 		for _, d := range r.ours() {
 			pod := d.Spec.Template.Spec
-			if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
-				t.Errorf("%s/%s: pod not runAsNonRoot", o, d.Name)
-			}
-			for _, c := range containers(d) {
-				where := o + "/" + d.Name + "/" + c.Name
-				sc := c.SecurityContext
-				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-					sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-					sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-					t.Errorf("%s: container not read-only, escalation-free with ALL capabilities dropped", where)
-				}
-				res := c.Resources
-				if res.Requests.Cpu().IsZero() || res.Requests.Memory().IsZero() || res.Limits.Cpu().IsZero() || res.Limits.Memory().IsZero() {
-					t.Errorf("%s: CPU and memory requests and limits must all be set", where)
-				}
-			}
 			main := pod.Containers[0]
 			env := r.environ(t, main)
 			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second

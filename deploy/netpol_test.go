@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -66,13 +68,22 @@ func (r *rendered) targets(t *testing.T, where string, pod *corev1.PodSpec, c co
 	}
 	var out []target
 	if db != nil {
-		u, err := url.Parse(db.URL)
-		if err != nil || u.Hostname() == "" {
-			t.Fatalf("%s: DATABASE_URL is not a URL with a host", where)
-		}
-		out = append(out, target{"DATABASE_URL", u.Hostname(), portOf(t, where, u, "5432")})
+		out = append(out, databaseTargets(t, where, db.URL)...)
 	}
-	if rd != nil {
+	switch {
+	case rd != nil && rd.UsesSentinel():
+		for _, a := range rd.SentinelAddrs {
+			host, port, err := net.SplitHostPort(a)
+			n, perr := strconv.Atoi(port)
+			if err != nil || perr != nil {
+				t.Fatalf("%s: REDIS_SENTINEL_ADDRS holds %q", where, a)
+			}
+			out = append(out, target{"REDIS_SENTINEL_ADDRS", host, int32(n)})
+		}
+		// The master is wherever the sentinels say, which no setting
+		// tells: taken to be outside the cluster on Redis's usual port.
+		out = append(out, target{"REDIS master, as Sentinel names it", "", 6379})
+	case rd != nil:
 		out = append(out, target{"REDIS_HOST/REDIS_PORT", rd.Host, int32(rd.Port)})
 	}
 	if api != nil {
@@ -81,6 +92,31 @@ func (r *rendered) targets(t *testing.T, where string, pod *corev1.PodSpec, c co
 			t.Fatalf("%s: STRIPE_API_BASE: %v", where, err)
 		}
 		out = append(out, target{"STRIPE_API_BASE", u.Hostname(), portOf(t, where, u, map[string]string{"https": "443", "http": "80"}[u.Scheme])})
+	}
+	return out
+}
+
+// databaseTargets are the servers a DATABASE_URL makes the driver try, as
+// pgx itself parses it: every host of a multi-host URL
+// (postgres://u@pg-1:5432,pg-2:5433/db), in order.
+func databaseTargets(t *testing.T, where, dbURL string) []target {
+	t.Helper()
+	pc, err := pgconn.ParseConfig(dbURL)
+	if err != nil {
+		// pgx's error quotes the URL, password and all: never print it.
+		t.Fatalf("%s: DATABASE_URL does not parse as pgx parses it", where)
+	}
+	out := []target{{"DATABASE_URL", pc.Host, int32(pc.Port)}}
+	for _, fb := range pc.Fallbacks {
+		tg := target{"DATABASE_URL", fb.Host, int32(fb.Port)}
+		if !slices.Contains(out, tg) {
+			out = append(out, tg)
+		}
+	}
+	for _, tg := range out {
+		if tg.host == "" || strings.HasPrefix(tg.host, "/") {
+			t.Fatalf("%s: DATABASE_URL names no TCP host (%q)", where, tg.host)
+		}
 	}
 	return out
 }

@@ -23,7 +23,9 @@ import (
 	"stripe-webhooks/pkg/config"
 )
 
-var overlays = []string{"dev", "production"}
+// overlays are rendered and checked by every test: production-sentinel is
+// production with components/redis-sentinel.
+var overlays = []string{"dev", "production", "production-sentinel"}
 
 // rendered is one overlay's objects, decoded into their API types.
 type rendered struct {
@@ -376,8 +378,10 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 				o, len(r.ours()), len(r.hpas), len(r.scaledObjects), len(r.triggerAuths), len(r.pdbs), len(r.netpols), len(r.namespaces))
 		}
 	}
-	if r := render(t, "production"); len(r.serviceMonitors) != 1 || len(r.rules) != 1 {
-		t.Error("overlays/production lacks the monitoring component")
+	for _, o := range []string{"production", "production-sentinel"} {
+		if r := render(t, o); len(r.serviceMonitors) != 1 || len(r.rules) != 1 {
+			t.Errorf("overlays/%s lacks the monitoring component", o)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ module stripe-webhooks/pkg
 go 1.26.0
 
 require (
+	github.com/FZambia/sentinel v1.1.1
 	github.com/caarlos0/env/v11 v11.4.2
 	github.com/gocraft/work v0.5.1
 	github.com/gomodule/redigo v1.9.3
@@ -19,7 +20,6 @@ require (
 )
 
 require (
-	github.com/FZambia/sentinel v1.1.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
