@@ -197,6 +197,23 @@ func (b *backend) checkStoredOnce(t *testing.T, ds []*delivery) {
 	}
 }
 
+// processedOnce waits until every event of ds is processed, checks that
+// each is stored once, and returns when they were all processed and, per
+// event, when the workers logged it applied.
+func processedOnce(t *testing.T, b *backend, workers []*process, ds []*delivery) (time.Time, map[string][]time.Time) {
+	t.Helper()
+	testenv.Eventually(t, 90*time.Second, "every event answered 200 to be processed", func() bool {
+		return b.processedIn(t, idsOf(ds)) == int64(len(ds))
+	})
+	drained := time.Now()
+	b.checkStoredOnce(t, ds)
+	var logs []string
+	for _, w := range workers {
+		logs = append(logs, w.Logs.String())
+	}
+	return drained, appliedTimes(logs...)
+}
+
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
@@ -237,16 +254,8 @@ func TestFailoverRedisSentinelUnderLoad(t *testing.T) {
 	posts := redeliver(t, ingests, ds)
 	n5xx, first5xx, last5xx := fiveXX(ds)
 
-	testenv.Eventually(t, 90*time.Second, "every event answered 200 to be processed", func() bool {
-		return b.processedIn(t, idsOf(ds)) == int64(len(ds))
-	})
-	drained := time.Now()
-	b.checkStoredOnce(t, ds)
-	var logs []string
-	for _, w := range workers {
-		logs = append(logs, w.Logs.String())
-	}
-	for id, at := range appliedTimes(logs...) {
+	drained, applied := processedOnce(t, b, workers, ds)
+	for id, at := range applied {
 		if len(at) != 1 {
 			t.Errorf("%s applied %d times, at %v", id, len(at), at)
 		}
@@ -340,21 +349,13 @@ func TestFailoverPostgresUnderLoad(t *testing.T) {
 	n5xx, first5xx, last5xx := fiveXX(ds)
 	posts := redeliver(t, ingests, ds)
 
-	testenv.Eventually(t, 90*time.Second, "every event to be processed on the new primary", func() bool {
-		return b.processedIn(t, idsOf(ds)) == int64(len(ds))
-	})
-	drained := time.Now()
-	b.checkStoredOnce(t, ds)
-	var logs []string
-	for _, w := range workers {
-		logs = append(logs, w.Logs.String())
-	}
+	drained, applied := processedOnce(t, b, workers, ds)
 	// The workers commit asynchronously: the few applications committed in
 	// the last instant before the crash, not yet sent to the standby, are
 	// lost with their processed mark and applied again. None may be applied
 	// twice after the failover.
 	lost := 0
-	for id, at := range appliedTimes(logs...) {
+	for id, at := range applied {
 		if len(at) == 1 {
 			continue
 		}
