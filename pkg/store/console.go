@@ -74,7 +74,20 @@ var ErrUnknownStatus = errors.New("store: unknown event status")
 // WebhookID is empty). Each filter and the order are served by an index
 // (migrations 00001 and 00008), so a deep page costs what the first does.
 func (s *Store) ListEvents(ctx context.Context, f EventFilter, before Cursor, limit int) ([]EventSummary, error) {
-	q := s.db.WithContext(ctx).Model(&WebhookEvent{}).Select(
+	q, err := listEventsQuery(s.db.WithContext(ctx), f, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	var rows []EventSummary
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("store: list events: %w", err)
+	}
+	return rows, nil
+}
+
+// listEventsQuery is ListEvents' query on db, ready to Find.
+func listEventsQuery(db *gorm.DB, f EventFilter, before Cursor, limit int) (*gorm.DB, error) {
+	q := db.Model(&WebhookEvent{}).Select(
 		"id", "stripe_event_id", "event_type", "coalesce(stripe_account_id, payload->>'account') AS account", "processed", "error",
 		"retry_count", "dead_at", "next_attempt_at", "received_at", "processed_at", "created_at")
 	switch f.Status {
@@ -108,11 +121,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, before Cursor, li
 	if before.WebhookID != "" {
 		q = q.Where("(created_at, id) < (?, ?)", before.CreatedAt.UTC(), before.WebhookID)
 	}
-	var rows []EventSummary
-	if err := q.Order("created_at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("store: list events: %w", err)
-	}
-	return rows, nil
+	return q.Order("created_at DESC, id DESC").Limit(limit), nil
 }
 
 // EventDetail is one stored event with its status.
