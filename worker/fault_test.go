@@ -104,21 +104,34 @@ func eventIDOf(p []byte) string {
 	return e.ID
 }
 
+// logLine is what the tests read of a JSON log line.
+type logLine struct {
+	Time time.Time `json:"time"`
+	Msg  string    `json:"msg"`
+	ID   string    `json:"stripe_event_id"`
+}
+
+// eachLogLine calls fn with every JSON line of logs.
+func eachLogLine(logs string, fn func(logLine)) {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line logLine
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			fn(line)
+		}
+	}
+}
+
 // appliedCounts counts, per event id, the "event processed" lines in worker logs.
 func appliedCounts(logs ...string) map[string]int {
 	counts := map[string]int{}
 	for _, l := range logs {
-		sc := bufio.NewScanner(strings.NewReader(l))
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg string `json:"msg"`
-				ID  string `json:"stripe_event_id"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "event processed" {
+		eachLogLine(l, func(line logLine) {
+			if line.Msg == "event processed" {
 				counts[line.ID]++
 			}
-		}
+		})
 	}
 	return counts
 }

@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -636,15 +637,6 @@ func ParseAllowlist(list []string) (Allowlist, error) {
 }
 
 func validPort(s string) bool {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-		n = n*10 + int(c-'0')
-		if n > 65535 {
-			return false
-		}
-	}
-	return s != "" && n > 0
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n <= 65535
 }

@@ -48,13 +48,16 @@ func newMaster(cfg config.Redis) *master {
 	}
 	opts = append(opts, redis.DialConnectTimeout(sentinelTimeout),
 		redis.DialReadTimeout(sentinelTimeout), redis.DialWriteTimeout(sentinelTimeout))
+	dial := func(addr string) (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) }
 	return &master{sentinel: &sentinel.Sentinel{
 		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
 		MasterName: cfg.SentinelMaster,
-		Dial:       func(addr string) (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) },
+		Dial:       dial,
+		// One connection a sentinel (resolve asks one question at a time),
+		// without the default pool's PING before every question.
 		Pool: func(addr string) *redis.Pool {
-			return &redis.Pool{MaxIdle: 1, MaxActive: 2, Wait: true, IdleTimeout: time.Minute,
-				Dial: func() (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) }}
+			return &redis.Pool{MaxIdle: 1, MaxActive: 1, Wait: true, IdleTimeout: time.Minute,
+				Dial: func() (redis.Conn, error) { return dial(addr) }}
 		},
 	}}
 }
@@ -84,16 +87,6 @@ func (m *master) resolve(ctx context.Context, maxAge time.Duration) (string, err
 	}
 	m.addr, m.askedAt = addr, time.Now()
 	return addr, nil
-}
-
-// known is the master's address as last resolved, without asking.
-func (m *master) known() string {
-	if m.sentinel == nil {
-		return m.fixed
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.addr
 }
 
 // forget makes the next resolve ask Sentinel.
@@ -144,13 +137,6 @@ func (c *masterConn) check(reply any, err error) (any, error) {
 	if errors.As(err, &rerr) && strings.HasPrefix(string(rerr), "READONLY") {
 		c.mu.Lock()
 		c.err = fmt.Errorf("queue: %s is no longer the master: %w", c.addr, err)
-		c.mu.Unlock()
-		c.master.forget()
-	}
-	if e, ok := reply.(redis.Error); ok && strings.HasPrefix(string(e), "READONLY") {
-		// An error among a transaction's replies.
-		c.mu.Lock()
-		c.err = fmt.Errorf("queue: %s is no longer the master: %w", c.addr, e)
 		c.mu.Unlock()
 		c.master.forget()
 	}

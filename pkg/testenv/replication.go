@@ -593,11 +593,6 @@ func (p *PostgresPair) queryRow(port int, query string, dest ...any) error {
 	return c.QueryRow(ctx, query).Scan(dest...)
 }
 
-// pgCommand runs a Postgres binary, as the postgres user when we are root.
-func pgCommand(name string, args ...string) *exec.Cmd {
-	return (*Postgres)(nil).command(name, args...)
-}
-
 // dumpLogsIfFailed logs the end of every *.log file in dir if t failed.
 func dumpLogsIfFailed(t testing.TB, dir string) {
 	if !t.Failed() {

@@ -146,7 +146,11 @@ func (p *Postgres) signalAll(sig syscall.Signal) {
 	}
 }
 
-func (p *Postgres) command(name string, args ...string) *exec.Cmd {
+func (p *Postgres) command(name string, args ...string) *exec.Cmd { return pgCommand(name, args...) }
+
+// pgCommand runs a Postgres binary, as the postgres user when we are root
+// (postgres refuses root).
+func pgCommand(name string, args ...string) *exec.Cmd {
 	if os.Geteuid() == 0 {
 		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
 	}
