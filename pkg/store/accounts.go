@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -166,7 +165,8 @@ func (tx *Tx) ApplyExternalAccount(ctx context.Context, u ExternalAccountUpdate)
 }
 
 // lockAccount returns the account's row, locked for this transaction,
-// creating it first (booleans false) if the account is new.
+// creating it first (booleans false) if the account is new: one round trip,
+// with the writes earlier handlers of this transaction queued.
 func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccount, error) {
 	if accountID == "" {
 		return ConnectedAccount{}, fmt.Errorf("store: event names no connected account")
@@ -174,25 +174,13 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	if a, ok := tx.accounts[accountID]; ok {
 		return a, nil
 	}
-	a, err := tx.selectAccountForUpdate(ctx, accountID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// New: insert it (the row is then this transaction's); if another
-		// transaction inserted it first, wait for it and lock its row.
-		b := tx.pending
-		tx.pending = &pgx.Batch{}
-		b.Queue(`INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
-			ON CONFLICT (stripe_account_id) DO NOTHING RETURNING `+accountColumns, accountID).QueryRow(func(row pgx.Row) error {
-			return scanAccount(row, &a)
-		})
-		err = tx.conn.SendBatch(ctx, b).Close()
-		if errors.Is(err, pgx.ErrNoRows) {
-			a, err = tx.selectAccountForUpdate(ctx, accountID)
-		}
+	if err := tx.lockAccounts(ctx, []string{accountID}, true); err != nil {
+		return ConnectedAccount{}, err
 	}
-	if err != nil {
-		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: %w", accountID, err)
+	a, ok := tx.accounts[accountID]
+	if !ok {
+		return ConnectedAccount{}, fmt.Errorf("store: lock account %s: no row after creating it", accountID)
 	}
-	tx.accounts[accountID] = a
 	return a, nil
 }
 
@@ -211,38 +199,35 @@ func scanAccount(row pgx.Row, a *ConnectedAccount) error {
 	return err
 }
 
-// lockAccounts locks the existing rows of accountIDs in one statement, in
-// the order of their ids (so that transactions never wait on each other in
-// a cycle), and keeps them for the handlers' reads.
-func (tx *Tx) lockAccounts(ctx context.Context, accountIDs []string) error {
-	rows, err := tx.conn.Query(ctx, selectAccounts+` WHERE stripe_account_id = ANY($1::text[])
-		ORDER BY stripe_account_id FOR UPDATE`, accountIDs)
-	if err != nil {
-		return fmt.Errorf("store: lock accounts: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var a ConnectedAccount
-		if err := scanAccount(rows, &a); err != nil {
-			return fmt.Errorf("store: lock accounts: %w", err)
-		}
-		tx.accounts[a.StripeAccountID] = a
-	}
-	return rows.Err()
-}
-
-// selectAccountForUpdate reads and locks the account's row. Writes queued
-// by earlier handlers of this transaction go first, in the same round trip,
-// so the read sees them.
-func (tx *Tx) selectAccountForUpdate(ctx context.Context, accountID string) (ConnectedAccount, error) {
-	var a ConnectedAccount
+// lockAccounts locks the rows of accountIDs in one round trip, creating the
+// missing ones first if create is set, and keeps them for the handlers'
+// reads. The writes earlier handlers of this transaction queued go first,
+// so the read sees them. Rows are created, then locked, in the order of
+// their ids, so that transactions never wait on each other in a cycle: one
+// that finds a row another has just inserted waits for that one's commit.
+func (tx *Tx) lockAccounts(ctx context.Context, accountIDs []string, create bool) error {
 	b := tx.pending
 	tx.pending = &pgx.Batch{}
-	b.Queue(selectAccounts+` WHERE stripe_account_id = $1 FOR UPDATE`, accountID).QueryRow(func(row pgx.Row) error {
-		return scanAccount(row, &a)
+	if create {
+		b.Queue(`INSERT INTO stripe_connected_accounts (stripe_account_id)
+			SELECT id FROM unnest($1::text[]) AS id ORDER BY id
+			ON CONFLICT (stripe_account_id) DO NOTHING`, accountIDs)
+	}
+	b.Queue(selectAccounts+` WHERE stripe_account_id = ANY($1::text[])
+		ORDER BY stripe_account_id FOR UPDATE`, accountIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var a ConnectedAccount
+			if err := scanAccount(rows, &a); err != nil {
+				return err
+			}
+			tx.accounts[a.StripeAccountID] = a
+		}
+		return rows.Err()
 	})
-	err := tx.conn.SendBatch(ctx, b).Close()
-	return a, err
+	if err := tx.conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("store: lock accounts: %w", err)
+	}
+	return nil
 }
 
 func capabilityMaps(acct ConnectedAccount) (map[string]string, map[string]int64, error) {

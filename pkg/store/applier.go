@@ -66,6 +66,14 @@ type ApplierOptions struct {
 	// AppliedAhead, if set, is called after the commit for each event a
 	// group applied ahead of its job.
 	AppliedAhead func(WebhookEvent)
+	// AccountOf, if set, names the connected account whose row applying an
+	// event reads and writes ("" for none). A group then creates the
+	// missing rows of all its events' accounts and locks them all in one
+	// round trip, before any handler runs; a handler that asks for an
+	// account not named here creates and locks it in a round trip of its
+	// own. Unset, a group locks the existing rows of the payloads'
+	// top-level "account" up front and creates none.
+	AccountOf func(WebhookEvent) string
 }
 
 // maxSkipped bounds the events remembered as failing ahead; past it the
@@ -279,15 +287,19 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 		// then event), so that two groups never wait on each other.
 		account := make(map[string]string, len(events))
 		for _, e := range events {
-			account[e.ID] = gjson.GetBytes(e.Payload, "account").Str
+			if a.opts.AccountOf != nil {
+				account[e.ID] = a.opts.AccountOf(e)
+			} else {
+				account[e.ID] = gjson.GetBytes(e.Payload, "account").Str
+			}
 		}
 		slices.SortFunc(events, func(x, y WebhookEvent) int {
 			return cmp.Or(cmp.Compare(account[x.ID], account[y.ID]),
 				cmp.Compare(x.CreatedAt.UnixNano(), y.CreatedAt.UnixNano()), cmp.Compare(x.ID, y.ID))
 		})
 		tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
-		// The group's existing accounts, locked in one round trip; the
-		// handlers read them from here.
+		// The group's accounts, created if new and locked in one round
+		// trip; the handlers read them from here.
 		var accounts []string
 		for _, e := range events {
 			if id := account[e.ID]; id != "" && !slices.Contains(accounts, id) {
@@ -295,7 +307,7 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 			}
 		}
 		if len(accounts) > 0 {
-			if err := tx.lockAccounts(ctx, accounts); err != nil {
+			if err := tx.lockAccounts(ctx, accounts, a.opts.AccountOf != nil); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/testenv"
 )
@@ -233,8 +236,20 @@ func TestApplierAheadFailureStaysWithItsOwnJob(t *testing.T) {
 // Two groups in flight at once, both looking ahead, over shared accounts:
 // each event is applied exactly once (no group is rolled back and retried:
 // accounts are locked in one order, so groups never deadlock) and no write
-// is lost.
+// is lost; with AccountOf too, where groups create the accounts they need.
 func TestApplierConcurrentGroupsApplyEachEventOnce(t *testing.T) {
+	t.Parallel()
+	t.Run("accounts locked as handlers ask", func(t *testing.T) { concurrentGroups(t, nil) })
+	t.Run("accounts created and locked up front", func(t *testing.T) {
+		concurrentGroups(t, func(e store.WebhookEvent) string {
+			var env struct{ Account string }
+			_ = json.Unmarshal(e.Payload, &env)
+			return env.Account
+		})
+	})
+}
+
+func concurrentGroups(t *testing.T, accountOf func(store.WebhookEvent) string) {
 	t.Parallel()
 	s, _ := setup(t)
 	ctx := context.Background()
@@ -259,7 +274,7 @@ func TestApplierConcurrentGroupsApplyEachEventOnce(t *testing.T) {
 		_, _ = fmt.Sscanf(e.StripeEventID, "evt_two_%d", &i)
 		return tx.ApplyCapability(ctx, fmt.Sprintf("acct_two_%d", i%3), "cap_"+e.StripeEventID, "active", time.Unix(1_700_000_000, 0))
 	}
-	a := s.NewApplier(apply, store.ApplierOptions{Flushers: 2, MaxJobs: 4, Ahead: 8, Timeout: 30 * time.Second})
+	a := s.NewApplier(apply, store.ApplierOptions{Flushers: 2, MaxJobs: 4, Ahead: 8, Timeout: 30 * time.Second, AccountOf: accountOf})
 	defer a.Close()
 	var wg sync.WaitGroup
 	outcomes := map[store.Outcome]int{}
@@ -503,4 +518,109 @@ func waitingForFlusher() int {
 		}
 	}
 	return waiting
+}
+
+// With AccountOf, a group creates its events' missing accounts and locks
+// them all in one round trip before the first handler runs; an event
+// AccountOf names no account for gets no row.
+func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
+	t.Parallel()
+	s, url := setup(t)
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ('acct_up_old')`); err != nil {
+		t.Fatal(err)
+	}
+	event := func(id, typ, account string) string {
+		res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: id, EventType: typ, ReceivedAt: time.Now(),
+			Payload: fmt.Appendf(nil, `{"id":%q,"type":%q,"account":%q}`, id, typ, account)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.WebhookID
+	}
+	ids := []string{
+		event("evt_up_0", "capability.updated", "acct_up_old"),
+		event("evt_up_1", "capability.updated", "acct_up_new"),
+		event("evt_up_2", "charge.succeeded", "acct_up_none"),
+	}
+	accountOf := func(e store.WebhookEvent) string {
+		if e.EventType == "charge.succeeded" {
+			return ""
+		}
+		var env struct{ Account string }
+		_ = json.Unmarshal(e.Payload, &env)
+		return env.Account
+	}
+	// lockedElsewhere tells whether another transaction holds the account:
+	// its row locked, or its insert not yet committed.
+	lockedElsewhere := func(account string) (bool, error) {
+		tx, err := other.Begin(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '200ms'"); err != nil {
+			return false, err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
+			ON CONFLICT (stripe_account_id) DO UPDATE SET updated_at = excluded.updated_at`, account)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			return true, nil
+		}
+		return false, err
+	}
+	var mu sync.Mutex
+	var checked bool
+	apply := func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !checked {
+			// The group's first handler: every account is already held.
+			checked = true
+			for account, want := range map[string]bool{"acct_up_old": true, "acct_up_new": true, "acct_up_none": false} {
+				got, err := lockedElsewhere(account)
+				if err != nil {
+					return fmt.Errorf("checking %s: %w", account, err)
+				}
+				if got != want {
+					t.Errorf("%s held by the group before its first handler: %v, want %v", account, got, want)
+				}
+			}
+		}
+		if e.EventType == "charge.succeeded" {
+			return nil
+		}
+		return tx.ApplyCapability(ctx, accountOf(e), "transfers", "active", time.Unix(1_700_000_000, 0))
+	}
+	r := newRecorder()
+	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,
+		AppliedAhead: r.appliedAhead, AccountOf: accountOf})
+	defer a.Close()
+	if out, _, err := a.Process(ctx, ids[0], store.Attempt{}); err != nil || out != store.Applied {
+		t.Fatalf("outcome %v, error %v", out, err)
+	}
+	if ahead := r.takeAhead(); len(ahead) != 2 {
+		t.Fatalf("applied ahead %v, want the two other events in the same group", ahead)
+	}
+	if !checked {
+		t.Fatal("no handler ran")
+	}
+	for _, account := range []string{"acct_up_old", "acct_up_new"} {
+		acct, err := s.Account(ctx, account)
+		if err != nil {
+			t.Fatalf("%s: %v", account, err)
+		}
+		if !strings.Contains(string(acct.Capabilities), `"transfers": "active"`) {
+			t.Errorf("%s capabilities %s, want transfers active", account, acct.Capabilities)
+		}
+	}
+	if _, err := s.Account(ctx, "acct_up_none"); err == nil {
+		t.Error("acct_up_none has a row; AccountOf named no account for its event")
+	}
 }

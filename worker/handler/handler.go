@@ -130,6 +130,23 @@ func ApplyIn(mode config.Livemode) store.ApplyFunc {
 	}
 }
 
+// AccountIn is, for a deployment that applies only the events of mode, the
+// store's ApplierOptions.AccountOf: the connected account an event was sent
+// for (the envelope's `account`) if the event has a handler and is of that
+// mode, otherwise none. Its row exists and is locked when the handler runs.
+func AccountIn(mode config.Livemode) func(store.WebhookEvent) string {
+	return func(row store.WebhookEvent) string {
+		if _, ok := registry[row.EventType]; !ok {
+			return ""
+		}
+		e, err := Parse(row.Payload)
+		if err != nil || !mode.Applies(e.Livemode) {
+			return "" // the handler will not run, or will fail on its own
+		}
+		return e.Account
+	}
+}
+
 // Types lists the event types with a handler, in order: what reconcile
 // asks Stripe's API for.
 func Types() []string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
@@ -336,6 +337,34 @@ func TestParseEnvelope(t *testing.T) {
 	}
 }
 
+// AccountIn names the account of an event whose handler will run in the
+// deployment's mode, the row the worker creates and locks before it runs;
+// no account for a type without a handler, an event of the other mode or
+// a payload that does not parse.
+func TestAccountIn(t *testing.T) {
+	t.Parallel()
+	live := stripefixture.Options{Type: "account.updated", Account: "acct_live", Live: true}
+	test := stripefixture.Options{Type: "capability.updated", Account: "acct_test"}
+	for _, c := range []struct {
+		mode string
+		row  store.WebhookEvent
+		want string
+	}{
+		{"any", event(t, live), "acct_live"},
+		{"live", event(t, live), "acct_live"},
+		{"test", event(t, live), ""},
+		{"any", event(t, test), "acct_test"},
+		{"live", event(t, test), ""},
+		{"any", event(t, stripefixture.Options{Type: "account.external_account.created", Account: "acct_ext"}), "acct_ext"},
+		{"any", store.WebhookEvent{EventType: "charge.succeeded", Payload: []byte(`{"id":"evt_c","type":"charge.succeeded","account":"acct_c"}`)}, ""},
+		{"any", store.WebhookEvent{EventType: "account.updated", Payload: []byte(`{"type":"account.updated","account":"acct_bad"}`)}, ""},
+	} {
+		if got := handler.AccountIn(config.Livemode{Mode: c.mode})(c.row); got != c.want {
+			t.Errorf("%s in mode %s: %q, want %q", c.row.EventType, c.mode, got, c.want)
+		}
+	}
+}
+
 // wantDeauthorized checks the account's deauthorized_at: want, or none
 // (connected) when want is zero.
 func wantDeauthorized(t *testing.T, st *store.Store, step string, want time.Time) {
@@ -457,50 +486,55 @@ func TestAuthorizationInOneTransaction(t *testing.T) {
 			t.Errorf("second transaction: %+v", a)
 		}
 	})
-	t.Run("one group", func(t *testing.T) {
-		t.Parallel()
-		st := setup(t)
-		// group applies the events in one group: the first one's job, the
-		// others claimed ahead of theirs by a fresh Applier, which looks
-		// ahead on its first group.
-		group := func(opts ...stripefixture.Options) {
-			t.Helper()
-			ids := make([]string, len(opts))
-			for i, o := range opts {
-				ids[i] = insert(t, st, o)
+	for name, accountOf := range map[string]func(store.WebhookEvent) string{
+		"one group, accounts locked as handlers ask": nil,
+		"one group, accounts created up front":       handler.AccountIn(config.Livemode{Mode: "any"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := setup(t)
+			// group applies the events in one group: the first one's job, the
+			// others claimed ahead of theirs by a fresh Applier, which looks
+			// ahead on its first group.
+			group := func(opts ...stripefixture.Options) {
+				t.Helper()
+				ids := make([]string, len(opts))
+				for i, o := range opts {
+					ids[i] = insert(t, st, o)
+				}
+				var mu sync.Mutex
+				ahead := 0
+				ap := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,
+					AppliedAhead: func(store.WebhookEvent) { mu.Lock(); ahead++; mu.Unlock() }, AccountOf: accountOf})
+				out, _, err := ap.Process(ctx, ids[0], store.Attempt{})
+				ap.Close()
+				if err != nil || out != store.Applied {
+					t.Fatalf("outcome %v, error %v", out, err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if ahead != len(opts)-1 {
+					t.Fatalf("%d events applied ahead, want %d: not one group", ahead, len(opts)-1)
+				}
 			}
-			var mu sync.Mutex
-			ahead := 0
-			ap := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,
-				AppliedAhead: func(store.WebhookEvent) { mu.Lock(); ahead++; mu.Unlock() }})
-			out, _, err := ap.Process(ctx, ids[0], store.Attempt{})
-			ap.Close()
-			if err != nil || out != store.Applied {
-				t.Fatalf("outcome %v, error %v", out, err)
+			group(
+				stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)},
+				stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)},
+				stripefixture.Options{Type: "account.updated", Created: at(30), Mutate: set("payouts_enabled", true)},
+			)
+			wantDeauthorized(t, st, "first group", at(20))
+			if a, _ := account(t, st); !a.PayoutsEnabled {
+				t.Errorf("first group: %+v", a)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if ahead != len(opts)-1 {
-				t.Fatalf("%d events applied ahead, want %d: not one group", ahead, len(opts)-1)
+			// The row now exists and the group locks it up front.
+			group(
+				stripefixture.Options{Type: "account.application.authorized", Created: at(15)},
+				stripefixture.Options{Type: "account.updated", Created: at(40), Mutate: set("details_submitted", true)},
+			)
+			wantDeauthorized(t, st, "second group", at(20))
+			if a, _ := account(t, st); !a.DetailsSubmitted {
+				t.Errorf("second group: %+v", a)
 			}
-		}
-		group(
-			stripefixture.Options{Type: "account.updated", Created: at(10), Mutate: set("charges_enabled", true)},
-			stripefixture.Options{Type: "account.application.deauthorized", Created: at(20)},
-			stripefixture.Options{Type: "account.updated", Created: at(30), Mutate: set("payouts_enabled", true)},
-		)
-		wantDeauthorized(t, st, "first group", at(20))
-		if a, _ := account(t, st); !a.PayoutsEnabled {
-			t.Errorf("first group: %+v", a)
-		}
-		// The row now exists and the group locks it up front.
-		group(
-			stripefixture.Options{Type: "account.application.authorized", Created: at(15)},
-			stripefixture.Options{Type: "account.updated", Created: at(40), Mutate: set("details_submitted", true)},
-		)
-		wantDeauthorized(t, st, "second group", at(20))
-		if a, _ := account(t, st); !a.DetailsSubmitted {
-			t.Errorf("second group: %+v", a)
-		}
-	})
+		})
+	}
 }

@@ -44,6 +44,8 @@ type Burst struct {
 	StoredPerSec   float64 `json:"stored_per_second"`
 	IngestP99Ms    float64 `json:"ingest_p99_ms"`
 	LastOKToAllSec float64 `json:"last_200_to_all_processed_seconds"`
+	// ProcessedByLastOK counts the events already processed at the last 200.
+	ProcessedByLastOK int `json:"processed_by_last_200"`
 	// P50Ms… are each delivery's 200 to its processed_at.
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
@@ -148,6 +150,11 @@ func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate
 		b.StoreSec = s.lastOK.Sub(s.firstSent).Seconds()
 		b.StoredPerSec = float64(s.ok) / b.StoreSec
 		b.LastOKToAllSec = s.lastProcessed.Sub(s.lastOK).Seconds()
+		for _, at := range s.processedAt {
+			if !at.After(s.lastOK) {
+				b.ProcessedByLastOK++
+			}
+		}
 	}
 	return lats, b, nil
 }
@@ -157,6 +164,7 @@ type settled struct {
 	ok, non200, unprocessed int
 	firstSent, lastOK       time.Time
 	lastProcessed           time.Time
+	processedAt             []time.Time
 	// p holds the percentiles of 200 → processed_at.
 	p loadgen.Report
 }
@@ -210,6 +218,7 @@ func settle(ctx context.Context, conn *pgx.Conn, ds []loadgen.Delivery) (settled
 			return s, err
 		}
 		lat = append(lat, at.Sub(answered[id]))
+		s.processedAt = append(s.processedAt, at)
 		if at.After(s.lastProcessed) {
 			s.lastProcessed = at
 		}
