@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -134,17 +135,25 @@ func ApplyIn(mode config.Livemode) store.ApplyFunc {
 // store's ApplierOptions.AccountOf: the connected account an event was sent
 // for (the envelope's `account`) if the event has a handler and is of that
 // mode, otherwise none. Its row exists and is locked when the handler runs.
+// An id the accounts table cannot hold is not named: the handler's own
+// attempt to lock it then fails that event alone, not its whole group.
 func AccountIn(mode config.Livemode) func(store.WebhookEvent) string {
 	return func(row store.WebhookEvent) string {
 		if _, ok := registry[row.EventType]; !ok {
 			return ""
 		}
 		e, err := Parse(row.Payload)
-		if err != nil || !mode.Applies(e.Livemode) {
+		if err != nil || !mode.Applies(e.Livemode) || !storable(e.Account) {
 			return "" // the handler will not run, or will fail on its own
 		}
 		return e.Account
 	}
+}
+
+// storable reports whether id fits stripe_connected_accounts.stripe_account_id
+// (varchar(255), valid UTF-8 with no NUL).
+func storable(id string) bool {
+	return utf8.RuneCountInString(id) <= 255 && utf8.ValidString(id) && !strings.ContainsRune(id, 0)
 }
 
 // Types lists the event types with a handler, in order: what reconcile

@@ -3,6 +3,7 @@ package handler_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,6 +359,8 @@ func TestAccountIn(t *testing.T) {
 		{"any", event(t, stripefixture.Options{Type: "account.external_account.created", Account: "acct_ext"}), "acct_ext"},
 		{"any", store.WebhookEvent{EventType: "charge.succeeded", Payload: []byte(`{"id":"evt_c","type":"charge.succeeded","account":"acct_c"}`)}, ""},
 		{"any", store.WebhookEvent{EventType: "account.updated", Payload: []byte(`{"type":"account.updated","account":"acct_bad"}`)}, ""},
+		{"any", event(t, stripefixture.Options{Type: "account.updated", Account: "acct_" + strings.Repeat("x", 251)}), ""},
+		{"any", event(t, stripefixture.Options{Type: "account.updated", Account: "acct_nul\x00"}), ""},
 	} {
 		if got := handler.AccountIn(config.Livemode{Mode: c.mode})(c.row); got != c.want {
 			t.Errorf("%s in mode %s: %q, want %q", c.row.EventType, c.mode, got, c.want)
