@@ -71,15 +71,7 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 	}
 	deliver := func(secret string) int {
 		t.Helper()
-		payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
-		req, _ := http.NewRequest(http.MethodPost, running["/ingest"].Base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
-		req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, secret, time.Now()))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return deliverSigned(t, running["/ingest"].Base, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"}), secret)
 	}
 
 	t.Run("probe paths are served", func(t *testing.T) {
@@ -187,4 +179,18 @@ func TestManifestsAgainstRunningBinaries(t *testing.T) {
 		default:
 		}
 	})
+}
+
+// deliverSigned posts payload, signed with secret, to the webhook route of
+// the ingest at base and returns the answer's status.
+func deliverSigned(t *testing.T, base string, payload []byte, secret string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
+	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, secret, time.Now()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

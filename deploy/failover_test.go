@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -209,15 +208,8 @@ func TestSentinelOverlayAgainstRunningBinaries(t *testing.T) {
 
 	id := stripefixture.NewEventID()
 	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: id, Live: true})
-	req, _ := http.NewRequest(http.MethodPost, running["/ingest"].Base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
-	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, signing, time.Now()))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("delivery answered %d", resp.StatusCode)
+	if code := deliverSigned(t, running["/ingest"].Base, payload, signing); code != http.StatusOK {
+		t.Fatalf("delivery answered %d", code)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -150,11 +150,7 @@ func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate
 		b.StoreSec = s.lastOK.Sub(s.firstSent).Seconds()
 		b.StoredPerSec = float64(s.ok) / b.StoreSec
 		b.LastOKToAllSec = s.lastProcessed.Sub(s.lastOK).Seconds()
-		for _, at := range s.processedAt {
-			if !at.After(s.lastOK) {
-				b.ProcessedByLastOK++
-			}
-		}
+		b.ProcessedByLastOK = s.processedByLastOK
 	}
 	return lats, b, nil
 }
@@ -164,7 +160,8 @@ type settled struct {
 	ok, non200, unprocessed int
 	firstSent, lastOK       time.Time
 	lastProcessed           time.Time
-	processedAt             []time.Time
+	// processedByLastOK counts the events processed by the last 200.
+	processedByLastOK int
 	// p holds the percentiles of 200 → processed_at.
 	p loadgen.Report
 }
@@ -218,7 +215,9 @@ func settle(ctx context.Context, conn *pgx.Conn, ds []loadgen.Delivery) (settled
 			return s, err
 		}
 		lat = append(lat, at.Sub(answered[id]))
-		s.processedAt = append(s.processedAt, at)
+		if !at.After(s.lastOK) {
+			s.processedByLastOK++
+		}
 		if at.After(s.lastProcessed) {
 			s.lastProcessed = at
 		}
