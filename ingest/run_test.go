@@ -226,6 +226,56 @@ func TestDeliveryIsStoredAndQueued(t *testing.T) {
 	}
 }
 
+// A redelivery of an event stored but not yet processed is queued again at
+// once (its job may have been lost with Redis, or taken by a worker that
+// died), not left for the sweeper; one already processed is not.
+func TestRedeliveryOfAnUnprocessedEventIsQueuedAgain(t *testing.T) {
+	t.Parallel()
+	in := start(t, options{})
+	payload, sig := signed(t, "account.updated")
+	if r := in.post(payload, sig); r.status != http.StatusOK {
+		t.Fatalf("first delivery: %d %v", r.status, r.body)
+	}
+	in.dropJobs()
+	r := in.post(payload, stripefixture.Sign(payload, testSecret, time.Now()))
+	if r.status != http.StatusOK || r.body["duplicate"] != true {
+		t.Fatalf("redelivery: %d %v, want 200 duplicate", r.status, r.body)
+	}
+	row, err := in.store.EventByStripeID(context.Background(), eventID(t, payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := in.queued()
+	if len(jobs) != 1 {
+		t.Fatalf("queued %d jobs after the redelivery, want 1", len(jobs))
+	}
+	if args, _ := jobs[0]["args"].(map[string]any); args["webhook_id"] != row.ID {
+		t.Errorf("job args = %v, want webhook_id %s", jobs[0]["args"], row.ID)
+	}
+
+	// Once processed, a redelivery queues nothing.
+	in.dropJobs()
+	if err := in.store.DB().Exec("UPDATE webhook_events SET processed = true, processed_at = now() WHERE id = ?", row.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if r := in.post(payload, stripefixture.Sign(payload, testSecret, time.Now())); r.status != http.StatusOK || r.body["duplicate"] != true {
+		t.Fatalf("redelivery of a processed event: %d %v", r.status, r.body)
+	}
+	if jobs := in.queued(); len(jobs) != 0 {
+		t.Errorf("a processed event's redelivery queued %d jobs, want 0", len(jobs))
+	}
+}
+
+// dropJobs deletes the waiting jobs and their unique keys, as a Redis that
+// lost its data would.
+func (in *ingest) dropJobs() {
+	in.t.Helper()
+	testenv.DeleteNamespace(in.t, in.redisAddr, in.namespace)
+	if jobs := in.queued(); len(jobs) != 0 {
+		in.t.Fatalf("%d jobs left after deleting the namespace", len(jobs))
+	}
+}
+
 func TestConcurrentDuplicatesStoreOneRow(t *testing.T) {
 	t.Parallel()
 	in := start(t, options{})

@@ -20,6 +20,7 @@ type metrics struct {
 	failed     *prometheus.CounterVec
 	jobSeconds *prometheus.HistogramVec
 	deferred   prometheus.Counter
+	malformed  prometheus.Counter
 
 	sweeps        prometheus.Counter
 	sweeperLost   prometheus.Counter
@@ -54,6 +55,10 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	m.deferred = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_jobs_deferred_total",
 		Help: "Jobs put back without an attempt counted: their event could not be taken (database unreachable, deadline passed while waiting).",
+	})
+	m.malformed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_jobs_malformed_total",
+		Help: "Jobs whose arguments name no event (webhook_id missing or not a uuid), moved to the dead set without a retry.",
 	})
 	m.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeps_total", Help: "Completed sweeps (run by one replica per WEBHOOK_SWEEP_INTERVAL).",
@@ -94,7 +99,7 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		m.reconcileMissing.WithLabelValues(t)
 	}
 	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
-	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.malformed, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m
 }

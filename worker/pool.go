@@ -102,7 +102,7 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	waker := NewWaker(logger, cfg.Redis, wp.Drain)
 	proc.retryDue = waker.WakeAt
 	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
-	proc.deferrer = enqueuer
+	proc.jobs = enqueuer
 	wp.Start()
 	_ = waker.Start(ctx)
 	sweeper := NewSweeper(logger, st, enqueuer, m, cfg.SweepAfter)

@@ -26,10 +26,12 @@ type Processor struct {
 	// retryDue, if set, is told when a failed job's retry is back in the
 	// queue (the Waker wakes the pool then).
 	retryDue func(time.Time)
-	// deferrer, if set, puts back a job whose event could not be taken,
-	// without counting a fail (queue.Enqueuer.Defer).
-	deferrer interface {
+	// jobs, if set, puts back a job whose event could not be taken,
+	// without counting a fail, and files a job that names no event in the
+	// dead set at once (queue.Enqueuer's Defer and Kill).
+	jobs interface {
 		Defer(ctx context.Context, job *work.Job, at time.Time, reason string) error
+		Kill(ctx context.Context, job *work.Job, reason string) error
 	}
 }
 
@@ -37,6 +39,12 @@ type Processor struct {
 // before it tries again: a database outage costs a job no attempt, and it
 // runs within this long of the database's return.
 const maxDeferral = 30 * time.Second
+
+// maxDeferrals bounds how often one job is put back without an attempt:
+// at maxDeferral apart, about three days (Stripe's own redelivery window).
+// Past it, a run that cannot take its event counts as a failed attempt, so
+// a job that can never be taken ends in the dead set rather than circling.
+const maxDeferrals = 72 * 60 * 2
 
 // deferral is the wait before a job put back n times (0, 1, …) runs again:
 // 1, 2, 4, … seconds, at most maxDeferral.
@@ -70,13 +78,14 @@ func (p *Processor) attempt(job *work.Job) store.Attempt {
 // makes gocraft/work retry the job with backoff, then move it to the dead set.
 // Only a failure of the event's own handler is recorded on its row; one
 // that came before it ran (the job's deadline passed while it waited, the
-// database did not answer) is logged with recorded=false, and leaves the
-// row untouched for the job's retry or the sweeper.
+// database did not answer) puts the job back without counting a fail, or,
+// past maxDeferrals, is counted with recorded=false and leaves the row
+// untouched for the job's retry or the sweeper. A job whose arguments name
+// no event goes to the dead set at once.
 func (p *Processor) Process(job *work.Job) error {
 	j, err := queue.JobFrom(job)
 	if err != nil {
-		p.logger.Error("malformed job", "job_id", job.ID, "error", err)
-		return err
+		return p.malformed(job, err)
 	}
 	log := p.logger.With("stripe_event_id", j.EventID, "event_type", j.EventType, "webhook_id", j.WebhookID,
 		"job_id", job.ID, "attempt", job.Fails+1)
@@ -89,43 +98,11 @@ func (p *Processor) Process(job *work.Job) error {
 	attempt := p.attempt(job)
 	outcome, _, err := p.applier.Process(ctx, j.WebhookID, attempt)
 	elapsed := time.Since(began).Seconds()
-	if err != nil && errors.Is(err, store.ErrNotAttempted) && p.deferrer != nil {
-		// Nothing of the event ran: the database is unreachable, or the
-		// deadline passed while the job waited. Counting that as a fail
-		// would send healthy events to the dead set during a long outage.
-		at := time.Now().Add(deferral(queue.Deferrals(job)))
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		derr := p.deferrer.Defer(dctx, job, at, "not attempted: "+err.Error())
-		dcancel()
-		if derr == nil {
-			p.metrics.deferred.Inc()
-			p.metrics.jobSeconds.WithLabelValues("deferred").Observe(elapsed)
-			log.Warn("event not attempted; its job is put back without counting an attempt", "error", err,
-				"retry_at", at.UTC().Format(time.RFC3339), "deferred", queue.Deferrals(job)+1)
-			if p.retryDue != nil {
-				p.retryDue(at.Add(requeueLag))
-			}
-			return nil
-		}
-		log.Warn("could not put the job back; counted as a failed attempt", "error", derr)
+	if err != nil && errors.Is(err, store.ErrNotAttempted) && p.putBack(log, job, err, elapsed) {
+		return nil
 	}
 	if err != nil {
-		p.metrics.failed.WithLabelValues(j.EventType).Inc()
-		p.metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)
-		recorded := !errors.Is(err, store.ErrNotAttempted)
-		if attempt.Final {
-			log.Error("event failed its last attempt; its job goes to the dead set", "error", err, "recorded", recorded)
-		} else {
-			log.Warn("event failed; retried with backoff", "error", err, "recorded", recorded,
-				"retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
-			if p.retryDue != nil {
-				// gocraft/work counts the backoff from now, when it files the
-				// job in the retry set.
-				next := *job
-				next.Fails++
-				p.retryDue(time.Now().Add(time.Duration(p.backoff(&next))*time.Second + requeueLag))
-			}
-		}
+		p.failed(log, job, j, attempt, err, elapsed)
 		return err
 	}
 	p.metrics.jobSeconds.WithLabelValues(outcome.String()).Observe(elapsed)
@@ -140,6 +117,80 @@ func (p *Processor) Process(job *work.Job) error {
 		log.Warn("no stored event for this job (deleted by retention?); nothing to do")
 	}
 	return nil
+}
+
+// malformed files a job whose arguments name no event in the dead set:
+// no attempt can help it, and put back or retried it would circle forever,
+// failing the group of every run. It is logged and counted.
+func (p *Processor) malformed(job *work.Job, err error) error {
+	p.metrics.malformed.Inc()
+	log := p.logger.With("job_id", job.ID, "error", err)
+	if p.jobs == nil {
+		log.Error("malformed job: its arguments name no event")
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if kerr := p.jobs.Kill(ctx, job, "malformed: "+err.Error()); kerr != nil {
+		log.Error("malformed job: its arguments name no event; it could not be moved to the dead set, so it fails as usual",
+			"kill_error", kerr)
+		return err
+	}
+	log.Error("malformed job: its arguments name no event; moved to the dead set without a retry")
+	return nil
+}
+
+// putBack files a job whose event was not attempted (the database is
+// unreachable, or the deadline passed while the job waited) in the retry
+// set without counting a fail: counting it would send healthy events to
+// the dead set during a long outage. It reports whether it did; not past
+// maxDeferrals, nor when Redis refuses.
+func (p *Processor) putBack(log *slog.Logger, job *work.Job, err error, elapsed float64) bool {
+	n := queue.Deferrals(job)
+	if p.jobs == nil {
+		return false
+	}
+	if n >= maxDeferrals {
+		log.Error("event not attempted for too long; counted as a failed attempt", "error", err, "deferred", n)
+		return false
+	}
+	at := time.Now().Add(deferral(n))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	derr := p.jobs.Defer(ctx, job, at, "not attempted: "+err.Error())
+	cancel()
+	if derr != nil {
+		log.Warn("could not put the job back; counted as a failed attempt", "error", derr)
+		return false
+	}
+	p.metrics.deferred.Inc()
+	p.metrics.jobSeconds.WithLabelValues("deferred").Observe(elapsed)
+	log.Warn("event not attempted; its job is put back without counting an attempt", "error", err,
+		"retry_at", at.UTC().Format(time.RFC3339), "deferred", n+1)
+	if p.retryDue != nil {
+		p.retryDue(at.Add(requeueLag))
+	}
+	return true
+}
+
+// failed counts and logs a failed attempt, which gocraft/work retries after
+// the backoff or, on the last attempt, moves to the dead set.
+func (p *Processor) failed(log *slog.Logger, job *work.Job, j queue.Job, attempt store.Attempt, err error, elapsed float64) {
+	p.metrics.failed.WithLabelValues(j.EventType).Inc()
+	p.metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)
+	recorded := !errors.Is(err, store.ErrNotAttempted)
+	if attempt.Final {
+		log.Error("event failed its last attempt; its job goes to the dead set", "error", err, "recorded", recorded)
+		return
+	}
+	log.Warn("event failed; retried with backoff", "error", err, "recorded", recorded,
+		"retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
+	if p.retryDue != nil {
+		// gocraft/work counts the backoff from now, when it files the job
+		// in the retry set.
+		next := *job
+		next.Fails++
+		p.retryDue(time.Now().Add(time.Duration(p.backoff(&next))*time.Second + requeueLag))
+	}
 }
 
 // appliedAhead logs and counts each event a group applied before its own

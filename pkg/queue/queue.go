@@ -5,9 +5,7 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -32,20 +30,56 @@ func (j Job) Args() work.Q {
 	return work.Q{"webhook_id": j.WebhookID, "event_id": j.EventID, "event_type": j.EventType}
 }
 
-// JobFrom reads the arguments of a gocraft/work job.
+// JobFrom reads the arguments of a gocraft/work job. A job whose arguments
+// name no event (webhook_id missing or not a uuid, an argument missing or
+// of the wrong type) gives a *MalformedError.
 func JobFrom(wj *work.Job) (Job, error) {
 	j := Job{
 		WebhookID: wj.ArgString("webhook_id"),
 		EventID:   wj.ArgString("event_id"),
 		EventType: wj.ArgString("event_type"),
 	}
-	if err := wj.ArgError(); err != nil {
-		return j, fmt.Errorf("queue: job %s: %w", wj.ID, err)
-	}
-	if j.WebhookID == "" {
-		return j, fmt.Errorf("queue: job %s has no webhook_id", wj.ID)
+	switch err := wj.ArgError(); {
+	case err != nil:
+		return j, &MalformedError{JobID: wj.ID, Reason: err.Error()}
+	case j.WebhookID == "":
+		return j, &MalformedError{JobID: wj.ID, Reason: "no webhook_id"}
+	case !validUUID(j.WebhookID):
+		return j, &MalformedError{JobID: wj.ID, Reason: fmt.Sprintf("webhook_id %.40q is not a uuid", j.WebhookID)}
 	}
 	return j, nil
+}
+
+// MalformedError is a job whose arguments name no event. Running it again
+// cannot help.
+type MalformedError struct {
+	JobID  string
+	Reason string
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("queue: job %s: %s", e.JobID, e.Reason)
+}
+
+// validUUID reports whether s is a uuid in the canonical form the services
+// write (8-4-4-4-12 hex digits).
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ListKey is the Redis list that holds waiting process-webhook jobs
@@ -169,38 +203,3 @@ func receive(ctx context.Context, conn redis.Conn) (any, error) {
 // WakeChannel is the pub/sub channel on which EnqueueMany announces new
 // jobs of namespace; worker pools subscribe to it to end their idle sleep.
 func WakeChannel(namespace string) string { return namespace + ":wake" }
-
-// deferredArg counts the times a job was put back without an attempt.
-const deferredArg = "deferred"
-
-// Deferrals is how many times job was put back by Defer.
-func Deferrals(job *work.Job) int {
-	n, _ := job.Args[deferredArg].(float64) // JSON numbers decode as float64
-	return int(n)
-}
-
-// Defer files job in the retry set to run again at at, without counting
-// a fail: gocraft/work's requeuer moves it back to the queue when it is
-// due, as it does a retry, and the web UI lists it among the retries with
-// reason as its error. The worker's handler then returns no error, so the
-// job's own fail count and its way to the dead set are untouched.
-func (q *Enqueuer) Defer(ctx context.Context, job *work.Job, at time.Time, reason string) error {
-	next := *job
-	next.Args = maps.Clone(job.Args)
-	next.Args[deferredArg] = Deferrals(job) + 1
-	next.LastErr = reason
-	next.FailedAt = time.Now().Unix()
-	raw, err := json.Marshal(&next)
-	if err != nil {
-		return fmt.Errorf("queue: defer: %w", err)
-	}
-	conn, err := q.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("queue: defer: %w", err)
-	}
-	defer conn.Close()
-	if _, err := redis.DoContext(conn, ctx, "ZADD", RetryKey(q.namespace), at.Unix(), raw); err != nil {
-		return fmt.Errorf("queue: defer: %w", err)
-	}
-	return nil
-}

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -133,4 +134,25 @@ func TestEnqueueManyIsGocraftCompatible(t *testing.T) {
 		}
 		return added[0]
 	})
+}
+
+// A job's webhook_id must be a uuid: anything else names no event.
+func TestJobFromRefusesMalformedWebhookIDs(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"", "not-a-uuid", "6f1c2e1a-0000-4000-8000-00000000000", "6f1c2e1a00004000800000000000000001",
+		"6f1c2e1a-0000-4000-8000-00000000000g", "{6f1c2e1a-0000-4000-8000-000000000001}", "6f1c2e1a-0000-4000-8000-0000000000012"} {
+		_, err := queue.JobFrom(&work.Job{ID: "j", Args: map[string]any{"webhook_id": id, "event_id": "evt_1", "event_type": "account.updated"}})
+		var malformed *queue.MalformedError
+		if !errors.As(err, &malformed) {
+			t.Errorf("webhook_id %q: %v, want a MalformedError", id, err)
+		}
+	}
+	_, err := queue.JobFrom(&work.Job{ID: "j", Args: map[string]any{"webhook_id": 42, "event_id": "evt_1", "event_type": "account.updated"}})
+	if malformed := (*queue.MalformedError)(nil); !errors.As(err, &malformed) {
+		t.Errorf("a numeric webhook_id: %v, want a MalformedError", err)
+	}
+	j, err := queue.JobFrom(&work.Job{ID: "j", Args: map[string]any{"webhook_id": "6F1C2E1A-0000-4000-8000-00000000000a", "event_id": "evt_1", "event_type": "account.updated"}})
+	if err != nil || j.WebhookID != "6F1C2E1A-0000-4000-8000-00000000000a" {
+		t.Errorf("a valid uuid: %+v, %v", j, err)
+	}
 }
