@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
@@ -48,16 +49,30 @@ func stripeWebhookIPs(list string) (prefixes []netip.Prefix, taken string, err e
 	return a.Prefixes, m[1], nil
 }
 
-// allowlist is the set of client addresses the webhook route accepts.
+// allowlist is the set of client addresses the webhook route accepts. Its
+// addresses may be replaced while it is in use (STRIPE_IP_ALLOWLIST_FILE
+// read again).
 type allowlist struct {
-	prefixes []netip.Prefix
+	prefixes atomic.Pointer[[]netip.Prefix]
 }
 
 // newAllowlist expands a parsed STRIPE_IP_ALLOWLIST: "stripe" becomes the
-// embedded list, whose date it returns ("" when the list is not used). An
-// IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/n, n ≥ 96) is kept as the IPv4
-// prefix it maps, since client addresses are compared unmapped.
+// embedded list, whose date it returns ("" when the list is not used).
 func newAllowlist(c config.Allowlist) (*allowlist, string, error) {
+	prefixes, taken, err := expandAllowlist(c)
+	if err != nil {
+		return nil, "", err
+	}
+	a := &allowlist{}
+	a.prefixes.Store(&prefixes)
+	return a, taken, nil
+}
+
+// expandAllowlist turns a parsed allowlist into prefixes: "stripe" becomes
+// the embedded list, whose date it returns ("" when the list is not used).
+// An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/n, n ≥ 96) is kept as the IPv4
+// prefix it maps, since client addresses are compared unmapped.
+func expandAllowlist(c config.Allowlist) ([]netip.Prefix, string, error) {
 	var prefixes []netip.Prefix
 	var taken string
 	if c.Stripe {
@@ -73,8 +88,11 @@ func newAllowlist(c config.Allowlist) (*allowlist, string, error) {
 		}
 		prefixes = append(prefixes, p)
 	}
-	return &allowlist{prefixes: prefixes}, taken, nil
+	return prefixes, taken, nil
 }
+
+// len is how many prefixes the list holds.
+func (a *allowlist) len() int { return len(*a.prefixes.Load()) }
 
 // allows reports whether ip, a textual address as gin's ClientIP gives it,
 // is in the list. An address that does not parse is not.
@@ -84,12 +102,68 @@ func (a *allowlist) allows(ip string) bool {
 		return false
 	}
 	addr = addr.Unmap().WithZone("")
-	for _, p := range a.prefixes {
+	for _, p := range *a.prefixes.Load() {
 		if p.Contains(addr) {
 			return true
 		}
 	}
 	return false
+}
+
+// allowlistFrom is the allowlist cfg sets, nil when none is set: the
+// embedded list for "stripe", and the addresses and CIDRs listed. It is
+// logged once.
+func allowlistFrom(cfg config.Ingest, logger *slog.Logger) (*allowlist, error) {
+	parsed, err := config.ParseAllowlist(cfg.IPAllowlist)
+	if err != nil {
+		return nil, fmt.Errorf("STRIPE_IP_ALLOWLIST %w", err)
+	}
+	if !parsed.On() {
+		return nil, nil
+	}
+	list, taken, err := newAllowlist(parsed)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("webhook IP allowlist on", "prefixes", list.len(), "stripe_list", parsed.Stripe, "stripe_list_taken", taken)
+	return list, nil
+}
+
+// watchAllowlistFile reads STRIPE_IP_ALLOWLIST_FILE at path again when it
+// changes and puts its addresses in list. A file that cannot be read, lists
+// no address or does not parse leaves the list as it is: a failed download
+// of Stripe's list never opens the route to every address.
+func watchAllowlistFile(path string, list *allowlist, logger *slog.Logger) *fileWatcher {
+	read := func() (string, error) { return config.ReadFileVar("STRIPE_IP_ALLOWLIST", path) }
+	start, _ := read()
+	return &fileWatcher{what: "IP allowlist", entries: "prefixes", path: path, logger: logger, poll: fileWatchPoll,
+		current: start, currentN: list.len(),
+		read: func() (string, int, error) {
+			v, err := read()
+			if err != nil {
+				return "", 0, err
+			}
+			prefixes, err := allowlistValue(path, v)
+			return v, len(prefixes), err
+		},
+		apply: func(v string) error {
+			prefixes, err := allowlistValue(path, v)
+			if err == nil {
+				list.prefixes.Store(&prefixes)
+			}
+			return err
+		},
+	}
+}
+
+// allowlistValue expands the value of an allowlist file.
+func allowlistValue(path, v string) ([]netip.Prefix, error) {
+	parsed, err := config.ParseAllowlist(strings.Split(v, ","))
+	if err != nil {
+		return nil, fmt.Errorf("STRIPE_IP_ALLOWLIST_FILE: %s %w", path, err)
+	}
+	prefixes, _, err := expandAllowlist(parsed)
+	return prefixes, err
 }
 
 // requireAllowedAddress answers 403 to a request whose client address (as

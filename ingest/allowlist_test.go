@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/stripefixture"
+	"stripe-webhooks/pkg/testenv"
 )
 
 // postFrom posts payload as in.post does, with forwardedFor (when not
@@ -345,4 +348,51 @@ func TestIPAllowlistFromFile(t *testing.T) {
 	if n := in.rows(); n != 1 {
 		t.Errorf("rows = %d, want 1", n)
 	}
+}
+
+// STRIPE_IP_ALLOWLIST_FILE is read again when it changes, like the secrets
+// file: a new list is in effect within 2 s, and a file that becomes empty,
+// comments only or malformed (a failed download of Stripe's list) keeps the
+// last good list instead of letting every address in.
+func TestIPAllowlistFileReloadKeepsTheLastGoodList(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ips_webhooks.txt")
+	replace := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path+".tmp", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("203.0.113.9\n")
+	in := start(t, options{env: map[string]string{"STRIPE_IP_ALLOWLIST_FILE": path, "TRUSTED_PROXIES": "127.0.0.1",
+		"WEBHOOK_REJECT_RATE_LIMIT": "0"}})
+	status := func(from string) int {
+		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+		return in.postFrom(from, p, stripefixture.Sign(p, testSecret, time.Now())).status
+	}
+	allowedOnly := func(from, not string) func() bool {
+		return func() bool { return status(from) == http.StatusOK && status(not) == http.StatusForbidden }
+	}
+	if !allowedOnly("203.0.113.9", "198.51.100.7")() {
+		t.Fatal("the list read at start is not in effect")
+	}
+	replace("# taken: 2026-12-07\n198.51.100.0/24\n")
+	testenv.Eventually(t, 2*time.Second, "the new list in effect", allowedOnly("198.51.100.7", "203.0.113.9"))
+	for _, bad := range []string{"", "# Stripe webhook IPs\n# taken: 2026-12-07\n", "<html>503 Service Unavailable</html>\n"} {
+		replace(bad)
+		testenv.Consistently(t, 1500*time.Millisecond, "the last good list kept with "+strconv.Quote(bad),
+			allowedOnly("198.51.100.7", "203.0.113.9"))
+	}
+	// The empty and the comments-only file fail alike: one line for both.
+	if n := len(logLines(t, in.logs.String(), "IP allowlist file unusable: keeping the previous prefixes")); n != 2 {
+		t.Errorf("%d log lines for two distinct failures, want 2", n)
+	}
+	if !strings.Contains(in.metricsText(), "stripe_webhooks_ip_allowlist_file_usable 0") {
+		t.Error("an unusable allowlist file does not show in stripe_webhooks_ip_allowlist_file_usable")
+	}
+	replace("203.0.113.9\n")
+	testenv.Eventually(t, 2*time.Second, "a good file in effect again", allowedOnly("203.0.113.9", "198.51.100.7"))
 }

@@ -17,8 +17,10 @@ type metrics struct {
 	enqueueFailures prometheus.Counter
 	// secretFileUsable is 1 while STRIPE_WEBHOOK_SECRET_FILE reads well.
 	secretFileUsable prometheus.Gauge
-	storeSeconds     prometheus.Histogram
-	enqueueSeconds   prometheus.Histogram
+	// allowlistFileUsable is 1 while STRIPE_IP_ALLOWLIST_FILE reads well.
+	allowlistFileUsable prometheus.Gauge
+	storeSeconds        prometheus.Histogram
+	enqueueSeconds      prometheus.Histogram
 }
 
 func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
@@ -39,6 +41,10 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 			Name: "stripe_webhooks_secret_file_usable",
 			Help: "1 while STRIPE_WEBHOOK_SECRET_FILE was read well at its last look, 0 while it is unreadable or empty (the previous secrets stay in use); 1 without a file.",
 		}),
+		allowlistFileUsable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stripe_webhooks_ip_allowlist_file_usable",
+			Help: "1 while STRIPE_IP_ALLOWLIST_FILE was read well at its last look, 0 while it is unreadable, empty or malformed (the previous addresses stay in use); 1 without a file.",
+		}),
 		enqueueFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stripe_webhooks_enqueue_failures_total",
 			Help: "Events stored but not queued because Redis failed; the sweeper queues them later.",
@@ -51,7 +57,8 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 		}),
 	}
 	m.secretFileUsable.Set(1)
-	reg.MustRegister(m.deliveries, m.byMode, m.secretFileUsable, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
+	m.allowlistFileUsable.Set(1)
+	reg.MustRegister(m.deliveries, m.byMode, m.secretFileUsable, m.allowlistFileUsable, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
 	reg.MustRegister(health.BackendUp(st, pool))
 	return m
 }

@@ -65,6 +65,18 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		}
 		defer secrets.Stop()
 	}
+	allowed, err := allowlistFrom(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if allowed != nil && cfg.IPAllowlistFile != "" {
+		w := watchAllowlistFile(cfg.IPAllowlistFile, allowed, logger)
+		w.usable = m.allowlistFileUsable
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+		defer w.Stop()
+	}
 	handler, err := NewServer(Deps{
 		Logger:          logger,
 		Config:          cfg,
@@ -73,6 +85,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		Redis:           pool,
 		Metrics:         m,
 		Verifier:        verifier,
+		Allowlist:       allowed,
 		RejectPerMinute: cfg.RejectRateLimit,
 	})
 	if err != nil {

@@ -31,6 +31,9 @@ type Deps struct {
 	Redis    *redis.Pool
 	Metrics  *metrics
 	Verifier *stripeevent.Verifier
+	// Allowlist, if set, holds the client addresses the webhook route
+	// accepts (STRIPE_IP_ALLOWLIST); others get 403.
+	Allowlist *allowlist
 	// RejectPerMinute limits requests failing verification per client address; 0 is no limit.
 	RejectPerMinute int
 }
@@ -43,9 +46,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	r.HandleMethodNotAllowed = true
 	r.Use(recovery(d.Logger))
-	if err := addRoutes(r, d, d.Metrics); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
+	addRoutes(r, d, d.Metrics)
 	return r, nil
 }
 

@@ -115,6 +115,9 @@ type Ingest struct {
 	// comma-separated IPs and CIDRs; deliveries from other addresses get
 	// 403. Default: empty, every address.
 	IPAllowlist []string `env:"STRIPE_IP_ALLOWLIST" envSeparator:","`
+	// IPAllowlistFile is the file the allowlist was read from, if any; the
+	// ingest reads it again when it changes. Default: none.
+	IPAllowlistFile string `env:"STRIPE_IP_ALLOWLIST_FILE"`
 	// HTTPPort is the HTTP port. Default: 8080.
 	HTTPPort int `env:"PORT" envDefault:"8080"`
 	// MaxBodyBytes is the largest accepted delivery; larger ones get 413. Default: 1048576.
@@ -351,6 +354,10 @@ func ReadFileVar(name, path string) (string, error) {
 			lines[i], _, _ = strings.Cut(l, "#")
 		}
 		v = strings.TrimSpace(strings.Join(lines, "\n"))
+		if v == "" {
+			// A failed download of Stripe's list must not let every address in.
+			return "", fmt.Errorf("%s_FILE: %s lists no address (an empty list would accept deliveries from anywhere; unset %s_FILE to turn the allowlist off)", name, path, name)
+		}
 	}
 	if listVars[name] {
 		v = strings.Join(strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' }), ",")

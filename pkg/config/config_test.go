@@ -217,6 +217,9 @@ func TestFileVariables(t *testing.T) {
 	if got := strings.Join(c.IPAllowlist, ","); got != "3.18.12.63,10.0.0.0/8" || c.WebhookSecrets[0] != "whsec_a#b" {
 		t.Errorf("allowlist %q, secret kept whole: %v", got, c.WebhookSecrets[0] == "whsec_a#b")
 	}
+	if c.IPAllowlistFile != allow {
+		t.Errorf("IPAllowlistFile = %q, want %q", c.IPAllowlistFile, allow)
+	}
 	// A command reads only the files of the variables it uses.
 	if _, err := LoadAdmin([]string{"DATABASE_URL_FILE=" + dbURL, "STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}); err != nil {
 		t.Errorf("migrate read another command's file: %v", err)
@@ -270,5 +273,23 @@ func TestLoadReconcile(t *testing.T) {
 	c, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", "STRIPE_API_BASE=http://127.0.0.1:12111", "STRIPE_API_RATE=5"})
 	if err != nil || c.Key != "rk_test_x" || c.Base != "http://127.0.0.1:12111" || c.Rate != 5 {
 		t.Errorf("LoadReconcile = %+v, %v", c.StripeAPI, err)
+	}
+}
+
+// An allowlist file that lists no address (a failed download of Stripe's
+// list) stops the ingest at start, naming the variable: taken as no
+// allowlist at all, it would let deliveries in from anywhere.
+func TestEmptyIPAllowlistFileIsAStartupError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty": "", "blank": " \n\n", "comments": "# Stripe webhook IPs\n# taken: 2026-12-01\n"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadIngest([]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_IP_ALLOWLIST_FILE=" + path})
+		if err == nil || !strings.Contains(err.Error(), "STRIPE_IP_ALLOWLIST_FILE") || !strings.Contains(err.Error(), "lists no address") {
+			t.Errorf("%s allowlist file: error %v, want one naming STRIPE_IP_ALLOWLIST_FILE", name, err)
+		}
 	}
 }
