@@ -15,6 +15,9 @@ type metrics struct {
 	deliveries      *prometheus.CounterVec
 	byMode          *prometheus.CounterVec
 	enqueueFailures prometheus.Counter
+	// batchFailures counts batch inserts that failed and fell back to one
+	// statement a delivery.
+	batchFailures prometheus.Counter
 	// secretFileUsable is 1 while STRIPE_WEBHOOK_SECRET_FILE reads well.
 	secretFileUsable prometheus.Gauge
 	// allowlistFileUsable is 1 while STRIPE_IP_ALLOWLIST_FILE reads well.
@@ -49,6 +52,10 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 			Name: "stripe_webhooks_enqueue_failures_total",
 			Help: "Events stored but not queued because Redis failed; the sweeper queues them later.",
 		}),
+		batchFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stripe_webhooks_batch_insert_failures_total",
+			Help: "Batch inserts that failed (a row Postgres refused, the database, the deadline); their deliveries were then stored one by one.",
+		}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "stripe_webhooks_store_duration_seconds", Help: "Time to store one delivery in Postgres.", Buckets: buckets,
 		}),
@@ -58,7 +65,7 @@ func newMetrics(st *store.Store, pool *redis.Pool) *metrics {
 	}
 	m.secretFileUsable.Set(1)
 	m.allowlistFileUsable.Set(1)
-	reg.MustRegister(m.deliveries, m.byMode, m.secretFileUsable, m.allowlistFileUsable, m.enqueueFailures, m.storeSeconds, m.enqueueSeconds)
+	reg.MustRegister(m.deliveries, m.byMode, m.secretFileUsable, m.allowlistFileUsable, m.enqueueFailures, m.batchFailures, m.storeSeconds, m.enqueueSeconds)
 	reg.MustRegister(health.BackendUp(st, pool))
 	return m
 }

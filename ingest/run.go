@@ -50,7 +50,12 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	// then their jobs are queued in one round trip to Redis. Two batches are
 	// in flight at once: one gathers while the other commits. Four made
 	// smaller batches, and Postgres spent more per delivery.
-	inserter, err := st.NewInserter(insertFlushers, 128, queueCommitted(enqueuer, m, cfg.EnqueueTimeout))
+	inserter, err := st.NewInserter(store.InserterOptions{Flushers: insertFlushers, MaxBatch: 128,
+		AfterCommit: queueCommitted(enqueuer, m, cfg.EnqueueTimeout),
+		BatchFailed: func(err error, deliveries int) {
+			m.batchFailures.Inc()
+			logger.Warn("a batch insert failed; its deliveries are stored one by one", "error", err, "deliveries", deliveries)
+		}})
 	if err != nil {
 		return err
 	}

@@ -276,6 +276,46 @@ func (in *ingest) dropJobs() {
 	}
 }
 
+// A batch insert that fails (a row Postgres refuses among concurrent
+// deliveries) is logged with its cause and counted; the bad delivery alone
+// is answered 503, its neighbours are stored.
+func TestFailedBatchInsertIsLoggedAndCounted(t *testing.T) {
+	t.Parallel()
+	in := start(t, options{})
+	const batch = 16
+	for round := 0; round < 20 && !strings.Contains(in.logs.String(), "a batch insert failed"); round++ {
+		var wg sync.WaitGroup
+		for i := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
+				if i == 0 { // jsonb refuses a NUL character; the JSON itself is valid
+					p = bytes.Replace(p, []byte(`"object":"event"`), []byte(`"object":"event","note":"\u0000"`), 1)
+				}
+				r := in.post(p, stripefixture.Sign(p, testSecret, time.Now()))
+				if (r.status == http.StatusOK) == (i == 0) {
+					t.Errorf("round %d, delivery %d: %d %v", round, i, r.status, r.body)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	lines := logLines(t, in.logs.String(), "a batch insert failed; its deliveries are stored one by one")
+	if len(lines) == 0 {
+		t.Fatal("no batch insert failure logged in 20 rounds of concurrent deliveries")
+	}
+	for _, l := range lines {
+		if l["error"] == nil || l["error"] == "" || l["deliveries"] == nil {
+			t.Errorf("log line without its cause or size: %v", l)
+		}
+	}
+	want := fmt.Sprintf("stripe_webhooks_batch_insert_failures_total %d", len(lines))
+	if !strings.Contains(in.metricsText(), want) {
+		t.Errorf("metrics do not say %q", want)
+	}
+}
+
 func TestConcurrentDuplicatesStoreOneRow(t *testing.T) {
 	t.Parallel()
 	in := start(t, options{})

@@ -21,6 +21,9 @@ type metrics struct {
 	jobSeconds *prometheus.HistogramVec
 	deferred   prometheus.Counter
 	malformed  prometheus.Counter
+	// groupFailures counts group transactions that failed and fell back
+	// to one event a transaction.
+	groupFailures prometheus.Counter
 
 	sweeps        prometheus.Counter
 	sweeperLost   prometheus.Counter
@@ -59,6 +62,10 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	m.malformed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_jobs_malformed_total",
 		Help: "Jobs whose arguments name no event (webhook_id missing or not a uuid), moved to the dead set without a retry.",
+	})
+	m.groupFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_group_failures_total",
+		Help: "Group transactions that failed (a handler's error, the deadline, the database); their jobs' events were then processed one by one.",
 	})
 	m.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_sweeps_total", Help: "Completed sweeps (run by one replica per WEBHOOK_SWEEP_INTERVAL).",
@@ -99,7 +106,7 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		m.reconcileMissing.WithLabelValues(t)
 	}
 	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
-	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.malformed, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
+	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.malformed, m.groupFailures, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m
 }

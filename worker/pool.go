@@ -73,7 +73,8 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	// up to claimAhead events whose jobs are still queued; groupsAtOnce such
 	// transactions at a time.
 	applier := st.NewApplier(handler.ApplyIn(cfg.Livemode), store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
-		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m), AccountOf: handler.AccountIn(cfg.Livemode)})
+		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m), AccountOf: handler.AccountIn(cfg.Livemode),
+		GroupFailed: groupFailed(logger, m)})
 	defer applier.Close() // after wp.Stop: no job is left to answer
 	proc := NewProcessor(logger, applier, m, cfg.JobTimeout, cfg.MaxRetries, retryBackoff)
 

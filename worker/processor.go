@@ -203,6 +203,16 @@ func appliedAhead(logger *slog.Logger, m *metrics) func(store.WebhookEvent) {
 	}
 }
 
+// groupFailed logs and counts a group transaction that failed; its jobs'
+// events are then processed one by one, each failure recorded against its
+// own event only.
+func groupFailed(logger *slog.Logger, m *metrics) func(error, int) {
+	return func(err error, jobs int) {
+		m.groupFailures.Inc()
+		logger.Warn("a group transaction failed; its jobs' events are processed one by one", "error", err, "jobs", jobs)
+	}
+}
+
 // backoff waits base × 2^(fails-1) before the next attempt: 1, 2, 4, 8
 // minutes with the default 60 s base. gocraft/work counts in seconds.
 func backoff(base time.Duration) work.BackoffCalculator {

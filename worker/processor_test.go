@@ -181,3 +181,23 @@ func TestDeferralsAreCapped(t *testing.T) {
 		t.Errorf("the retry set holds %d jobs, want 1 (the capped run is not put back)", n)
 	}
 }
+
+// A group transaction that fails is logged once with its cause and counted,
+// before its jobs' events are processed one by one.
+func TestGroupFailureIsLoggedAndCounted(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	w := startWorker(t, b, map[string]string{"WEBHOOK_RETRY_BASE_DELAY": "1h"})
+	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_group_poison", Account: "acct_group_poison",
+		Mutate: set("charges_enabled", "yes")}))
+	testenv.Eventually(t, 15*time.Second, "the poison event's failure recorded", func() bool {
+		return b.count(t, "stripe_event_id = 'evt_group_poison' AND retry_count = 1") == 1
+	})
+	lines := grep(w.logs.String(), "a group transaction failed")
+	if strings.Count(lines, "\n")+1 != 1 || !strings.Contains(lines, "charges_enabled") {
+		t.Errorf("log lines for the failed group:\n%s\nwant one, with its cause", lines)
+	}
+	if m := metricsOf(t, w.base); !strings.Contains(m, "\nstripe_webhooks_group_failures_total 1\n") {
+		t.Errorf("metrics say %q, want stripe_webhooks_group_failures_total 1", grep(m, "group_failures"))
+	}
+}

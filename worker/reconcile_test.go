@@ -32,7 +32,7 @@ func runCommand(t *testing.T, environ []string, args ...string) (string, error) 
 // processed: the events Stripe did deliver.
 func storeDelivered(t *testing.T, b *backend, payloads [][]byte) {
 	t.Helper()
-	in, err := b.store.NewInserter(2, 128, nil)
+	in, err := b.store.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,10 @@ type ApplierOptions struct {
 	// own. Unset, a group locks the existing rows of the payloads'
 	// top-level "account" up front and creates none.
 	AccountOf func(WebhookEvent) string
+	// GroupFailed, if set, is told why a group transaction failed (a
+	// handler's error, the deadline, the database) and how many jobs'
+	// events it held; they are then processed one by one.
+	GroupFailed func(err error, jobs int)
 }
 
 // maxSkipped bounds the events remembered as failing ahead; past it the
@@ -187,6 +191,9 @@ func (a *Applier) flushGroup(batch []*applyReq) bool {
 	defer cancel()
 	ahead, err := a.group(ctx, batch)
 	if err != nil {
+		if a.opts.GroupFailed != nil {
+			a.opts.GroupFailed(err, len(batch))
+		}
 		return false
 	}
 	if a.opts.AppliedAhead != nil {

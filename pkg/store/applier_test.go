@@ -624,3 +624,45 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 		t.Error("acct_up_none has a row; AccountOf named no account for its event")
 	}
 }
+
+// A group transaction that fails is not silent: GroupFailed is told its
+// cause and how many jobs it held, once, and the events are then applied
+// one by one (the healthy one applied, the failing one recorded).
+func TestApplierReportsAFailedGroup(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := insert(t, s, "evt_gf_bad")
+	good := insert(t, s, "evt_gf_good")
+	var mu sync.Mutex
+	var causes []string
+	var jobs []int
+	apply := func(_ context.Context, _ *store.Tx, e store.WebhookEvent) error {
+		if e.StripeEventID == "evt_gf_bad" {
+			return errors.New("handler refused evt_gf_bad")
+		}
+		return nil
+	}
+	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 4, Ahead: 4, Timeout: 10 * time.Second,
+		GroupFailed: func(err error, n int) {
+			mu.Lock()
+			defer mu.Unlock()
+			causes, jobs = append(causes, err.Error()), append(jobs, n)
+		}})
+	defer a.Close()
+	// The good event's group claims the bad one ahead, and fails with it.
+	if out, _, err := a.Process(ctx, good, store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err != nil || out != store.Applied {
+		t.Fatalf("good job: %v, %v", out, err)
+	}
+	mu.Lock()
+	if len(causes) != 1 || jobs[0] != 1 || !strings.Contains(causes[0], "handler refused evt_gf_bad") {
+		t.Errorf("GroupFailed calls: causes %q, jobs %v; want one, for 1 job, naming the handler's error", causes, jobs)
+	}
+	mu.Unlock()
+	if _, _, err := a.Process(ctx, bad, store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err == nil {
+		t.Error("the bad event's own job succeeded")
+	}
+	checkRow(t, s, "evt_gf_good", true, 0, "")
+	checkRow(t, s, "evt_gf_bad", false, 1, "handler refused")
+}

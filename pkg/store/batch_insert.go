@@ -21,6 +21,7 @@ import (
 type Inserter struct {
 	db          *sql.DB
 	afterCommit AfterCommit
+	batchFailed func(err error, deliveries int)
 	reqs        chan *insertReq
 	maxBatch    int
 	stop        chan struct{}
@@ -50,16 +51,30 @@ type Committed struct {
 // only, never the deliveries behind it. It must bound its own wait.
 type AfterCommit func(rows []Committed) error
 
-// NewInserter starts flushers goroutines, each storing up to maxBatch
-// deliveries per statement and then calling afterCommit (which may be nil).
-// Close stops them.
-func (s *Store) NewInserter(flushers, maxBatch int, afterCommit AfterCommit) (*Inserter, error) {
+// InserterOptions configures an Inserter.
+type InserterOptions struct {
+	// Flushers is how many batches are stored at once (default 1).
+	Flushers int
+	// MaxBatch is the most deliveries in one statement (default 1).
+	MaxBatch int
+	// AfterCommit, if set, runs once per committed batch.
+	AfterCommit AfterCommit
+	// BatchFailed, if set, is told why a batch's statement failed and how
+	// many deliveries it held; they are then stored one by one, so that
+	// only a row Postgres refuses fails.
+	BatchFailed func(err error, deliveries int)
+}
+
+// NewInserter starts the flushers that store deliveries; Close stops them.
+func (s *Store) NewInserter(opts InserterOptions) (*Inserter, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, err
 	}
-	in := &Inserter{db: sqlDB, afterCommit: afterCommit, reqs: make(chan *insertReq), maxBatch: maxBatch, stop: make(chan struct{})}
-	for range flushers {
+	opts.Flushers, opts.MaxBatch = max(opts.Flushers, 1), max(opts.MaxBatch, 1)
+	in := &Inserter{db: sqlDB, afterCommit: opts.AfterCommit, batchFailed: opts.BatchFailed, reqs: make(chan *insertReq),
+		maxBatch: opts.MaxBatch, stop: make(chan struct{})}
+	for range opts.Flushers {
 		in.wg.Add(1)
 		go in.flusher()
 	}
@@ -153,6 +168,9 @@ func (in *Inserter) flush(batch []*insertReq, params *batchParams) {
 	if err != nil && len(ids) > 1 && ctx.Err() == nil {
 		// One bad row (say, a payload jsonb refuses) must not fail its
 		// neighbours: store them one by one, so only it gets the error.
+		if in.batchFailed != nil {
+			in.batchFailed(err, len(ids))
+		}
 		inserted, err = in.insertOneByOne(ctx, batch, first, params)
 	}
 	var existing map[string]Stored

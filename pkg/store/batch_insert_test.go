@@ -15,7 +15,7 @@ import (
 func TestInserterGroupCommit(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	in, err := s.NewInserter(2, 16, nil)
+	in, err := s.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +83,14 @@ func TestInserterIsolatesABadRowAndRunsTheHook(t *testing.T) {
 	s, _ := setup(t)
 	var mu sync.Mutex
 	hooked := map[string]bool{}
-	in, err := s.NewInserter(1, 64, func(rows []store.Committed) error {
+	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 64, AfterCommit: func(rows []store.Committed) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range rows {
 			hooked[r.StripeEventID] = true
 		}
 		return fmt.Errorf("redis is down")
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +123,41 @@ func TestInserterIsolatesABadRowAndRunsTheHook(t *testing.T) {
 	s.DB().Raw("SELECT count(*) FROM webhook_events").Scan(&rows)
 	if rows != 39 {
 		t.Errorf("%d rows, want 39", rows)
+	}
+}
+
+// A batch whose statement fails is not silent: BatchFailed is told its
+// cause and size once, and its good rows are still stored.
+func TestInserterReportsAFailedBatch(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	type failure struct {
+		err        error
+		deliveries int
+	}
+	var failures []failure
+	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 8, BatchFailed: func(err error, deliveries int) {
+		failures = append(failures, failure{err, deliveries})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var evs []store.NewEvent
+	for i, payload := range []string{`{"id":"evt_bf_0"}`, `{"id":"evt_bf_1","bad":"\u0000"}`, `{"id":"evt_bf_2"}`} {
+		evs = append(evs, store.NewEvent{StripeEventID: fmt.Sprintf("evt_bf_%d", i), EventType: "account.updated",
+			Payload: []byte(payload), ReceivedAt: time.Now()})
+	}
+	errs := in.Flush(evs)
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("errors %v, want only the second row's", errs)
+	}
+	if len(failures) != 1 || failures[0].deliveries != 3 || failures[0].err == nil {
+		t.Fatalf("BatchFailed calls = %+v, want one for the batch of 3 with its cause", failures)
+	}
+	// Alone, a row's failure is its caller's to see: no batch failed.
+	in.Flush(evs[1:2])
+	if len(failures) != 1 {
+		t.Errorf("a single-row statement's failure was reported as a failed batch: %+v", failures)
 	}
 }

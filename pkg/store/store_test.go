@@ -205,7 +205,7 @@ func TestInsertStoresTheConnectedAccount(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
 	ctx := context.Background()
-	in, err := s.NewInserter(1, 8, nil)
+	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
