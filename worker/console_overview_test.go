@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"stripe-webhooks/pkg/queue"
+	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 )
 
@@ -208,4 +210,42 @@ func TestConsoleReplay(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasSuffix(resp.Header.Get("Location"), "?replay=notfound") {
 		t.Errorf("replay of an unknown event: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// On a live deployment the console never replays a test-mode event: one
+// replay says so (not "applied") and changes nothing, and a bulk replay
+// counts it skipped.
+func TestConsoleReplaySkipsTheExcludedMode(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret", "STRIPE_LIVEMODE": "live"})
+	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_cm_test", Account: "acct_cm_test",
+		Mutate: set("charges_enabled", true)}) // test mode, as Stripe's example events are
+	if _, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_cm_test", EventType: "account.updated",
+		Payload: payload, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 1`).Error; err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		if n := b.count(t, "stripe_event_id = 'evt_cm_test' AND NOT processed AND error = 'handler failed'"); n != 1 {
+			t.Errorf("%s: the test-mode event changed", when)
+		}
+		if _, err := b.store.Account(context.Background(), "acct_cm_test"); err == nil {
+			t.Errorf("%s: the test-mode event was applied", when)
+		}
+	}
+	resp := consolePost(t, ui, "/events/evt_cm_test/replay", map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/events/evt_cm_test?replay=mode" {
+		t.Errorf("replay of a test-mode event on a live deployment: %d %q, want 303 to ?replay=mode", resp.StatusCode, loc)
+	}
+	unchanged("after one replay")
+	form := url.Values{"status": {"failing"}}
+	if resp, body := consolePostForm(t, ui, "/events/replay", form, "same-origin"); resp.StatusCode != http.StatusOK ||
+		!strings.Contains(body, "Replayed 0, failed 0, not replayed 1 ") {
+		t.Errorf("bulk replay of a test-mode event: %d\n%s", resp.StatusCode, body)
+	}
+	unchanged("after a bulk replay")
 }

@@ -175,6 +175,35 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	}
 }
 
+// An event younger than WEBHOOK_SWEEP_AFTER is left alone: its delivery's
+// own job may still be on its way to Redis. Only the older one is queued.
+func TestSweeperLeavesEventsYoungerThanSweepAfter(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	ctx := context.Background()
+	pair := events(2, "sweep_after")
+	old, fresh := pair[0], pair[1]
+	b.storeOnly(t, old) // an hour old
+	row, err := b.store.InsertEvent(ctx, store.NewEvent{StripeEventID: eventIDOf(fresh), EventType: "account.updated",
+		Payload: fresh, ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(b.enqueuerPool(t), b.namespace, b.store)
+	added, err := NewSweeper(discardLogger(), b.store, b.enqueuer, m, 10*time.Minute).Sweep(ctx)
+	if err != nil || added != 1 {
+		t.Fatalf("sweep added %d jobs, %v; want 1 (the hour-old event only)", added, err)
+	}
+	conn := dialRedis(t, b.redisAddr)
+	raw, err := redis.ByteSlices(conn.Do("LRANGE", queue.ListKey(b.namespace), 0, -1))
+	if err != nil || len(raw) != 1 {
+		t.Fatalf("%d jobs waiting (%v), want 1", len(raw), err)
+	}
+	if strings.Contains(string(raw[0]), row.WebhookID) {
+		t.Error("the sweeper queued an event younger than WEBHOOK_SWEEP_AFTER")
+	}
+}
+
 // sweepCost is what one sweep cost Redis.
 type sweepCost struct {
 	commands, roundTrips int            // sent by the sweeper
