@@ -423,6 +423,48 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// A call refused because the platform's access to the connected account
+// is revoked is told apart from a refused key, a missing permission and
+// other failures; the platform's own calls are never "revoked".
+func TestAccessRevoked(t *testing.T) {
+	t.Parallel()
+	const revokedMsg = "The provided key 'sk_test_51NotARealKeyButLongEnough0123456789' does not have access to account 'acct_1Gone' (or that account does not exist). Application access may have been revoked."
+	body := func(typ, code, msg string) string {
+		b, _ := json.Marshal(map[string]any{"error": map[string]any{"type": typ, "code": code, "message": msg}})
+		return string(b)
+	}
+	tests := []struct {
+		name    string
+		account string
+		answer  answer
+		want    bool
+	}{
+		{"403 account_invalid", "acct_1Gone", answer{status: 403, body: body("invalid_request_error", "account_invalid", "No such account")}, true},
+		{"401 with Stripe's revoked message", "acct_1Gone", answer{status: 401, body: body("invalid_request_error", "", revokedMsg)}, true},
+		{"403 with Stripe's revoked message", "acct_1Gone", answer{status: 403, body: body("permission_error", "", revokedMsg)}, true},
+		{"401 invalid key", "acct_1Gone", answer{status: 401, body: body("invalid_request_error", "", "Invalid API Key provided: sk_test_***6789")}, false},
+		{"403 missing permission", "acct_1Gone", answer{status: 403, body: body("permission_error", "",
+			"The provided key 'rk_test_***' does not have the required permissions for this endpoint on account 'acct_1Gone'.")}, false},
+		{"400 account_invalid", "acct_1Gone", answer{status: 400, body: body("invalid_request_error", "account_invalid", "Invalid account")}, false},
+		{"404 resource_missing", "acct_1Gone", answer{status: 404, body: body("invalid_request_error", "resource_missing", "No such account")}, false},
+		{"platform refused", "", answer{status: 403, body: body("invalid_request_error", "account_invalid", revokedMsg)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _ := setup(t, scripted(t, tt.answer).URL, 1000)
+			err := c.Events(context.Background(), tt.account, time.Time{}, nil, func(Event) error { return nil })
+			var apiErr *Error
+			if !errors.As(err, &apiErr) {
+				t.Fatalf("Events: %v (%T), want an *Error", err, err)
+			}
+			if got := apiErr.AccessRevoked(); got != tt.want {
+				t.Errorf("AccessRevoked() = %v, want %v (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
 // cmpIgnore compares Errors but for the named fields.
 func cmpIgnore(fields ...string) cmp.Option {
 	return cmp.FilterPath(func(p cmp.Path) bool {

@@ -74,6 +74,22 @@ func (e *Error) Unwrap() error { return e.cause }
 // unknown id).
 func (e *Error) NotFound() bool { return e.Status == 404 }
 
+// AccessRevoked reports whether Stripe refused a call made for a connected
+// account because the platform has no access to it any more: the account
+// deauthorized the platform (or no longer exists). Stripe answers 401 or
+// 403 with code account_invalid, or with the message "The provided key …
+// does not have access to account '…' (or that account does not exist).
+// Application access may have been revoked." A refused key (401, "Invalid
+// API Key provided") or a key lacking a permission ("does not have the
+// required permissions") is not this.
+func (e *Error) AccessRevoked() bool {
+	if e.Account == "" || (e.Status != 401 && e.Status != 403) {
+		return false
+	}
+	return e.Code == "account_invalid" || strings.Contains(e.Message, "does not have access to account") ||
+		strings.Contains(e.Message, "Application access may have been revoked")
+}
+
 // newError describes the failure err of the call r after the requests
 // recorded in tally.
 func (c *Client) newError(r request, tally *tally, err error) *Error {
