@@ -174,6 +174,10 @@ type Reconcile struct {
 	Log
 	Livemode
 	StripeAPI
+	// Retention is the workers' WEBHOOK_RETENTION: reconcile never reaches
+	// back past it, where an event applied and deleted would look missing.
+	// 0 keeps events forever. Default: 720h.
+	Retention time.Duration `env:"WEBHOOK_RETENTION" envDefault:"720h"`
 }
 
 // WebUI is the configuration of `bin/worker webui`: the gocraft/work job
@@ -267,9 +271,7 @@ func LoadWorker(environ []string) (Worker, error) {
 	p.positiveDuration("WEBHOOK_SWEEP_AFTER", c.SweepAfter)
 	p.stripeAPI(c.StripeAPI, false)
 	p.positiveDuration("STRIPE_RECONCILE_INTERVAL", c.ReconcileInterval)
-	if c.Retention < 0 || (c.Retention > 0 && c.Retention < MinRetention) {
-		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h: Stripe redelivers for three days, and a redelivery of a deleted event would be applied again")
-	}
+	p.retention(c.Retention)
 	return c, p.err()
 }
 
@@ -309,6 +311,7 @@ func LoadReconcile(environ []string) (Reconcile, error) {
 	p.log(c.Log)
 	p.livemode(c.Livemode)
 	p.stripeAPI(c.StripeAPI, true)
+	p.retention(c.Retention)
 	return c, p.err()
 }
 
@@ -477,6 +480,12 @@ func (p *problems) nonNegative(name string, v int) {
 func (p *problems) positiveDuration(name string, d time.Duration) {
 	if d <= 0 {
 		p.add(fmt.Sprintf("%s must be a positive duration such as 30s, got %s", name, d))
+	}
+}
+
+func (p *problems) retention(d time.Duration) {
+	if d < 0 || (d > 0 && d < MinRetention) {
+		p.add("WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h: Stripe redelivers for three days, and a redelivery of a deleted event would be applied again")
 	}
 }
 

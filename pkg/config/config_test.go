@@ -274,6 +274,19 @@ func TestLoadReconcile(t *testing.T) {
 	if err != nil || c.Key != "rk_test_x" || c.Base != "http://127.0.0.1:12111" || c.Rate != 5 {
 		t.Errorf("LoadReconcile = %+v, %v", c.StripeAPI, err)
 	}
+	// reconcile reads the workers' retention, and holds it to their rule.
+	if c.Retention != 720*time.Hour {
+		t.Errorf("LoadReconcile: retention %s, want the default 720h", c.Retention)
+	}
+	for env, want := range map[string]time.Duration{"WEBHOOK_RETENTION=0": 0, "WEBHOOK_RETENTION=96h": 96 * time.Hour} {
+		if c, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", env}); err != nil || c.Retention != want {
+			t.Errorf("LoadReconcile(%s) = %s, %v", env, c.Retention, err)
+		}
+	}
+	if _, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", "WEBHOOK_RETENTION=24h"}); err == nil ||
+		!strings.Contains(err.Error(), "WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h") {
+		t.Errorf("reconcile with a retention under three days: %v", err)
+	}
 }
 
 // An allowlist file that lists no address (a failed download of Stripe's
