@@ -32,6 +32,14 @@ type fakeStripe struct {
 	// header or path), after failFirst requests have been answered so
 	// (0: always).
 	fail map[string]fakeFailure
+	// requests are the accounts ("" for none) and paths of the requests
+	// answered, in order.
+	requests []fakeRequest
+}
+
+type fakeRequest struct {
+	account, path string
+	gte           int64 // created[gte] of an events listing
 }
 
 type fakeEvent struct {
@@ -42,9 +50,10 @@ type fakeEvent struct {
 }
 
 type fakeFailure struct {
-	status int
-	times  int // how many requests fail; 0: every one
-	seen   int
+	status  int
+	times   int // how many requests fail; 0: every one
+	seen    int
+	revoked bool // answered as Stripe refuses an account that deauthorized the platform
 }
 
 func newFakeStripe(t *testing.T, key string) *fakeStripe {
@@ -76,6 +85,22 @@ func (f *fakeStripe) failAccount(account string, status, times int) {
 	f.fail[account] = fakeFailure{status: status, times: times}
 }
 
+// revokeAccount answers every request for account as Stripe does once it
+// has deauthorized the platform: 403 with code account_invalid, or 401
+// with Stripe's message alone.
+func (f *fakeStripe) revokeAccount(account string, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[account] = fakeFailure{status: status, revoked: true}
+}
+
+// requested returns the requests answered so far.
+func (f *fakeStripe) requested() []fakeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
 func (f *fakeStripe) heal(account string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -94,13 +119,20 @@ func (f *fakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 		account = strings.Split(path, "/")[1]
 	}
 	f.mu.Lock()
+	gte, _ := strconv.ParseInt(r.URL.Query().Get("created[gte]"), 10, 64)
+	f.requests = append(f.requests, fakeRequest{account: account, path: path, gte: gte})
 	if fl, ok := f.fail[account]; ok && (fl.times == 0 || fl.seen < fl.times) {
 		fl.seen++
 		f.fail[account] = fl
 		f.mu.Unlock()
-		if fl.status == http.StatusTooManyRequests {
+		switch {
+		case fl.revoked && fl.status == http.StatusForbidden:
+			writeStripeError(w, fl.status, "invalid_request_error", "account_invalid", "The provided key 'rk_test_***' does not have access to account '"+account+"' (or that account does not exist). Application access may have been revoked.")
+		case fl.revoked:
+			writeStripeError(w, fl.status, "invalid_request_error", "", "The provided key 'rk_test_***' does not have access to account '"+account+"' (or that account does not exist). Application access may have been revoked.")
+		case fl.status == http.StatusTooManyRequests:
 			writeStripeError(w, fl.status, "invalid_request_error", "rate_limit", "Too many requests")
-		} else {
+		default:
 			writeStripeError(w, fl.status, "api_error", "", "Something went wrong")
 		}
 		return
@@ -110,7 +142,6 @@ func (f *fakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case path == "events":
 		var items []fakeEvent
-		gte, _ := strconv.ParseInt(q.Get("created[gte]"), 10, 64)
 		types := q["types[]"]
 		for _, e := range f.events[account] {
 			if e.created >= gte && (len(types) == 0 || slices.Contains(types, e.typ)) {

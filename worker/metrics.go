@@ -33,6 +33,7 @@ type metrics struct {
 	reconcileMissing     *prometheus.CounterVec
 	reconcileRuns        *prometheus.CounterVec
 	reconcileLastSuccess prometheus.Gauge
+	reconcileSkipped     prometheus.Counter
 	resyncedAccounts     prometheus.Counter
 }
 
@@ -87,11 +88,15 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	}, []string{"event_type"})
 	m.reconcileRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stripe_webhooks_reconcile_runs_total",
-		Help: "Periodic reconcile runs, by outcome (ok, failed: an account or the whole run could not be listed).",
+		Help: "Periodic reconcile runs, by outcome (ok: every account it reached was listed or skipped; failed: an account or the whole run could not be listed).",
 	}, []string{"outcome"})
 	m.reconcileLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "stripe_webhooks_reconcile_last_success_timestamp_seconds",
-		Help: "Unix time of the last periodic reconcile in which every account was listed (0: none yet in this process).",
+		Help: "Unix time of the last periodic reconcile that ended ok (0: none yet in this process).",
+	})
+	m.reconcileSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stripe_webhooks_reconcile_skipped_accounts_total",
+		Help: "Connected accounts periodic reconcile skipped because the platform's access to them is revoked (deauthorized, or refused by Stripe).",
 	})
 	m.resyncedAccounts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stripe_webhooks_resynced_accounts_total",
@@ -105,7 +110,7 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 	for _, t := range handler.Types() {
 		m.reconcileMissing.WithLabelValues(t)
 	}
-	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.resyncedAccounts)
+	reg.MustRegister(m.reconcileMissing, m.reconcileRuns, m.reconcileLastSuccess, m.reconcileSkipped, m.resyncedAccounts)
 	reg.MustRegister(m.processed, m.failed, m.jobSeconds, m.deferred, m.malformed, m.groupFailures, m.sweeps, m.sweeperLost, m.sweeperQueued, m.sweeperErrors)
 	reg.MustRegister(health.BackendUp(st, pool), newBacklogCollector(pool, namespace, st))
 	return m

@@ -81,6 +81,7 @@ func TestMetricsAfterASmallRun(t *testing.T) {
 		`stripe_webhooks_unprocessed_events 1`,
 		`stripe_webhooks_worker_pools_alive 1`,
 		`stripe_webhooks_sweeper_enqueued_total 1`,
+		`stripe_webhooks_reconcile_skipped_accounts_total 0`,
 		`stripe_webhooks_backend_up{backend="postgres"} 1`,
 		`stripe_webhooks_backend_up{backend="redis"} 1`,
 	}

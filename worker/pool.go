@@ -120,10 +120,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	}
 	if cfg.StripeAPI.Key != "" {
 		api := stripeapi.New(cfg.StripeAPI, logger)
-		reconciler := NewReconciler(logger, st, enqueuer, api, m, cfg.Livemode)
+		reconciler := NewReconciler(logger, st, enqueuer, api, m, cfg.Livemode, cfg.Retention)
 		reconciler.resync = &Resyncer{logger: logger.With("task", "resync"), store: st, api: api, metrics: m}
 		tasks = append(tasks, newPeriodic("reconcile", cfg.ReconcileInterval, st, logger, func(ctx context.Context) error {
-			return reconcilePeriodically(ctx, reconciler, m, cfg.ReconcileInterval)
+			return reconcilePeriodically(ctx, reconciler, m)
 		}))
 	} else {
 		logger.Info("periodic reconcile off: no STRIPE_API_KEY; events Stripe never delivers stay missing")

@@ -37,6 +37,9 @@ type Reconciler struct {
 	api      *stripeapi.Client
 	metrics  *metrics
 	livemode config.Livemode
+	// retention is WEBHOOK_RETENTION (0: events are kept forever): no run
+	// reaches back past it (see earliest).
+	retention time.Duration
 	// resync, if set, is run for each connected account found missing
 	// events: what was missed may be older than Stripe's 30 days of events,
 	// and only the account's current state restores it.
@@ -44,34 +47,83 @@ type Reconciler struct {
 }
 
 // NewReconciler returns a Reconciler; m may be nil (the command-line run).
-func NewReconciler(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, api *stripeapi.Client, m *metrics, mode config.Livemode) *Reconciler {
-	return &Reconciler{logger: logger.With("task", "reconcile"), store: st, enqueuer: enq, api: api, metrics: m, livemode: mode}
+func NewReconciler(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, api *stripeapi.Client, m *metrics,
+	mode config.Livemode, retention time.Duration) *Reconciler {
+	return &Reconciler{logger: logger.With("task", "reconcile"), store: st, enqueuer: enq, api: api, metrics: m,
+		livemode: mode, retention: retention}
 }
 
 // Window is which events a run looks at, by their `created` time: from
-// Since (at most 30 days back) until Until (zero: now).
+// Since (never before earliest) until Until (zero: now).
 type Window struct {
 	Since, Until time.Time
 }
 
-// periodicWindow is the window of a periodic run: twice its interval back,
-// so that each run overlaps the one before, until five minutes ago, so
-// that an event whose delivery is still in flight is not taken for missing.
-func periodicWindow(now time.Time, interval time.Duration) Window {
-	return Window{Since: now.Add(-2*interval - deliverySettle), Until: now.Add(-deliverySettle)}
+const (
+	// deliverySettle is how long Stripe's first delivery attempt of an
+	// event may take before a periodic run counts it as missing.
+	deliverySettle = 5 * time.Minute
+	// reconcileOverlap is how far before the end of an account's last
+	// successful window its next periodic window starts. The windows would
+	// join without it (created[gte] is inclusive); the overlap finds an
+	// event Stripe listed only after its `created` time had been passed
+	// (a delay on Stripe's side longer than deliverySettle), for the cost
+	// of listing again what was just checked: for most accounts the same
+	// single request.
+	reconcileOverlap = time.Hour
+	// retentionMargin keeps a run this far inside WEBHOOK_RETENTION. An
+	// event's row is created after Stripe created the event, so an event
+	// created within retention of now cannot have been deleted; the margin
+	// covers clock differences between Stripe, Postgres and the hosts of
+	// the workers. A retention run during a long reconcile is covered by
+	// checking the limit again, against the clock of that moment, for each
+	// page of events just before it is compared with the table
+	// (storeMissing): the limit moves with the deletions.
+	retentionMargin = 15 * time.Minute
+)
+
+// earliest is the oldest `created` time of an event a run may take at now:
+// Stripe lists 30 days, and an event older than WEBHOOK_RETENTION (less
+// retentionMargin) may have been applied and deleted by retention, so that
+// stored again it would be applied again. why names the limit that applies.
+func (r *Reconciler) earliest(now time.Time) (at time.Time, why string) {
+	at, why = now.Add(-maxReconcileWindow), "Stripe's 30 days of events"
+	if r.retention > 0 {
+		if floor := now.Add(-r.retention + retentionMargin); floor.After(at) {
+			at, why = floor, fmt.Sprintf("WEBHOOK_RETENTION=%s (older events may have been applied and deleted; stored again they would be applied twice)",
+				shortDuration(r.retention))
+		}
+	}
+	return at, why
 }
 
-// deliverySettle is how long Stripe's first delivery attempt of an event
-// may take before a run counts it as missing.
-const deliverySettle = 5 * time.Minute
+// shortDuration writes d without zero minutes and seconds: 72h, 71h45m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // ReconcileSummary is what one run did.
 type ReconcileSummary struct {
-	Accounts int // the platform and the connected accounts listed
+	// Accounts are the platform and the connected accounts the run took,
+	// skipped ones included.
+	Accounts int
 	Listed   int // events Stripe listed
 	Missing  int // of those, stored now (no delivery had stored them)
+	// Skipped are the accounts whose access is revoked: deauthorized ones
+	// Stripe's list no longer names (no request made), and those for which
+	// Stripe refused a request so (stripeapi.Error.AccessRevoked).
+	Skipped int
 	// Failed are the accounts whose events could not be listed in full.
 	Failed []string
+	// Unreached is how many accounts were left when stop ended the run.
+	Unreached int
 }
 
 // reconcileProgress is a run's progress, read by the progress display.
@@ -79,36 +131,106 @@ type reconcileProgress struct {
 	total, done, listed, missing atomic.Int64
 }
 
-// Run lists the events of the handled types created since since (at most
-// 30 days back) on the platform and on every connected account (those
-// with a row, and those Stripe's API lists), or on account alone, and
+// target is one account a run reconciles, from since (zero: as far back
+// as earliest allows).
+type target struct {
+	account string
+	since   time.Time
+}
+
+// Run lists the events of the handled types created in w on the platform
+// and on every connected account (those with a row, and those Stripe's
+// API lists; deauthorized ones are skipped), or on account alone, and
 // stores and queues the missing ones. An account that cannot be listed is
 // reported in the summary; the others are reconciled all the same. It
-// stops between accounts when stop ends (ctx bounds the work itself); a
-// rerun is safe.
+// stops between accounts when stop ends, and reports the accounts left
+// (ctx bounds the work itself); a rerun is safe.
 func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p *reconcileProgress) (ReconcileSummary, error) {
-	if p == nil {
-		p = &reconcileProgress{}
+	if account != "" {
+		return r.run(ctx, stop, []target{{account: account, since: w.Since}}, 0, w.Until, false, p)
 	}
-	if earliest := time.Now().Add(-maxReconcileWindow); w.Since.Before(earliest) {
-		w.Since = earliest
-	}
-	accounts, err := r.accounts(ctx, account)
+	accounts, deauthorized, err := r.accounts(ctx)
 	if err != nil {
 		return ReconcileSummary{}, err
 	}
-	p.total.Store(int64(len(accounts)))
-	var sum ReconcileSummary
-	types := handler.Types()
-	for _, acct := range accounts {
-		if err := stop.Err(); err != nil {
-			return sum, fmt.Errorf("stopped after %d of %d accounts: %w", sum.Accounts, len(accounts), err)
+	targets := make([]target, len(accounts))
+	for i, a := range accounts {
+		targets[i] = target{account: a, since: w.Since}
+	}
+	return r.run(ctx, stop, targets, deauthorized, w.Until, false, p)
+}
+
+// RunPeriodic is a periodic run: it takes the accounts never taken first,
+// then the least recently taken, so that a run stopped before the end of
+// the list is resumed by the next; each account's window starts where its
+// last successful one ended (less reconcileOverlap), so an account reached
+// only every few runs is left no gap, and ends at until. Each account's
+// progress is recorded as it is taken.
+func (r *Reconciler) RunPeriodic(ctx, stop context.Context, until time.Time, p *reconcileProgress) (ReconcileSummary, error) {
+	accounts, deauthorized, err := r.accounts(ctx)
+	if err != nil {
+		return ReconcileSummary{}, err
+	}
+	marks, err := r.store.ReconcileMarks(ctx)
+	if err != nil {
+		return ReconcileSummary{}, err
+	}
+	slices.SortStableFunc(accounts, func(a, b string) int {
+		ma, aTaken := marks[a]
+		mb, bTaken := marks[b]
+		switch {
+		case aTaken && bTaken:
+			return ma.AttemptedAt.Compare(mb.AttemptedAt)
+		case aTaken:
+			return 1 // never taken first
+		case bTaken:
+			return -1
 		}
-		listed, missing, err := r.reconcileAccount(ctx, acct, w, types)
-		if err == nil && missing > 0 && acct != "" && r.resync != nil {
-			if _, rerr := r.resync.Resync(ctx, acct); rerr != nil {
-				err = fmt.Errorf("resync after missing events: %w", rerr)
+		return 0
+	})
+	targets := make([]target, len(accounts))
+	earliest, why := r.earliest(time.Now())
+	late := 0
+	for i, a := range accounts {
+		targets[i].account = a
+		if m, ok := marks[a]; ok && m.ReconciledUntil != nil {
+			targets[i].since = m.ReconciledUntil.Add(-reconcileOverlap)
+			if targets[i].since.Before(earliest) {
+				late++
 			}
+		}
+	}
+	if late > 0 {
+		r.logger.Warn("accounts last reconciled before what a run may reach back to; their events in between are not checked",
+			"accounts", late, "limit", why)
+	}
+	return r.run(ctx, stop, targets, deauthorized, until, true, p)
+}
+
+// run reconciles targets in order until stop ends, over windows ending at
+// until; record keeps each account's progress (periodic runs).
+// deauthorized counts the accounts skipped before the run.
+func (r *Reconciler) run(ctx, stop context.Context, targets []target, deauthorized int, until time.Time, record bool,
+	p *reconcileProgress) (ReconcileSummary, error) {
+	if p == nil {
+		p = &reconcileProgress{}
+	}
+	p.total.Store(int64(len(targets)))
+	sum := ReconcileSummary{Accounts: deauthorized, Skipped: deauthorized}
+	types := handler.Types()
+	for i, t := range targets {
+		if stop.Err() != nil {
+			sum.Unreached = len(targets) - i
+			break
+		}
+		if record {
+			if err := r.store.MarkReconcileAttempt(ctx, t.account, time.Now()); err != nil {
+				return sum, err
+			}
+		}
+		listed, missing, err := r.reconcileAccount(ctx, t, until, types)
+		if err == nil && record {
+			err = r.store.MarkReconciled(ctx, t.account, until)
 		}
 		sum.Accounts++
 		sum.Listed += listed
@@ -116,59 +238,80 @@ func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p 
 		p.done.Add(1)
 		p.listed.Add(int64(listed))
 		p.missing.Add(int64(missing))
-		if err != nil {
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			sum.Failed = append(sum.Failed, accountName(acct))
-			r.logger.Error("could not reconcile an account", "account", accountName(acct), "error", err)
+		var apiErr *stripeapi.Error
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return sum, ctx.Err()
+		case t.account != "" && errors.As(err, &apiErr) && apiErr.AccessRevoked():
+			sum.Skipped++
+			r.logger.Info("access to the account is revoked (deauthorized); skipped", "account", t.account, "error", err)
+		default:
+			sum.Failed = append(sum.Failed, accountName(t.account))
+			r.logger.Error("could not reconcile an account", "account", accountName(t.account), "error", err)
 		}
 	}
 	return sum, nil
 }
 
-// accounts are the platform ("") and every connected account, or only.
-func (r *Reconciler) accounts(ctx context.Context, only string) ([]string, error) {
-	if only != "" {
-		return []string{only}, nil
-	}
-	known, err := r.store.AccountIDs(ctx)
+// accounts are the accounts to reconcile: the platform (""), the accounts
+// Stripe's list names that have no row (those whose every event was
+// missed), and the connected accounts with a row, less those deauthorized
+// (by their row) that Stripe's list no longer names: Stripe refuses every
+// request for them. One Stripe's list still names is taken: it may have
+// authorized the platform again by an event that was missed. deauthorized
+// is how many were left out.
+func (r *Reconciler) accounts(ctx context.Context) (accounts []string, deauthorized int, err error) {
+	known, err := r.store.KnownAccounts(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	seen := map[string]bool{"": true}
-	accounts := []string{""}
-	for _, id := range known {
-		if !seen[id] {
-			seen[id] = true
-			accounts = append(accounts, id)
-		}
+	hasRow := make(map[string]bool, len(known))
+	for _, k := range known {
+		hasRow[k.StripeAccountID] = true
 	}
+	listed := map[string]bool{}
+	accounts = []string{""}
 	err = r.api.Accounts(ctx, func(id string) error {
-		if !seen[id] {
-			seen[id] = true
+		if !listed[id] && id != "" && !hasRow[id] {
 			accounts = append(accounts, id)
 		}
+		listed[id] = true
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: list connected accounts: %w", err)
+		return nil, 0, fmt.Errorf("reconcile: list connected accounts: %w", err)
 	}
-	return accounts, nil
+	for _, k := range known {
+		switch {
+		case k.StripeAccountID == "":
+		case k.Deauthorized && !listed[k.StripeAccountID]:
+			deauthorized++
+		default:
+			accounts = append(accounts, k.StripeAccountID)
+		}
+	}
+	return accounts, deauthorized, nil
 }
 
-// reconcileAccount lists one account's events and stores the missing ones,
-// a page of events at a time.
-func (r *Reconciler) reconcileAccount(ctx context.Context, account string, w Window, types []string) (listed, missing int, err error) {
+// reconcileAccount lists the events of t's account created from t.since
+// (never before earliest) until until (zero: now) and stores the missing
+// ones, a page of events at a time; a connected account found missing
+// events is then resynced.
+func (r *Reconciler) reconcileAccount(ctx context.Context, t target, until time.Time, types []string) (listed, missing int, err error) {
+	since := t.since
+	if earliest, _ := r.earliest(time.Now()); since.Before(earliest) {
+		since = earliest
+	}
 	var page []stripeapi.Event
 	flush := func() error {
-		n, err := r.storeMissing(ctx, account, page)
+		n, err := r.storeMissing(ctx, t.account, page)
 		missing += n
 		page = page[:0]
 		return err
 	}
-	err = r.api.Events(ctx, account, w.Since, types, func(e stripeapi.Event) error {
-		if !w.Until.IsZero() && e.Created.After(w.Until) {
+	err = r.api.Events(ctx, t.account, since, types, func(e stripeapi.Event) error {
+		if !until.IsZero() && e.Created.After(until) {
 			return nil // its delivery may be in flight; the next run looks again
 		}
 		listed++
@@ -184,11 +327,20 @@ func (r *Reconciler) reconcileAccount(ctx context.Context, account string, w Win
 	if ferr := flush(); err == nil {
 		err = ferr
 	}
+	if err == nil && missing > 0 && t.account != "" && r.resync != nil {
+		if _, rerr := r.resync.Resync(ctx, t.account); rerr != nil {
+			err = fmt.Errorf("resync after missing events: %w", rerr)
+		}
+	}
 	return listed, missing, err
 }
 
-// storeMissing stores and queues those of events not stored yet.
+// storeMissing stores and queues those of events not stored yet. An event
+// created before earliest, as of now, is left: retention may have deleted
+// it since the listing began (see retentionMargin).
 func (r *Reconciler) storeMissing(ctx context.Context, account string, events []stripeapi.Event) (int, error) {
+	earliest, _ := r.earliest(time.Now())
+	events = slices.DeleteFunc(events, func(e stripeapi.Event) bool { return e.Created.Before(earliest) })
 	if len(events) == 0 {
 		return 0, nil
 	}
@@ -260,20 +412,30 @@ func accountName(account string) string {
 var errAccountsFailed = errors.New("some accounts could not be reconciled")
 
 func (s ReconcileSummary) String() string {
-	out := fmt.Sprintf("accounts %d, events listed %d, missing %d stored", s.Accounts, s.Listed, s.Missing)
+	out := fmt.Sprintf("accounts %d, events listed %d, missing %d stored, skipped %d", s.Accounts, s.Listed, s.Missing, s.Skipped)
 	if len(s.Failed) > 0 {
 		out += fmt.Sprintf("; %d accounts failed: %s", len(s.Failed), strings.Join(slices.Clone(s.Failed), ", "))
 	}
 	return out
 }
 
-// reconcilePeriodically is one periodic run, counted and logged.
-func reconcilePeriodically(ctx context.Context, r *Reconciler, m *metrics, interval time.Duration) error {
+// reconcilePeriodically is one periodic run, counted and logged. It takes
+// accounts until nine tenths of the time left before ctx's deadline have
+// passed, leaving the rest to the account in hand; a run stopped so with
+// accounts left is ok (they go first next run), one in which an account
+// failed is not.
+func reconcilePeriodically(ctx context.Context, r *Reconciler, m *metrics) error {
 	began := time.Now()
+	stop, cancel := context.WithCancel(ctx)
+	if deadline, ok := ctx.Deadline(); ok {
+		stop, cancel = context.WithDeadline(ctx, began.Add(time.Until(deadline)*9/10))
+	}
+	defer cancel()
 	p := &reconcileProgress{}
 	done := showProgress(io.Discard, r.logger, "reconcile", p, r.api) // a log line every 30 s
-	sum, err := r.Run(ctx, ctx, periodicWindow(began, interval), "", p)
+	sum, err := r.RunPeriodic(ctx, stop, began.Add(-deliverySettle), p)
 	done()
+	m.reconcileSkipped.Add(float64(sum.Skipped))
 	if err == nil && len(sum.Failed) > 0 {
 		err = fmt.Errorf("%w: %s", errAccountsFailed, strings.Join(sum.Failed, ", "))
 	}
@@ -283,7 +445,11 @@ func reconcilePeriodically(ctx context.Context, r *Reconciler, m *metrics, inter
 	}
 	m.reconcileRuns.WithLabelValues("ok").Inc()
 	m.reconcileLastSuccess.Set(float64(time.Now().Unix()))
-	r.logger.Info("reconcile finished", "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing,
-		"api_calls", r.api.Calls(), "seconds", time.Since(began).Seconds())
+	msg := "reconcile finished"
+	if sum.Unreached > 0 {
+		msg = "reconcile ran out of time; the accounts left go first next run"
+	}
+	r.logger.Info(msg, "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing, "skipped", sum.Skipped,
+		"unreached", sum.Unreached, "api_calls", r.api.Calls(), "seconds", time.Since(began).Seconds())
 	return nil
 }

@@ -28,7 +28,7 @@ const progressEvery = 30 * time.Second
 func runReconcile(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	since := fs.Duration("since", 72*time.Hour, "list events created within this long (at most 720h)")
+	since := fs.Duration("since", 72*time.Hour, "list events created within this long (at most 720h, and within WEBHOOK_RETENTION)")
 	account := fs.String("account", "", "reconcile this connected account alone (acct_…)")
 	if err := fs.Parse(args); err != nil {
 		return &config.UsageError{Msg: "worker reconcile: " + err.Error(), Usage: usage}
@@ -47,22 +47,32 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	}
 	defer c.close()
 	cfg, logger, api := c.cfg, c.logger, c.api
-	r := NewReconciler(logger, c.store, queue.NewEnqueuer(cfg.Redis.Namespace, c.pool), api, nil, cfg.Livemode)
+	r := NewReconciler(logger, c.store, queue.NewEnqueuer(cfg.Redis.Namespace, c.pool), api, nil, cfg.Livemode, cfg.Retention)
+	now := time.Now()
+	w := Window{Since: now.Add(-*since)}
+	if earliest, why := r.earliest(now); w.Since.Before(earliest) {
+		fmt.Fprintf(stderr, "worker reconcile: --since %s reaches past %s: listing events created since %s (%s ago)\n",
+			shortDuration(*since), why, earliest.UTC().Format(time.RFC3339), shortDuration(now.Sub(earliest).Round(time.Minute)))
+		w.Since = earliest
+	}
 
 	// Ctrl-C or SIGTERM stops after the account in hand.
 	stop, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	p := &reconcileProgress{}
 	done := showProgress(stderr, logger, "reconcile", p, api)
-	sum, err := r.Run(ctx, stop, Window{Since: time.Now().Add(-*since)}, *account, p)
+	sum, err := r.Run(ctx, stop, w, *account, p)
 	done()
 	if err != nil {
 		return fmt.Errorf("worker reconcile: %w (rerun it: what is stored stays stored)", err)
 	}
 	fmt.Fprintln(stdout, sum)
 	logger.Info("reconcile finished", "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing,
-		"failed_accounts", len(sum.Failed), "api_calls", api.Calls())
-	if len(sum.Failed) > 0 {
+		"skipped_accounts", sum.Skipped, "failed_accounts", len(sum.Failed), "api_calls", api.Calls())
+	switch {
+	case sum.Unreached > 0:
+		return fmt.Errorf("worker reconcile: stopped with %d accounts left (rerun it: what is stored stays stored)", sum.Unreached)
+	case len(sum.Failed) > 0:
 		return fmt.Errorf("worker reconcile: %w", errAccountsFailed)
 	}
 	return nil

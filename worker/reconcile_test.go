@@ -6,13 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripeapi"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 	"stripe-webhooks/worker/handler"
@@ -342,5 +348,291 @@ func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	})
 	if strings.Contains(w.logs.String(), fakeKey) {
 		t.Error("the API key appears in the worker's logs")
+	}
+}
+
+// accountObject is a connected account as GET /v1/accounts/{id} answers,
+// for the resync that follows missing events.
+func accountObject(acct string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"id":%q,"object":"account","charges_enabled":true,"payouts_enabled":true,
+		"details_submitted":true,"capabilities":{"card_payments":"active"},"requirements":{"currently_due":[]}}`, acct))
+}
+
+// seriesValue is the value of one series (name with its labels) in a
+// /metrics body, and whether the body has it.
+func seriesValue(body, series string) (float64, bool) {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// Fault 4: a connected account that deauthorized the platform is skipped,
+// not failed. One whose row says so and that Stripe's list no longer names
+// costs no request; one Stripe's list still names, or names alone, and
+// that Stripe refuses as revoked (403 account_invalid, or 401 with Stripe's
+// message) is counted skipped. The command exits 0, and the periodic run
+// is ok and counts them.
+func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	const (
+		gone       = "acct_deauth_row"    // deauthorized by its row, no longer listed
+		listedGone = "acct_deauth_listed" // deauthorized by its row, still listed
+		revoked    = "acct_revoked_only"  // listed only, refused
+		healthy    = "acct_still_here"
+	)
+	for _, acct := range []string{gone, listedGone} {
+		applyNow(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.application.deauthorized", Account: acct,
+			Created: time.Now().Add(-2 * time.Hour)}))
+	}
+	fake.revokeAccount(gone, http.StatusForbidden)
+	fake.revokeAccount(listedGone, http.StatusForbidden)
+	fake.revokeAccount(revoked, http.StatusUnauthorized)
+	fake.accounts = []string{listedGone, revoked, healthy}
+	missed := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: healthy, Created: time.Now().Add(-time.Hour),
+		Mutate: set("id", healthy, "charges_enabled", true)})
+	fake.addEvent(healthy, missed)
+	fake.objects[healthy] = accountObject(healthy)
+	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
+
+	out, err := runCommand(t, env, "reconcile", "--since", "72h")
+	if want := "accounts 5, events listed 1, missing 1 stored, skipped 3"; err != nil || !strings.Contains(out, want) {
+		t.Fatalf("reconcile with deauthorized accounts: %v, want exit 0 and %q\n%s", err, want, lastLines(out, 5))
+	}
+	if strings.Contains(out, "could not reconcile") {
+		t.Errorf("a deauthorized account is reported as failed:\n%s", grepLines(out, "could not reconcile"))
+	}
+	for _, r := range fake.requested() {
+		if r.account == gone {
+			t.Errorf("a request for %s, deauthorized and no longer listed: %s", gone, r.path)
+		}
+	}
+	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(missed)); err != nil {
+		t.Errorf("the missing event of the account still connected was not stored: %v", err)
+	}
+
+	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
+		"STRIPE_RECONCILE_INTERVAL": "2s"})
+	testenv.Eventually(t, 20*time.Second, "a periodic run to be counted", func() bool {
+		m := metricsOf(t, w.base)
+		ok, _ := seriesValue(m, `stripe_webhooks_reconcile_runs_total{outcome="ok"}`)
+		failed, _ := seriesValue(m, `stripe_webhooks_reconcile_runs_total{outcome="failed"}`)
+		return ok+failed >= 1
+	})
+	m := metricsOf(t, w.base)
+	if failed, ok := seriesValue(m, `stripe_webhooks_reconcile_runs_total{outcome="failed"}`); !ok || failed != 0 {
+		t.Errorf("failed periodic runs: %v, want 0\n%s", failed, grep(m, "reconcile"))
+	}
+	if skipped, _ := seriesValue(m, "stripe_webhooks_reconcile_skipped_accounts_total"); skipped < 3 {
+		t.Errorf("skipped accounts counted: %v, want at least 3 (one run)\n%s", skipped, grep(m, "reconcile"))
+	}
+}
+
+// Fault 5: a periodic run that runs out of time stops between accounts
+// and counts ok; the next run takes the accounts not reached yet first
+// (never reconciled, then least recently), so no account is listed twice
+// before every one has been listed once, and every account is reached
+// within ceil(N / C) runs, C being the accounts a run reaches. The
+// accounts only Stripe's list names, at its end, are reached too.
+func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	const n = 60 // connected accounts, only Stripe's list names them
+	for i := range n {
+		fake.accounts = append(fake.accounts, fmt.Sprintf("acct_tail_%03d", i))
+	}
+	last := fake.accounts[n-1]
+	missed := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: last, Created: time.Now().Add(-time.Hour),
+		Mutate: set("id", last, "charges_enabled", true)})
+	fake.addEvent(last, missed)
+	fake.objects[last] = accountObject(last)
+	// 10 requests/s and runs of at most 3.2 s: about 28 accounts a run.
+	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
+		"STRIPE_RECONCILE_INTERVAL": "4s", "STRIPE_API_RATE": "10"})
+	testenv.Eventually(t, 60*time.Second, "the missing event of the last account to be stored and applied", processedEvent(t, b, eventIDOf(missed)))
+
+	// Each run lists the accounts once, then the events of each account.
+	run, reached := 0, map[string]int{} // account -> the run that first listed its events
+	var perRun []int                    // accounts first reached, by run
+	for _, r := range fake.requested() {
+		switch {
+		case r.path == "accounts":
+			run++
+			perRun = append(perRun, 0)
+		case r.path == "events" && len(reached) < n+1:
+			if first, seen := reached[r.account]; seen {
+				t.Errorf("%s listed again in run %d (first in run %d) before every account was listed once", accountName(r.account), run, first)
+				continue
+			}
+			reached[r.account] = run
+			perRun[run-1]++
+		}
+	}
+	if len(reached) != n+1 {
+		t.Fatalf("%d accounts reached, want %d (the platform and %d connected accounts)", len(reached), n+1, n)
+	}
+	runs := slices.Max(slices.Collect(maps.Values(reached)))
+	t.Logf("every one of %d accounts reached in %d runs; accounts first reached by run: %v", n+1, runs, perRun[:runs])
+	if runs < 2 {
+		t.Fatalf("every account reached in one run: nothing was cut short (accounts by run: %v)", perRun)
+	}
+	fewest := slices.Min(perRun[:runs-1]) // of the runs cut short
+	if bound := (n + 1 + fewest - 1) / fewest; runs > bound {
+		t.Errorf("every account reached in %d runs, want at most ceil(%d/%d) = %d", runs, n+1, fewest, bound)
+	}
+	m := metricsOf(t, w.base)
+	if failed, ok := seriesValue(m, `stripe_webhooks_reconcile_runs_total{outcome="failed"}`); !ok || failed != 0 {
+		t.Errorf("failed periodic runs: %v, want 0: a run cut short by its time is ok\n%s", failed, grep(m, "reconcile_runs"))
+	}
+}
+
+// Fault 6: reconcile never reaches back past WEBHOOK_RETENTION. An event
+// older than it, applied and since deleted by retention, is not stored
+// again: neither by the command, whose --since beyond the retention is
+// clipped with a message, nor by the periodic run; one inside it is.
+func TestReconcileWindowStopsAtRetention(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	now := time.Now()
+	deleted, inside := map[string][]byte{}, map[string][]byte{}
+	for _, acct := range []string{"acct_retention_cli", "acct_retention_periodic"} {
+		fake.accounts = append(fake.accounts, acct)
+		fake.objects[acct] = accountObject(acct)
+		deleted[acct] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: now.Add(-73 * time.Hour)})
+		inside[acct] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: now.Add(-70 * time.Hour)})
+		fake.addEvent(acct, deleted[acct])
+		fake.addEvent(acct, inside[acct])
+		// Applied when delivered, and deleted by retention since.
+		applyNow(t, b, deleted[acct])
+		if err := b.store.DB().Exec("DELETE FROM webhook_events WHERE stripe_event_id = ?", eventIDOf(deleted[acct])).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func(p []byte) bool {
+		_, err := b.store.EventByStripeID(context.Background(), eventIDOf(p))
+		return err == nil
+	}
+	env := map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "WEBHOOK_RETENTION": "72h"}
+
+	out, err := runCommand(t, b.env(t, env), "reconcile", "--since", "100h", "--account", "acct_retention_cli")
+	// The window starts inside the retention: the older event is not even listed.
+	if want := "accounts 1, events listed 1, missing 1 stored"; err != nil || !strings.Contains(out, want) {
+		t.Fatalf("reconcile: %v, want exit 0 and %q\n%s", err, want, lastLines(out, 5))
+	}
+	if want := "--since 100h reaches past WEBHOOK_RETENTION=72h"; !strings.Contains(out, want) || !strings.Contains(out, "(71h45m ago)") {
+		t.Errorf("no message that --since was clipped to the retention (%q, 71h45m ago):\n%s", want, lastLines(out, 5))
+	}
+	if stored(deleted["acct_retention_cli"]) {
+		t.Error("reconcile stored again an event older than WEBHOOK_RETENTION")
+	}
+	if !stored(inside["acct_retention_cli"]) {
+		t.Error("reconcile did not store the missing event inside WEBHOOK_RETENTION")
+	}
+
+	w := startWorker(t, b, merge(env, map[string]string{"STRIPE_RECONCILE_INTERVAL": "2s"}))
+	testenv.Eventually(t, 20*time.Second, "the periodic run to store the event inside the retention", func() bool {
+		return stored(inside["acct_retention_periodic"])
+	})
+	testenv.Eventually(t, 10*time.Second, "the periodic run to end", func() bool {
+		ok, _ := seriesValue(metricsOf(t, w.base), `stripe_webhooks_reconcile_runs_total{outcome="ok"}`)
+		return ok >= 1
+	})
+	if stored(deleted["acct_retention_periodic"]) {
+		t.Error("the periodic reconcile stored again an event older than WEBHOOK_RETENTION")
+	}
+	limit := now.Add(-72*time.Hour + retentionMargin).Unix()
+	for _, r := range fake.requested() {
+		if r.path == "events" && r.gte < limit {
+			t.Errorf("%s's events listed from %s, past the retention limit %s", accountName(r.account),
+				time.Unix(r.gte, 0).UTC(), time.Unix(limit, 0).UTC())
+		}
+	}
+}
+
+// The retention limit is checked again for each page of listed events, as
+// it is compared with the table: retention runs during a long listing, and
+// an event that has come to lie past the limit since the listing began is
+// not taken for missing.
+func TestReconcileChecksRetentionAtEachPage(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	r := NewReconciler(slog.New(slog.DiscardHandler), b.store, b.enqueuer, nil, nil, config.Livemode{Mode: "any"}, 72*time.Hour)
+	now := time.Now()
+	event := func(created time.Time) stripeapi.Event {
+		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_page_1", Created: created})
+		return stripeapi.Event{ID: eventIDOf(p), Type: "account.updated", Account: "acct_page_1", Created: created.UTC(), Raw: p}
+	}
+	// Listed when inside the window; past the limit by the time its page is
+	// stored (the limit is 72h less retentionMargin).
+	past := event(now.Add(-72*time.Hour + retentionMargin - time.Minute))
+	inside := event(now.Add(-71 * time.Hour))
+	n, err := r.storeMissing(context.Background(), "acct_page_1", []stripeapi.Event{past, inside})
+	if err != nil || n != 1 {
+		t.Fatalf("storeMissing: %d stored, %v; want 1", n, err)
+	}
+	if _, err := b.store.EventByStripeID(context.Background(), past.ID); err == nil {
+		t.Error("an event past the retention limit was stored")
+	}
+	if _, err := b.store.EventByStripeID(context.Background(), inside.ID); err != nil {
+		t.Errorf("the event inside the retention was not stored: %v", err)
+	}
+}
+
+// On a live deployment reconcile stores the live-mode events Stripe lists,
+// and never the test-mode ones: they are never applied there.
+func TestReconcileOnLiveStoresOnlyLiveEvents(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	const acct = "acct_mode_1"
+	created := time.Now().Add(-time.Hour)
+	live := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: created, Live: true})
+	test := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: created})
+	fake.addEvent(acct, live)
+	fake.addEvent(acct, test)
+	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "STRIPE_LIVEMODE": "live"})
+	out, err := runCommand(t, env, "reconcile", "--account", acct)
+	if want := "events listed 2, missing 1 stored"; err != nil || !strings.Contains(out, want) {
+		t.Fatalf("reconcile: %v, want %q\n%s", err, want, lastLines(out, 5))
+	}
+	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(test)); err == nil {
+		t.Error("a live deployment's reconcile stored a test-mode event")
+	}
+	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(live)); err != nil {
+		t.Errorf("the live-mode event was not stored: %v", err)
+	}
+}
+
+// A periodic run leaves an event created within the five minutes a first
+// delivery may take (its delivery may be in flight), and stores one
+// created before them.
+func TestPeriodicReconcileLeavesEventsStillInDelivery(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	fake := newFakeStripe(t, fakeKey)
+	const acct = "acct_settle_1"
+	fake.accounts = []string{acct}
+	fake.objects[acct] = accountObject(acct)
+	recent := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: time.Now().Add(-time.Minute)})
+	settled := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: acct,
+		Created: time.Now().Add(-deliverySettle - time.Second)})
+	fake.addEvent(acct, recent)
+	fake.addEvent(acct, settled)
+	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
+		"STRIPE_RECONCILE_INTERVAL": "2s"})
+	testenv.Eventually(t, 20*time.Second, "the settled event to be stored and applied", processedEvent(t, b, eventIDOf(settled)))
+	testenv.Eventually(t, 10*time.Second, "the run to end", func() bool {
+		ok, _ := seriesValue(metricsOf(t, w.base), `stripe_webhooks_reconcile_runs_total{outcome="ok"}`)
+		return ok >= 1
+	})
+	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(recent)); err == nil {
+		t.Error("a periodic run stored an event created a minute ago, whose delivery may be in flight")
 	}
 }

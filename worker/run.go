@@ -20,7 +20,7 @@ commands:
   replay --failed [--type T]      (--failed: events that exhausted their retries)
   reconcile [--since 72h] [--account acct_…]
                                 list events from Stripe's API (STRIPE_API_KEY), store and queue
-                                those never delivered; print accounts, events listed, missing stored
+                                those never delivered; print accounts, events listed, missing stored, skipped
   resync (--account acct_… | --all)
                                 apply accounts' current state from Stripe's API; newer events win
 
