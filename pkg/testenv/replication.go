@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ type RedisSentinel struct {
 	mu        sync.Mutex
 	nodes     map[string]*redisProc // master and replica, by address
 	sentinels []*redisProc
-	killed    string // address KillMaster killed last
+	lost      string // address KillMaster killed or PauseMaster froze last
 }
 
 // redisProc is one redis-server process (a data node or a sentinel), which
@@ -278,21 +279,95 @@ func (s *RedisSentinel) KillMaster() string {
 	}
 	s.kill(p)
 	s.mu.Lock()
-	s.killed = addr
+	s.lost = addr
 	s.mu.Unlock()
 	return addr
 }
 
+// PauseMaster freezes the current master (SIGSTOP), as a hung host or a
+// network that drops packets does: the kernel still accepts connections and
+// keeps those open, but nothing answers. The sentinels fail over from it as
+// from a dead one (WaitForFailover waits for that). It returns the master's
+// address; ResumeNode lets it run again, and the test's cleanup resumes it.
+func (s *RedisSentinel) PauseMaster() string {
+	s.t.Helper()
+	addr := s.Master()
+	s.mu.Lock()
+	p := s.nodes[addr]
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatalf("testenv: the sentinels' master %s is none of ours", addr)
+	}
+	s.pause(p)
+	s.mu.Lock()
+	s.lost = addr
+	s.mu.Unlock()
+	return addr
+}
+
+// ResumeNode lets the data node at addr, frozen by PauseMaster, run again
+// (SIGCONT).
+func (s *RedisSentinel) ResumeNode(addr string) {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.nodes[addr]
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatalf("testenv: %s is not a node of ours", addr)
+	}
+	s.signal(p, syscall.SIGCONT)
+}
+
+// PauseSentinels freezes every sentinel (SIGSTOP): questions to them are
+// accepted by the kernel and never answered. ResumeSentinels undoes it, and
+// the test's cleanup resumes them. Master asks the sentinels, so it fails
+// meanwhile.
+func (s *RedisSentinel) PauseSentinels() {
+	s.t.Helper()
+	s.mu.Lock()
+	all := append([]*redisProc{}, s.sentinels...)
+	s.mu.Unlock()
+	for _, p := range all {
+		s.pause(p)
+	}
+}
+
+// ResumeSentinels lets every sentinel run again (SIGCONT).
+func (s *RedisSentinel) ResumeSentinels() {
+	s.mu.Lock()
+	all := append([]*redisProc{}, s.sentinels...)
+	s.mu.Unlock()
+	for _, p := range all {
+		s.signal(p, syscall.SIGCONT)
+	}
+}
+
+// pause sends p SIGSTOP and has the test's cleanup send it SIGCONT, before
+// the servers are stopped, so that no process is left stopped.
+func (s *RedisSentinel) pause(p *redisProc) {
+	s.t.Cleanup(func() { s.signal(p, syscall.SIGCONT) })
+	s.signal(p, syscall.SIGSTOP)
+}
+
+// signal sends sig to p if it runs.
+func (s *RedisSentinel) signal(p *redisProc, sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
 // WaitForFailover waits until every sentinel names a master other than the
-// one KillMaster killed and that server answers ROLE as a master, and
-// returns its address.
+// one KillMaster killed or PauseMaster froze and that server answers ROLE
+// as a master, and returns its address.
 func (s *RedisSentinel) WaitForFailover(timeout time.Duration) string {
 	s.t.Helper()
 	s.mu.Lock()
-	old := s.killed
+	old := s.lost
 	s.mu.Unlock()
 	if old == "" {
-		s.t.Fatal("testenv: WaitForFailover before KillMaster")
+		s.t.Fatal("testenv: WaitForFailover before KillMaster or PauseMaster")
 	}
 	var addr string
 	Eventually(s.t, timeout, "the sentinels to fail over from "+old, func() bool {

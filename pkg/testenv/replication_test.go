@@ -53,6 +53,36 @@ func TestRedisSentinelFailover(t *testing.T) {
 	})
 }
 
+// A frozen master answers nothing but is failed over from; once resumed it
+// answers again. Frozen sentinels answer nothing until resumed.
+func TestRedisSentinelPause(t *testing.T) {
+	t.Parallel()
+	s := StartRedisSentinel(t)
+
+	frozen := s.PauseMaster()
+	if _, err := redisDo(frozen, "PING"); err == nil {
+		t.Fatalf("the paused master %s answered PING", frozen)
+	}
+	next := s.WaitForFailover(15 * time.Second)
+	if next == frozen {
+		t.Fatalf("the new master is the paused one, %s", next)
+	}
+	s.ResumeNode(frozen)
+	if _, err := redisDo(frozen, "PING"); err != nil {
+		t.Fatalf("the resumed node %s: %v", frozen, err)
+	}
+
+	s.PauseSentinels()
+	last := s.SentinelAddrs()[2] // PauseSentinels froze them all: one is enough to ask
+	if _, err := sentinelMaster(last, s.MasterName); err == nil {
+		t.Fatalf("the paused sentinel %s answered", last)
+	}
+	s.ResumeSentinels()
+	if m := s.Master(); m != next {
+		t.Fatalf("Master() = %s after the sentinels resumed, want %s", m, next)
+	}
+}
+
 func TestPostgresPairFailover(t *testing.T) {
 	t.Parallel()
 	p := StartPostgresPair(t)
