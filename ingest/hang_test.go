@@ -137,6 +137,59 @@ func TestHungRedisDoesNotStallDeliveries(t *testing.T) {
 	})
 }
 
+// A Sentinel-managed master that hangs (SIGSTOP: connections accepted and
+// kept, nothing answered) costs a delivery no more than the bounded enqueue
+// wait, as a hung plain Redis does: the pool's ROLE checks of connections
+// idle for a second and of new connections are asked under the enqueue's
+// deadline. Every delivery made while the master is frozen and the
+// sentinels fail over from it is answered 200 and stored; none gets a 503.
+func TestHungSentinelMasterDoesNotStallDeliveries(t *testing.T) {
+	t.Parallel()
+	const enqueueWait = 250 * time.Millisecond
+	rs := testenv.StartRedisSentinel(t)
+	old := rs.Master()
+	in := start(t, options{redisAddr: old, env: map[string]string{
+		"WEBHOOK_ENQUEUE_TIMEOUT": enqueueWait.String(),
+		"REDIS_SENTINEL_ADDRS":    strings.Join(rs.SentinelAddrs(), ","),
+		"REDIS_SENTINEL_MASTER":   rs.MasterName,
+	}})
+
+	statuses, took := in.latencies(100, 8)
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Fatalf("delivery %d with the master up: %d", i, s)
+		}
+	}
+	normal := percentile(took, 0.99)
+	// The pool's connections idle for over a second: the next borrow of
+	// each checks its ROLE.
+	testenv.Consistently(t, 1200*time.Millisecond, "the master to stay "+old, func() bool { return rs.Master() == old })
+
+	rs.PauseMaster()
+	const n = 120
+	began := time.Now()
+	statuses, took = in.latencies(n, 8)
+	elapsed := time.Since(began)
+	failed := 0
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			failed++
+			t.Errorf("delivery %d while the master hangs: status %d after %s, want 200", i, s, took[i].Round(time.Millisecond))
+		}
+	}
+	p50, p99, worst := percentile(took, 0.5), percentile(took, 0.99), slices.Max(took)
+	t.Logf("master up: p99 %s; master frozen (and failed over from): p50 %s, p99 %s, max %s, %d deliveries in %s, %d not 200",
+		normal.Round(time.Millisecond), p50.Round(time.Millisecond), p99.Round(time.Millisecond),
+		worst.Round(time.Millisecond), n, elapsed.Round(time.Millisecond), failed)
+	if bound := normal + enqueueWait + time.Second; worst > bound {
+		t.Errorf("slowest answer while the master hangs took %s, over %s (p99 with the master up %s + enqueue wait %s + 1s)",
+			worst.Round(time.Millisecond), bound.Round(time.Millisecond), normal.Round(time.Millisecond), enqueueWait)
+	}
+	if rows := in.rows(); rows != 100+n {
+		t.Errorf("rows = %d, want %d", rows, 100+n)
+	}
+}
+
 // Every health route answers within its 2 s deadline when Postgres and
 // Redis hang, and says they are down.
 func TestHealthAnswersWithinDeadlineWhenBackendsHang(t *testing.T) {

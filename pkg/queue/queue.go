@@ -91,25 +91,28 @@ func ListKey(namespace string) string {
 // NewPool returns a redigo pool for cfg with connect, read and write
 // timeouts (redigo has none by default, and gocraft/work calls Get without a
 // context) and at most maxActive connections. A connection asked for with
-// GetContext is dialled, authenticated and waited for within that context's
-// deadline: a Redis that accepts connections but never answers costs a
-// caller with a deadline no more than its deadline.
+// GetContext is checked, dialled, authenticated and waited for within that
+// context's deadline: a Redis that accepts connections but never answers
+// costs a caller with a deadline no more than its deadline, and one without
+// (gocraft/work) no more than a second a check and three a dial.
 //
 // With REDIS_SENTINEL_ADDRS the pool dials the master Sentinel names and
 // keeps to it: a borrowed connection to an address Sentinel no longer
-// names (asked at most once a second, and only while connections are
-// borrowed), or that Redis answered READONLY, is closed and a new one
-// dialled to the new master.
+// names (asked in the background at most once a second, and only while
+// connections are borrowed), whose ROLE is not master after a second idle,
+// or that Redis answered READONLY, is closed and a new one dialled to the
+// master. No borrower waits for a sentinel while a master is known: with
+// every sentinel hung, the pool keeps to the master it knows.
 func NewPool(cfg config.Redis, maxActive int) *redis.Pool {
 	m := newMaster(cfg)
 	opts := append(dialOptions(cfg), redis.DialReadTimeout(10*time.Second))
 	return &redis.Pool{
-		MaxActive:    maxActive,
-		MaxIdle:      maxActive,
-		IdleTimeout:  4 * time.Minute,
-		Wait:         true,
-		DialContext:  func(ctx context.Context) (redis.Conn, error) { return m.dial(ctx, opts) },
-		TestOnBorrow: m.testOnBorrow,
+		MaxActive:           maxActive,
+		MaxIdle:             maxActive,
+		IdleTimeout:         4 * time.Minute,
+		Wait:                true,
+		DialContext:         func(ctx context.Context) (redis.Conn, error) { return m.dial(ctx, opts) },
+		TestOnBorrowContext: m.testOnBorrow,
 	}
 }
 
@@ -125,14 +128,13 @@ func dialOptions(cfg config.Redis) []redis.DialOption {
 	return opts
 }
 
-// DialSubscriber opens a connection for SUBSCRIBE to the master: no read
-// timeout (it waits for messages), TCP keepalives every 30 s instead, so
-// that a quiet subscription sends Redis no command.
+// DialSubscriber opens a connection for SUBSCRIBE to the master within ctx
+// (and at most three seconds): no read timeout (it waits for messages), TCP
+// keepalives every 30 s instead, so that a quiet subscription sends Redis
+// no command.
 func DialSubscriber(ctx context.Context, cfg config.Redis) (redis.Conn, error) {
 	m := newMaster(cfg)
-	if m.sentinel != nil {
-		defer m.sentinel.Close()
-	}
+	defer m.close()
 	return m.dial(ctx, append(dialOptions(cfg), redis.DialKeepAlive(30*time.Second)))
 }
 

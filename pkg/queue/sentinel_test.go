@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,74 @@ func TestPoolLeavesDemotedMaster(t *testing.T) {
 	// asynchronous; the sweeper queues its event again).
 	if n, err := redis.Int(direct.Do("LLEN", queue.ListKey(cfg.Namespace))); err != nil || n < late || n > i-failed {
 		t.Errorf("new master holds %d jobs (%v), want %d..%d", n, err, late, i-failed)
+	}
+}
+
+// A write refused with READONLY (a master demoted under a live connection:
+// here by a REPLICAOF sent to it directly, which unlike the sentinels' own
+// demotion does not cut its clients) marks that connection broken and makes
+// the pool ask Sentinel again before it lends another connection to that
+// server: the next enqueue goes to the new master at once, not when the
+// pool would next have asked Sentinel by itself.
+func TestPoolLeavesMasterThatRefusesAWrite(t *testing.T) {
+	t.Parallel()
+	rs := testenv.StartRedisSentinel(t)
+	cfg := config.Redis{SentinelAddrs: rs.SentinelAddrs(), SentinelMaster: rs.MasterName, Namespace: "sw-readonly"}
+	pool := queue.NewPool(cfg, 4)
+	t.Cleanup(func() { _ = pool.Close() })
+	held := pool.Get() // borrowed across the switch
+	defer held.Close()
+	if _, err := held.Do("PING"); err != nil {
+		t.Fatal(err)
+	}
+	old := rs.Master()
+	s, err := redis.Dial("tcp", rs.SentinelAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Do("SENTINEL", "FAILOVER", rs.MasterName); err != nil {
+		t.Fatal(err)
+	}
+	var next string
+	testenv.Eventually(t, 30*time.Second, "the sentinels to name a new master", func() bool {
+		next = rs.Master()
+		return next != old
+	})
+	host, port := testenv.RedisHostPort(t, next)
+	demote, err := redis.Dial("tcp", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demote.Close()
+	if _, err := demote.Do("REPLICAOF", host, port); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.Do("LPUSH", "sw-readonly:probe", "x"); err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
+		t.Fatalf("a write on the demoted master answered %v, want READONLY", err)
+	}
+	_ = held.Close()
+	if n := pool.Stats().IdleCount; n != 0 {
+		t.Errorf("the connection refused with READONLY went back to the pool (%d idle), want it closed", n)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	began := time.Now()
+	if _, err := queue.NewEnqueuer(cfg.Namespace, pool).Enqueue(ctx, testJob(1)); err != nil {
+		t.Fatalf("the enqueue after the READONLY: %v", err)
+	}
+	took := time.Since(began)
+	t.Logf("the enqueue after the READONLY took %s", took.Round(time.Millisecond))
+	if took > 500*time.Millisecond {
+		t.Errorf("the enqueue after the READONLY took %s, want well within a second", took.Round(time.Millisecond))
+	}
+	direct, err := redis.Dial("tcp", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if n, err := redis.Int(direct.Do("LLEN", queue.ListKey(cfg.Namespace))); err != nil || n != 1 {
+		t.Errorf("new master %s holds %d jobs (%v), want 1", next, n, err)
 	}
 }
