@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -28,13 +30,18 @@ import (
 // it. A worker busy with a long job holds a Drain until that job ends; the
 // other workers of the process then take new jobs at their next poll.
 //
+// With Sentinel the Waker asks the sentinels every second where the master
+// is (the master itself is sent nothing more) and, once they name another
+// server, leaves the old one and subscribes on the new: a master that hangs
+// rather than dies never fails the subscription by itself.
+//
 // A message is lost when the subscription is down (Redis restarting, a
-// network cut) or the process was not subscribed yet: the job then waits
-// for gocraft/work's own poll, at most 5 s, as without the Waker.
+// network cut, a failover) or the process was not subscribed yet: the job
+// then waits for gocraft/work's own poll, at most 5 s, as without the Waker.
 type Waker struct {
 	logger  *slog.Logger
-	redis   config.Redis
 	channel string
+	sub     *queue.Subscriber // dials the subscription; with Sentinel, follows the master
 	drain   func()
 	signal  chan struct{}
 
@@ -46,10 +53,10 @@ type Waker struct {
 }
 
 // NewWaker returns a Waker that calls drain (the pool's Drain) when jobs of
-// namespace are queued.
+// cfg's namespace are queued.
 func NewWaker(logger *slog.Logger, cfg config.Redis, drain func()) *Waker {
-	return &Waker{logger: logger.With("task", "waker"), redis: cfg, channel: queue.WakeChannel(cfg.Namespace),
-		drain: drain, signal: make(chan struct{}, 1)}
+	return &Waker{logger: logger.With("task", "waker"), channel: queue.WakeChannel(cfg.Namespace),
+		sub: queue.NewSubscriber(cfg), drain: drain, signal: make(chan struct{}, 1)}
 }
 
 // Start subscribes and wakes the pool until Stop or ctx ends.
@@ -61,15 +68,19 @@ func (w *Waker) Start(ctx context.Context) error {
 	go w.drainer(ctx)
 	go func() {
 		defer close(w.done)
+		defer w.sub.Close()
 		w.subscribe(ctx)
 	}()
 	return nil
 }
 
-// Stop ends the subscription and waits for it. A Drain in progress is not
-// waited for: it ends when the workers next find the queue empty, or never
-// if the pool stops first, which is harmless at shutdown. Stop before the
-// pool's Stop, so that no Drain starts on a stopped pool.
+// Stop ends the subscription and waits for it, a moment at most even if
+// Redis or the sentinels hang: the dial, its ROLE and the wait for Sentinel
+// run under a context Stop cancels, and Stop closes the subscription's
+// connection. A Drain in progress is not waited for: it ends when the
+// workers next find the queue empty, or never if the pool stops first,
+// which is harmless at shutdown. Stop before the pool's Stop, so that no
+// Drain starts on a stopped pool.
 func (w *Waker) Stop() {
 	w.stopOnce.Do(func() {
 		w.mu.Lock()
@@ -144,11 +155,16 @@ func (w *Waker) subscribe(ctx context.Context) {
 	}
 }
 
+// masterWatch is how often, with Sentinel, the Waker asks the sentinels
+// where the master is.
+const masterWatch = time.Second
+
 // listen subscribes once and wakes the pool on each message until the
-// connection fails. subscribed is called once the subscription holds.
+// connection fails or, with Sentinel, the master moves. subscribed is
+// called once the subscription holds.
 func (w *Waker) listen(ctx context.Context, subscribed func()) error {
 	dialCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	c, err := queue.DialSubscriber(dialCtx, w.redis)
+	c, addr, err := w.sub.Dial(dialCtx)
 	cancel()
 	if err != nil {
 		return err
@@ -167,6 +183,8 @@ func (w *Waker) listen(ctx context.Context, subscribed func()) error {
 		w.mu.Unlock()
 		_ = c.Close()
 	}()
+	moved, stopWatch := w.watchMaster(ctx, c, addr)
+	defer stopWatch()
 	psc := redis.PubSubConn{Conn: c}
 	if err := psc.Subscribe(w.channel); err != nil {
 		return err
@@ -183,10 +201,52 @@ func (w *Waker) listen(ctx context.Context, subscribed func()) error {
 				w.Wake()
 			}
 		case error:
+			if to := moved.Load(); to != nil {
+				return fmt.Errorf("the master moved from %s to %s", addr, *to)
+			}
 			return v
 		}
 		if ctx.Err() != nil {
 			return errors.New("waker stopped")
 		}
+	}
+}
+
+// watchMaster has watch follow, with Sentinel, the master of c's
+// subscription on addr. It returns where the master moved (nil until it
+// does) and a func that ends the watch and waits for it.
+func (w *Waker) watchMaster(ctx context.Context, c redis.Conn, addr string) (*atomic.Pointer[string], func()) {
+	moved := &atomic.Pointer[string]{}
+	if !w.sub.UsesSentinel() {
+		return moved, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.watch(ctx, c, addr, moved)
+	}()
+	return moved, func() { cancel(); <-done }
+}
+
+// watch asks Sentinel every masterWatch where the master is and, once it
+// names another server than addr, records it in moved and closes c, which
+// ends the subscription on it.
+func (w *Waker) watch(ctx context.Context, c redis.Conn, addr string, moved *atomic.Pointer[string]) {
+	tick := time.NewTicker(masterWatch)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, err := w.sub.Master(ctx)
+		if err != nil || now == addr {
+			continue // a sentinel question that failed says nothing of the master
+		}
+		moved.Store(&now)
+		_ = c.Close()
+		return
 	}
 }

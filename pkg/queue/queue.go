@@ -128,15 +128,47 @@ func dialOptions(cfg config.Redis) []redis.DialOption {
 	return opts
 }
 
-// DialSubscriber opens a connection for SUBSCRIBE to the master within ctx
-// (and at most three seconds): no read timeout (it waits for messages), TCP
-// keepalives every 30 s instead, so that a quiet subscription sends Redis
-// no command.
-func DialSubscriber(ctx context.Context, cfg config.Redis) (redis.Conn, error) {
-	m := newMaster(cfg)
-	defer m.close()
-	return m.dial(ctx, append(dialOptions(cfg), redis.DialKeepAlive(30*time.Second)))
+// Subscriber opens connections for SUBSCRIBE to the master and, with
+// Sentinel, tells where the master is now, so that a subscription can leave
+// a master Sentinel no longer names (one that hangs rather than dies never
+// fails the subscription by itself). Its connections have no read timeout
+// (they wait for messages) and TCP keepalives every 30 s instead, so that a
+// quiet subscription sends Redis no command.
+type Subscriber struct {
+	master *master
+	opts   []redis.DialOption
 }
+
+// NewSubscriber returns a Subscriber for cfg; Close it when done.
+func NewSubscriber(cfg config.Redis) *Subscriber {
+	return &Subscriber{master: newMaster(cfg), opts: append(dialOptions(cfg), redis.DialKeepAlive(30*time.Second))}
+}
+
+// Dial connects to the master within ctx (and at most three seconds) and
+// returns the connection and the master's address. With Sentinel the
+// server's ROLE is checked, within the same bounds, before it is returned.
+func (s *Subscriber) Dial(ctx context.Context) (redis.Conn, string, error) {
+	c, err := s.master.dial(ctx, s.opts)
+	if err != nil {
+		return nil, "", err
+	}
+	if mc, ok := c.(*masterConn); ok {
+		return c, mc.addr, nil
+	}
+	return c, s.master.fixed, nil
+}
+
+// UsesSentinel reports whether the master is found through Sentinel, and
+// so may move.
+func (s *Subscriber) UsesSentinel() bool { return s.master.sentinel != nil }
+
+// Master asks Sentinel where the master is now (joining a question already
+// in flight) and waits for the answer within ctx; without Sentinel it is
+// REDIS_HOST:REDIS_PORT. It sends the master itself nothing.
+func (s *Subscriber) Master(ctx context.Context) (string, error) { return s.master.current(ctx) }
+
+// Close closes the connections to the sentinels.
+func (s *Subscriber) Close() error { return s.master.close() }
 
 // Ping checks that Redis answers within ctx.
 func Ping(ctx context.Context, pool *redis.Pool) error {

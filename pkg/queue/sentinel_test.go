@@ -85,18 +85,27 @@ func TestPoolFollowsSentinelFailover(t *testing.T) {
 	}
 }
 
-// A subscriber connection goes to the master Sentinel names.
+// A subscriber connection goes to the master Sentinel names, and Master
+// names it too.
 func TestDialSubscriberAsksSentinel(t *testing.T) {
 	t.Parallel()
 	rs := testenv.StartRedisSentinel(t)
 	cfg := config.Redis{SentinelAddrs: rs.SentinelAddrs(), SentinelMaster: rs.MasterName, Namespace: "sw-sentinel"}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := queue.DialSubscriber(ctx, cfg)
+	sub := queue.NewSubscriber(cfg)
+	defer sub.Close()
+	c, addr, err := sub.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if want := rs.Master(); addr != want {
+		t.Errorf("subscriber dialled %s, want the master %s", addr, want)
+	}
+	if m, err := sub.Master(ctx); err != nil || m != addr {
+		t.Errorf("Master() = %s, %v; want %s", m, err, addr)
+	}
 	role, err := redis.Values(c.Do("ROLE"))
 	if err != nil || len(role) == 0 {
 		t.Fatalf("ROLE: %v", err)
@@ -104,8 +113,9 @@ func TestDialSubscriberAsksSentinel(t *testing.T) {
 	if r, _ := redis.String(role[0], nil); r != "master" {
 		t.Errorf("subscriber dialled a %s", r)
 	}
-	bad := config.Redis{SentinelAddrs: rs.SentinelAddrs(), SentinelMaster: "no-such-master", Namespace: "x"}
-	if _, err := queue.DialSubscriber(ctx, bad); err == nil {
+	bad := queue.NewSubscriber(config.Redis{SentinelAddrs: rs.SentinelAddrs(), SentinelMaster: "no-such-master", Namespace: "x"})
+	defer bad.Close()
+	if _, _, err := bad.Dial(ctx); err == nil {
 		t.Error("a master no sentinel monitors was dialled")
 	}
 }
