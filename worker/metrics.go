@@ -35,6 +35,8 @@ type metrics struct {
 	reconcileLastSuccess prometheus.Gauge
 	reconcileSkipped     prometheus.Counter
 	resyncedAccounts     prometheus.Counter
+
+	sameSecondTies *prometheus.CounterVec
 }
 
 func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
@@ -102,6 +104,17 @@ func newMetrics(pool *redis.Pool, namespace string, st *store.Store) *metrics {
 		Name: "stripe_webhooks_resynced_accounts_total",
 		Help: "Connected accounts whose state resync fetched from Stripe's API and applied.",
 	})
+	m.sameSecondTies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stripe_webhooks_same_second_ties_total",
+		Help: "Events applied to an object (account, capability, external_account) that an event of the same created second had written, by how the tie was settled.",
+	}, []string{"object", "settled"})
+	for _, o := range []string{store.TieAccount, store.TieCapability, store.TieExternalAccount} {
+		for _, s := range []string{store.TieChained, store.TieSameState, store.TieSameEvent, store.TieEarlier, store.TieKept, store.TieResync} {
+			m.sameSecondTies.WithLabelValues(o, s)
+		}
+	}
+	m.sameSecondTies.WithLabelValues(store.TieExternalAccount, store.TieDeletion)
+	reg.MustRegister(m.sameSecondTies)
 	// Every series from 0: increase() never counts the first increment of a
 	// series that appears at 1, and the alerts are about exactly that one.
 	for _, o := range []string{"ok", "failed"} {
@@ -173,4 +186,9 @@ func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.retrying, r.stats.Retrying)
 	gauge(c.dead, r.stats.Dead)
 	gauge(c.alive, r.stats.PoolsAlive)
+}
+
+// countTie counts a same-second tie the worker applied (handler.Options.Tie).
+func (m *metrics) countTie(t store.Tie) {
+	m.sameSecondTies.WithLabelValues(t.Object, t.Settled).Inc()
 }

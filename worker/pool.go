@@ -72,7 +72,10 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	// Jobs running at the same moment are applied in one transaction, with
 	// up to claimAhead events whose jobs are still queued; groupsAtOnce such
 	// transactions at a time.
-	applier := st.NewApplier(handler.ApplyIn(cfg.Livemode), store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
+	// With a Stripe API key, a same-second tie the events cannot settle is
+	// settled by a resync of the account (the periodic task below).
+	apply := handler.ApplyWith(handler.Options{Livemode: cfg.Livemode, ResyncTies: cfg.StripeAPI.Key != "", Tie: m.countTie})
+	applier := st.NewApplier(apply, store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
 		Timeout: cfg.JobTimeout, AppliedAhead: appliedAhead(logger, m), AccountOf: handler.AccountIn(cfg.Livemode),
 		GroupFailed: groupFailed(logger, m)})
 	defer applier.Close() // after wp.Stop: no job is left to answer
@@ -121,12 +124,16 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	if cfg.StripeAPI.Key != "" {
 		api := stripeapi.New(cfg.StripeAPI, logger)
 		reconciler := NewReconciler(logger, st, enqueuer, api, m, cfg.Livemode, cfg.Retention)
-		reconciler.resync = &Resyncer{logger: logger.With("task", "resync"), store: st, api: api, metrics: m}
+		resyncer := &Resyncer{logger: logger.With("task", "resync"), store: st, api: api, metrics: m}
+		reconciler.resync = resyncer
 		tasks = append(tasks, newPeriodic("reconcile", cfg.ReconcileInterval, st, logger, func(ctx context.Context) error {
 			return reconcilePeriodically(ctx, reconciler, m)
+		}), newPeriodic("tie-resync", tieResyncEvery(cfg.ResyncDebounce), st, logger, func(ctx context.Context) error {
+			return resyncer.ResyncTies(ctx, cfg.ResyncDebounce)
 		}))
 	} else {
-		logger.Info("periodic reconcile off: no STRIPE_API_KEY; events Stripe never delivers stay missing")
+		logger.Info("periodic reconcile off: no STRIPE_API_KEY; events Stripe never delivers stay missing, " +
+			"and a same-second tie the events cannot settle keeps the state applied first")
 	}
 	for _, t := range tasks {
 		_ = t.Start(ctx)

@@ -71,6 +71,45 @@ func (r *Resyncer) Resync(ctx context.Context, account string) (store.SnapshotRe
 	return rep, nil
 }
 
+// tieResyncBatch is how many requested resyncs one read of them returns.
+const tieResyncBatch = 100
+
+// ResyncTies resyncs each account whose resync a same-second tie requested
+// (store.Tie, with STRIPE_API_KEY) at least debounce ago, the oldest request
+// first, until none is due or ctx ends. The snapshot, taken after the ties'
+// second, settles them and deletes the request; a request still there
+// afterwards (the resync failed, or Stripe's clock was ahead of ours) is
+// due again after another debounce.
+func (r *Resyncer) ResyncTies(ctx context.Context, debounce time.Duration) error {
+	for {
+		accounts, err := r.store.DueResyncRequests(ctx, time.Now().Add(-debounce), tieResyncBatch)
+		if err != nil {
+			return err
+		}
+		for _, account := range accounts {
+			if _, err := r.Resync(ctx, account); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				r.logger.Warn("could not resync an account after a same-second tie; tried again after the debounce",
+					"account", account, "error", err)
+			}
+			if err := r.store.PutOffResyncRequest(ctx, account, time.Now()); err != nil {
+				return err
+			}
+		}
+		if len(accounts) < tieResyncBatch {
+			return nil
+		}
+	}
+}
+
+// tieResyncEvery is how often one replica looks for the resyncs ties
+// requested: a third of the debounce, at least a second.
+func tieResyncEvery(debounce time.Duration) time.Duration {
+	return max(debounce/3, time.Second)
+}
+
 // runResync is `worker resync (--account acct_… | --all)`.
 func runResync(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("resync", flag.ContinueOnError)

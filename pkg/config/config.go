@@ -165,6 +165,11 @@ type Worker struct {
 	// ReconcileInterval is how often one replica reconciles events with
 	// Stripe's API, when STRIPE_API_KEY is set. Default: 1h.
 	ReconcileInterval time.Duration `env:"STRIPE_RECONCILE_INTERVAL" envDefault:"1h"`
+	// ResyncDebounce is how long after a same-second tie that the events
+	// could not settle the account is resynced from Stripe's API, when
+	// STRIPE_API_KEY is set (so that a burst of such events settles first).
+	// Default: 30s.
+	ResyncDebounce time.Duration `env:"STRIPE_RESYNC_DEBOUNCE" envDefault:"30s"`
 }
 
 // Reconcile is the configuration of `bin/worker reconcile` and `resync`.
@@ -272,6 +277,7 @@ func LoadWorker(environ []string) (Worker, error) {
 	p.stripeAPI(c.StripeAPI, false)
 	p.positiveDuration("STRIPE_RECONCILE_INTERVAL", c.ReconcileInterval)
 	p.retention(c.Retention)
+	p.positiveDuration("STRIPE_RESYNC_DEBOUNCE", c.ResyncDebounce)
 	return c, p.err()
 }
 

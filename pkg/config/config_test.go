@@ -53,6 +53,7 @@ func TestLoadWorkerDefaults(t *testing.T) {
 		StripeAPI:      StripeAPI{Base: "https://api.stripe.com", Rate: 20},
 
 		ReconcileInterval: time.Hour,
+		ResyncDebounce:    30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want %+v", c, want)

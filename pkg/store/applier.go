@@ -337,6 +337,7 @@ func (a *Applier) group(ctx context.Context, batch []*applyReq) ([]WebhookEvent,
 		if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
 			return fmt.Errorf("store: apply and commit: %w", err)
 		}
+		tx.committed()
 		return nil
 	})
 	if err != nil {

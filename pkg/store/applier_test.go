@@ -36,7 +36,8 @@ func TestApplierGroupsSeeEachOthersWrites(t *testing.T) {
 		if e.ID == poison {
 			return fmt.Errorf("poison")
 		}
-		return tx.ApplyCapability(ctx, "acct_grp", "cap_"+e.StripeEventID, "active", time.Unix(1_700_000_000, 0))
+		return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: "acct_grp", Capability: "cap_" + e.StripeEventID, Status: "active",
+			EventCreated: time.Unix(1_700_000_000, 0)})
 	}
 	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 8, Timeout: 30 * time.Second})
 	defer a.Close()
@@ -272,7 +273,8 @@ func concurrentGroups(t *testing.T, accountOf func(store.WebhookEvent) string) {
 		mu.Unlock()
 		var i int
 		_, _ = fmt.Sscanf(e.StripeEventID, "evt_two_%d", &i)
-		return tx.ApplyCapability(ctx, fmt.Sprintf("acct_two_%d", i%3), "cap_"+e.StripeEventID, "active", time.Unix(1_700_000_000, 0))
+		return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: fmt.Sprintf("acct_two_%d", i%3), Capability: "cap_" + e.StripeEventID, Status: "active",
+			EventCreated: time.Unix(1_700_000_000, 0)})
 	}
 	a := s.NewApplier(apply, store.ApplierOptions{Flushers: 2, MaxJobs: 4, Ahead: 8, Timeout: 30 * time.Second, AccountOf: accountOf})
 	defer a.Close()
@@ -596,7 +598,8 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 		if e.EventType == "charge.succeeded" {
 			return nil
 		}
-		return tx.ApplyCapability(ctx, accountOf(e), "transfers", "active", time.Unix(1_700_000_000, 0))
+		return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: accountOf(e), Capability: "transfers", Status: "active",
+			EventCreated: time.Unix(1_700_000_000, 0)})
 	}
 	r := newRecorder()
 	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,

@@ -43,6 +43,14 @@ type ConnectedAccount struct {
 	// AccountEventCreated is the Stripe `created` time of the newest
 	// account.updated applied to the account's own fields.
 	AccountEventCreated *time.Time
+	// AccountEventPrevious is that event's data.previous_attributes for the
+	// account's own fields (nil: it changed none, or a resync wrote them):
+	// what settles a tie with another event of the same second.
+	AccountEventPrevious JSON
+	// CapabilitiesEventPrevious maps a capability to its status before the
+	// newest event applied to it ("": it had none), for the capabilities
+	// that event changed.
+	CapabilitiesEventPrevious JSON
 	// DeauthorizedAt is when the account disconnected from the platform
 	// (the `created` time of its account.application.deauthorized); nil
 	// while it is connected.
@@ -72,8 +80,11 @@ type ExternalAccount struct {
 	DefaultForCurrency      bool
 	DeletedAt               *time.Time
 	EventCreated            *time.Time
-	CreatedAt               time.Time
-	UpdatedAt               time.Time
+	// EventPrevious is that event's data.previous_attributes for the
+	// fields kept (nil: it changed none, or a resync wrote the row).
+	EventPrevious JSON
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // TableName is the table of external accounts.

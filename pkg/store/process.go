@@ -46,6 +46,14 @@ type Tx struct {
 	// accounts are the rows this transaction holds locked, as its queued
 	// writes leave them.
 	accounts map[string]ConnectedAccount
+	// externals are the external accounts' rows it holds locked, as its
+	// queued writes leave them (a zero row: none stored); made on first use.
+	externals map[string]ExternalAccount
+	// resyncTies and reportTie are set by SettleTies.
+	resyncTies bool
+	reportTie  func(Tie)
+	// afterCommit runs once the transaction has committed.
+	afterCommit []func()
 }
 
 // ApplyFunc applies one event inside tx.
@@ -183,6 +191,7 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 	if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
 		return 0, e, &applyError{err: fmt.Errorf("store: apply and commit: %w", err)}
 	}
+	tx.committed()
 	return Applied, e, nil
 }
 

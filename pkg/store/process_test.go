@@ -81,7 +81,8 @@ func TestProcessEventFailureRollsBackAndCounts(t *testing.T) {
 	id := insert(t, s, "evt_fail")
 	boom := errors.New("boom")
 	_, _, err := s.ProcessEvent(context.Background(), id, store.Attempt{}, func(ctx context.Context, tx *store.Tx, e store.WebhookEvent) error {
-		if err := tx.ApplyCapability(ctx, "acct_rollback", "card_payments", "active", time.Now()); err != nil {
+		if err := tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: "acct_rollback", Capability: "card_payments", Status: "active",
+			EventCreated: time.Now()}); err != nil {
 			return err
 		}
 		return boom
@@ -148,5 +149,34 @@ func TestProcessEventRecordsOnlyItsHandlersFailure(t *testing.T) {
 	row, _ = s.EventByStripeID(context.Background(), "evt_own")
 	if calls.Load() != 1 || row.RetryCount != 1 || row.Error == nil || row.NextAttemptAt == nil {
 		t.Errorf("its own failure: handler ran %d times, row retry_count %d error %q next_attempt_at %v; want once, 1, recorded", calls.Load(), row.RetryCount, deref(row.Error), row.NextAttemptAt)
+	}
+}
+
+// A replay of a processed event whose handler fails leaves the event's
+// record as it was: processed, no error, its retry_count and dead_at
+// unchanged.
+func TestFailedReplayOfAProcessedEventKeepsItsRecord(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	id := insert(t, s, "evt_replay_fails")
+	fail := func(context.Context, *store.Tx, store.WebhookEvent) error { return errors.New("boom") }
+	// One failed attempt, then applied.
+	if _, _, err := s.ProcessEvent(ctx, id, store.Attempt{RetryAt: time.Now().Add(time.Minute)}, fail); err == nil {
+		t.Fatal("a failing handler succeeded")
+	}
+	if out, _, err := s.ProcessEvent(ctx, id, store.Attempt{}, func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }); err != nil || out != store.Applied {
+		t.Fatalf("outcome %v, error %v", out, err)
+	}
+	if _, _, err := s.ReplayEvent(ctx, id, fail); err == nil {
+		t.Fatal("a failing replay succeeded")
+	}
+	row, err := s.EventByStripeID(ctx, "evt_replay_fails")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !row.Processed || row.Error != nil || row.RetryCount != 1 || row.DeadAt != nil {
+		t.Errorf("after a failed replay: processed %v, error %q, retry_count %d, dead_at %v; want true, none, 1, none",
+			row.Processed, deref(row.Error), row.RetryCount, row.DeadAt)
 	}
 }

@@ -87,8 +87,12 @@ func (r SnapshotReport) Changed() bool {
 // What the snapshot writes has its created-time (account_event_created,
 // the capability's entry in capabilities_event_created, event_created) set
 // to the snapshot's time, so a late event older than the snapshot does not
-// overwrite it, and one in the same second or newer does. Applying the same
-// snapshot again writes nothing.
+// overwrite it, and one in the same second or newer does (one in the same
+// second only if it is shown to follow what the snapshot wrote: the
+// previous_attributes the object kept are cleared). Applying the same
+// snapshot again writes nothing. The account's resync request
+// (DueResyncRequests) is deleted if its ties are older than the snapshot's
+// time: the snapshot settled them.
 //
 // The account's row is locked first, as the handlers lock it, then its
 // external accounts' rows, so the snapshot serialises with the worker's
@@ -183,28 +187,30 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 		if snap.Requirements != nil {
 			acct.Requirements = snap.Requirements
 		}
-		acct.AccountEventCreated = &at
+		acct.AccountEventCreated, acct.AccountEventPrevious = &at, nil
 		written = true
 	}
-	caps, times, err := capabilityMaps(acct)
+	caps, err := capabilityMaps(acct)
 	if err != nil {
 		return err
 	}
 	for name, status := range snap.Capabilities {
-		if t, seen := times[name]; seen && at.Unix() <= t {
+		if t, seen := caps.created[name]; seen && at.Unix() <= t {
 			continue
 		}
-		if old, ok := caps[name]; !ok || old != status {
+		if old, ok := caps.status[name]; !ok || old != status {
 			report.CapabilitiesWritten = append(report.CapabilitiesWritten, name)
 		}
-		caps[name] = status
-		times[name] = at.Unix()
+		caps.status[name] = status
+		caps.created[name] = at.Unix()
+		delete(caps.previous, name)
 		written = true
 	}
-	for name := range caps {
-		if _, inSnapshot := snap.Capabilities[name]; !inSnapshot && at.Unix() > times[name] {
-			delete(caps, name)
-			times[name] = at.Unix() // a late, older event must not bring it back
+	for name := range caps.status {
+		if _, inSnapshot := snap.Capabilities[name]; !inSnapshot && at.Unix() > caps.created[name] {
+			delete(caps.status, name)
+			caps.created[name] = at.Unix() // a late, older event must not bring it back
+			delete(caps.previous, name)
 			report.CapabilitiesRemoved = append(report.CapabilitiesRemoved, name)
 			written = true
 		}
@@ -212,10 +218,13 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 	slices.Sort(report.CapabilitiesWritten)
 	slices.Sort(report.CapabilitiesRemoved)
 	if written {
-		if err := tx.saveAccount(ctx, acct, caps, times); err != nil {
+		if err := tx.saveAccount(ctx, acct, caps); err != nil {
 			return err
 		}
 	}
+	// Same-second ties of the account's events before the snapshot's second
+	// are settled now.
+	tx.pending.Queue(`DELETE FROM resync_requests WHERE stripe_account_id = $1 AND tied_at < $2`, snap.AccountID, at)
 
 	// External accounts in the order of their ids, the order their rows
 	// were locked in.
@@ -250,7 +259,8 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 		if r.DeletedAt != nil {
 			continue
 		}
-		tx.pending.Queue(`UPDATE stripe_external_accounts SET deleted_at = $2, event_created = $2, updated_at = $3
+		tx.pending.Queue(`UPDATE stripe_external_accounts SET deleted_at = $2, event_created = $2, event_previous = NULL,
+				updated_at = $3
 			WHERE stripe_external_account_id = $1 AND deleted_at IS NULL AND (event_created IS NULL OR event_created < $2)
 			RETURNING stripe_external_account_id`, id, at, now).Query(func(rows pgx.Rows) error {
 			if returned(rows) {
@@ -272,7 +282,7 @@ const upsertSnapshotExternalAccount = `INSERT INTO stripe_external_accounts (str
 		stripe_account_id = excluded.stripe_account_id, object = excluded.object, last4 = excluded.last4,
 		bank_name = excluded.bank_name, brand = excluded.brand, currency = excluded.currency,
 		status = excluded.status, default_for_currency = excluded.default_for_currency, deleted_at = NULL,
-		event_created = excluded.event_created, updated_at = excluded.updated_at
+		event_created = excluded.event_created, event_previous = NULL, updated_at = excluded.updated_at
 	WHERE stripe_external_accounts.event_created IS NULL OR stripe_external_accounts.event_created < excluded.event_created
 	RETURNING stripe_external_account_id`
 

@@ -147,13 +147,16 @@ func TestApplySnapshotCapabilitiesKeepNewerEvents(t *testing.T) {
 			return err
 		}
 		// Newer than the snapshot, and in the same second as the fetch began.
-		if err := tx.ApplyCapability(ctx, id, "transfers", "active", at.Add(10*time.Second)); err != nil {
+		if err := tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: id, Capability: "transfers", Status: "active",
+			EventCreated: at.Add(10 * time.Second)}); err != nil {
 			return err
 		}
-		if err := tx.ApplyCapability(ctx, id, "tax_reporting_us_1099_k", "active", at.Add(10*time.Second)); err != nil {
+		if err := tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: id, Capability: "tax_reporting_us_1099_k", Status: "active",
+			EventCreated: at.Add(10 * time.Second)}); err != nil {
 			return err
 		}
-		return tx.ApplyCapability(ctx, id, "us_bank_account_ach_payments", "pending", at.Add(900*time.Millisecond))
+		return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: id, Capability: "us_bank_account_ach_payments", Status: "pending",
+			EventCreated: at.Add(900 * time.Millisecond)})
 	})
 	report := snapApply(t, s, store.AccountSnapshot{AccountID: id, TakenAt: takenAt, Capabilities: map[string]string{
 		"card_payments": "active", "transfers": "inactive", "us_bank_account_ach_payments": "active", "link_payments": "active",
@@ -454,5 +457,87 @@ func TestApplySnapshotRejectsIncompleteSnapshots(t *testing.T) {
 	}
 	if _, err := s.Account(context.Background(), "acct_x"); !store.IsNotFound(err) {
 		t.Errorf("a rejected snapshot wrote the account: %v", err)
+	}
+}
+
+// A snapshot settles the same-second ties of the seconds before its own:
+// it deletes the account's resync request then, and not while a tie is of
+// its own second (which it does not overwrite).
+func TestApplySnapshotDeletesTheResyncRequestItSettles(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	const id = "acct_snapties"
+	takenAt := snapshotBase.Add(time.Hour + 400*time.Millisecond)
+	at := takenAt.Truncate(time.Second)
+	// Two statuses of one second that do not chain: the first is kept, and
+	// the account's resync requested.
+	snapEvent(t, s, func(ctx context.Context, tx *store.Tx) error {
+		tx.SettleTies(true, nil)
+		for _, status := range []string{"pending", "active"} {
+			err := tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: id, Capability: "card_payments", Status: status,
+				EventCreated: at})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	requested := func() []string {
+		t.Helper()
+		ids, err := s.DueResyncRequests(ctx, time.Now().Add(time.Minute), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := requested(); !cmp.Equal([]string{id}, got) {
+		t.Fatalf("resync requests = %v, want %s", got, id)
+	}
+	snap := store.AccountSnapshot{AccountID: id, TakenAt: takenAt, Capabilities: map[string]string{"card_payments": "inactive"}}
+	snapApply(t, s, snap)
+	caps, _ := snapCapabilities(t, snapAccount(t, s, id))
+	if got := requested(); caps["card_payments"] != "pending" || !cmp.Equal([]string{id}, got) {
+		t.Errorf("a snapshot of the ties' second: card_payments %s, requests %v; want pending kept, %s requested", caps["card_payments"], got, id)
+	}
+	snap.TakenAt = takenAt.Add(time.Second)
+	snapApply(t, s, snap)
+	caps, _ = snapCapabilities(t, snapAccount(t, s, id))
+	if got := requested(); caps["card_payments"] != "inactive" || len(got) != 0 {
+		t.Errorf("a snapshot of a later second: card_payments %s, requests %v; want inactive, none", caps["card_payments"], got)
+	}
+}
+
+// What a snapshot writes has no previous values: an event of the
+// snapshot's second is not taken for the earlier one of a tie because it
+// matches the previous values of the event the snapshot overwrote.
+func TestApplySnapshotForgetsThePreviousValuesItOverwrites(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	const id = "acct_snapprevious"
+	takenAt := snapshotBase.Add(time.Hour + 400*time.Millisecond)
+	at := takenAt.Truncate(time.Second)
+	apply := func(u store.AccountUpdate, c store.CapabilityUpdate) []store.Tie {
+		t.Helper()
+		var ties []store.Tie
+		snapEvent(t, s, func(ctx context.Context, tx *store.Tx) error {
+			tx.SettleTies(false, func(tie store.Tie) { ties = append(ties, tie) })
+			if err := tx.ApplyAccount(ctx, u); err != nil {
+				return err
+			}
+			return tx.ApplyCapability(ctx, c)
+		})
+		return ties
+	}
+	apply(store.AccountUpdate{AccountID: id, ChargesEnabled: true, Previous: store.JSON(`{"charges_enabled": false}`), EventCreated: snapshotBase},
+		store.CapabilityUpdate{AccountID: id, Capability: "card_payments", Status: "active", Previous: store.JSON(`{"status": "inactive"}`),
+			EventCreated: snapshotBase})
+	snapApply(t, s, store.AccountSnapshot{AccountID: id, TakenAt: takenAt, ChargesEnabled: true,
+		Capabilities: map[string]string{"card_payments": "active"}})
+	ties := apply(store.AccountUpdate{AccountID: id, EventCreated: at},
+		store.CapabilityUpdate{AccountID: id, Capability: "card_payments", Status: "inactive", EventCreated: at})
+	want := []store.Tie{{Object: store.TieAccount, Settled: store.TieKept}, {Object: store.TieCapability, Settled: store.TieKept}}
+	if diff := cmp.Diff(want, ties); diff != "" {
+		t.Errorf("ties with what the snapshot wrote (-want +got):\n%s", diff)
 	}
 }

@@ -36,6 +36,9 @@ type Options struct {
 	Card bool
 	// Mutate, when set, edits the data object before it is wrapped.
 	Mutate func(object map[string]any)
+	// Previous, when set, is the event's data.previous_attributes. Default:
+	// for *.updated events, the object's status fields negated.
+	Previous map[string]any
 	// APIVersion of the envelope. Default: stripe-go's pinned version.
 	APIVersion string
 	// Live makes a live-mode event (livemode true). Default: test mode.
@@ -86,7 +89,10 @@ func Event(o Options) ([]byte, error) {
 		o.Mutate(object)
 	}
 	data := map[string]any{"object": object}
-	if strings.HasSuffix(o.Type, ".updated") {
+	switch {
+	case o.Previous != nil:
+		data["previous_attributes"] = o.Previous
+	case strings.HasSuffix(o.Type, ".updated"):
 		// What changed, as Stripe reports it on every *.updated event.
 		data["previous_attributes"] = previousAttributes(object)
 	}

@@ -40,6 +40,7 @@ func accountUpdated(ctx context.Context, tx *store.Tx, e Event) error {
 		DetailsSubmitted: a.DetailsSubmitted,
 		Requirements:     requirements,
 		Capabilities:     a.Capabilities,
+		Previous:         store.JSON(e.Previous),
 		EventCreated:     e.Created,
 	})
 }

@@ -22,5 +22,6 @@ func capabilityUpdated(ctx context.Context, tx *store.Tx, e Event) error {
 	if c.ID == "" || c.Status == "" || account == "" {
 		return fmt.Errorf("%s: capability object lacks id, status or account", e.Type)
 	}
-	return tx.ApplyCapability(ctx, account, c.ID, c.Status, e.Created)
+	return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: account, Capability: c.ID, Status: c.Status,
+		Previous: store.JSON(e.Previous), EventCreated: e.Created})
 }

@@ -54,6 +54,7 @@ func externalAccount(e Event) (store.ExternalAccountUpdate, error) {
 		Currency:           o.Currency,
 		Status:             o.Status,
 		DefaultForCurrency: o.DefaultForCurrency,
+		Previous:           store.JSON(e.Previous),
 		EventCreated:       e.Created,
 	}, nil
 }

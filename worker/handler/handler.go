@@ -36,6 +36,9 @@ type Event struct {
 	Livemode bool
 	// Object is the raw data.object.
 	Object json.RawMessage
+	// Previous is the raw data.previous_attributes (*.updated events: the
+	// values the changed fields had before); nil without one.
+	Previous json.RawMessage
 	// object is Object as Parse found it, so decodeObject need not parse
 	// it again.
 	object gjson.Result
@@ -80,27 +83,35 @@ func Parse(payload []byte) (Event, error) {
 	if created.Exists() && created.Type != gjson.Number {
 		return Event{}, fmt.Errorf("event envelope: created is %s, not a number", created.Type)
 	}
-	var object gjson.Result
-	var raw json.RawMessage
+	var object, previous gjson.Result
 	if data.IsObject() {
-		object = data.Get("object")
-		// Object shares the payload's bytes where gjson says where it is.
-		if at := object.Index; at > 0 && at+len(object.Raw) <= len(payload) &&
-			string(payload[at:at+len(object.Raw)]) == object.Raw {
-			raw = json.RawMessage(payload[at : at+len(object.Raw) : at+len(object.Raw)])
-		} else {
-			raw = json.RawMessage(object.Raw)
-		}
+		object, previous = data.Get("object"), data.Get("previous_attributes")
 	}
-	return Event{
+	e := Event{
 		ID:       id.Str,
 		Type:     typ.Str,
 		Created:  time.Unix(created.Int(), 0).UTC(),
 		Account:  account.Str,
 		Livemode: livemode.Type != gjson.False,
-		Object:   raw,
+		Object:   rawOf(payload, object),
 		object:   object,
-	}, nil
+	}
+	if previous.IsObject() {
+		e.Previous = rawOf(payload, previous)
+	}
+	return e, nil
+}
+
+// rawOf returns the JSON of v, a value found in payload: the payload's own
+// bytes where gjson says where it is; nil if v does not exist.
+func rawOf(payload []byte, v gjson.Result) json.RawMessage {
+	if !v.Exists() {
+		return nil
+	}
+	if at := v.Index; at > 0 && at+len(v.Raw) <= len(payload) && string(payload[at:at+len(v.Raw)]) == v.Raw {
+		return json.RawMessage(payload[at : at+len(v.Raw) : at+len(v.Raw)])
+	}
+	return json.RawMessage(v.Raw)
 }
 
 // Apply is the store.ApplyFunc of a deployment that applies events of
@@ -108,13 +119,33 @@ func Parse(payload []byte) (Event, error) {
 // the handler registered for its type. A type with no handler is marked
 // processed without effect.
 func Apply(ctx context.Context, tx *store.Tx, row store.WebhookEvent) error {
-	return ApplyIn(config.Livemode{Mode: "any"})(ctx, tx, row)
+	return ApplyWith(Options{})(ctx, tx, row)
 }
 
 // ApplyIn is Apply for a deployment that applies only the events of mode:
 // an event of the other mode (by the payload's own livemode) is marked
 // processed without effect, as a type with no handler is.
 func ApplyIn(mode config.Livemode) store.ApplyFunc {
+	return ApplyWith(Options{Livemode: mode})
+}
+
+// Options are how a deployment applies events.
+type Options struct {
+	// Livemode: only the events of this mode are applied (the zero value:
+	// both).
+	Livemode config.Livemode
+	// ResyncTies: STRIPE_API_KEY is set, so a same-second tie that the
+	// events cannot settle requests the account's resync from Stripe's API
+	// (the worker's periodic resync then settles it); without, the stored
+	// state is kept. See store.Tie.
+	ResyncTies bool
+	// Tie, if set, is told of each same-second tie, after the commit of the
+	// transaction that applied it.
+	Tie func(store.Tie)
+}
+
+// ApplyWith is Apply for a deployment that applies events as o says.
+func ApplyWith(o Options) store.ApplyFunc {
 	return func(ctx context.Context, tx *store.Tx, row store.WebhookEvent) error {
 		fn, ok := registry[row.EventType]
 		if !ok {
@@ -124,9 +155,10 @@ func ApplyIn(mode config.Livemode) store.ApplyFunc {
 		if err != nil {
 			return err
 		}
-		if !mode.Applies(e.Livemode) {
+		if !o.Livemode.Applies(e.Livemode) {
 			return nil
 		}
+		tx.SettleTies(o.ResyncTies, o.Tie)
 		return fn(ctx, tx, e)
 	}
 }

@@ -198,10 +198,12 @@ func TestOutOfOrder(t *testing.T) {
 		if a, _ := account(t, st); !a.ChargesEnabled || !a.PayoutsEnabled {
 			t.Errorf("older update overwrote newer: %+v", a)
 		}
-		// Equal seconds apply in processing order.
-		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(20), Mutate: set("payouts_enabled", false)})
+		// An update of the same second whose previous values are the stored
+		// state follows it, and applies.
+		mustDeliver(t, st, stripefixture.Options{Type: "account.updated", Created: at(20),
+			Mutate: set("charges_enabled", true, "payouts_enabled", false), Previous: map[string]any{"payouts_enabled": true}})
 		if a, _ := account(t, st); a.PayoutsEnabled {
-			t.Error("an update with equal created seconds did not apply")
+			t.Error("a later update of the same second did not apply")
 		}
 	})
 	t.Run("older capability status after newer", func(t *testing.T) {
@@ -414,7 +416,7 @@ func TestAccountDeauthorizedAndAuthorizedOutOfOrder(t *testing.T) {
 	// retried, rather than being marked processed without effect.
 	noAccount := `{"id":"evt_noacct","type":"account.application.deauthorized","created":1700000040,` +
 		`"data":{"object":{"id":"ca_QhBd9ZJvNqXZ8a3rG6cTfW2mK5pLsYxE","object":"application"}}}`
-	if err := handler.Apply(context.Background(), nil, store.WebhookEvent{EventType: "account.application.deauthorized",
+	if err := handler.Apply(context.Background(), &store.Tx{}, store.WebhookEvent{EventType: "account.application.deauthorized",
 		Payload: store.JSON(noAccount)}); err == nil {
 		t.Error("an event without a connected account was applied")
 	}
