@@ -1,6 +1,11 @@
 package store
 
-import "gorm.io/gorm"
+import (
+	"context"
+	"io/fs"
+
+	"gorm.io/gorm"
+)
 
 // ListEventsSQL is ListEvents' statement with its values inlined, for the
 // tests that EXPLAIN it.
@@ -32,4 +37,9 @@ func (in *Inserter) Flush(evs []NewEvent) []error {
 		errs[i] = r.err
 	}
 	return errs
+}
+
+// MigrateFS is Migrate with the migrations of fsys.
+func MigrateFS(ctx context.Context, databaseURL string, fsys fs.FS, opts MigrateOptions) (int, error) {
+	return migrate(ctx, databaseURL, fsys, opts)
 }

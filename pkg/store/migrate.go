@@ -5,42 +5,101 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
+	"github.com/pressly/goose/v3/database"
 
 	"stripe-webhooks/migrations"
 )
 
+// MigrateOptions tune Migrate.
+type MigrateOptions struct {
+	// Logger receives the run's progress: a wait for another run, each
+	// index repaired, an index build still going. Default: discard.
+	Logger *slog.Logger
+	// ProgressEvery is how often a wait for another run, or an index build
+	// still going, is logged. Default: 30s.
+	ProgressEvery time.Duration
+}
+
 // Migrate applies every pending migration and returns how many it applied.
-// Concurrent runs (several Kubernetes Jobs, or pods with an init step) take
-// turns on a Postgres advisory lock; running it again is a no-op.
-func Migrate(ctx context.Context, databaseURL string) (int, error) {
+// Running it again is a no-op, and killing it at any moment is harmless: the
+// next run finishes the work.
+//
+// Every change a run makes is made under a Postgres advisory lock (goose's),
+// held by the session that runs the migrations, so concurrent runs take
+// turns. Holding it, Migrate first repairs the indexes an interrupted run
+// left invalid (see repairIndexes), then records a migration's version only
+// when no index of the schema is invalid, and fails if one is still invalid
+// at the end.
+//
+// Migrate sets no deadline of its own: an index build on a large table takes
+// as long as it takes, and a run waits as long as another run holds the
+// lock. Connecting is bounded (5 s per attempt); ctx bounds the rest.
+func Migrate(ctx context.Context, databaseURL string, opts MigrateOptions) (int, error) {
+	return migrate(ctx, databaseURL, migrations.FS, opts)
+}
+
+func migrate(ctx context.Context, databaseURL string, fsys fs.FS, opts MigrateOptions) (int, error) {
 	db, err := openSQL(databaseURL, false)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	return migrateDB(ctx, db)
-}
-
-func migrateDB(ctx context.Context, db *sql.DB) (int, error) {
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return 0, fmt.Errorf("migrate: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	lk := newMigrationLock(db, opts)
+	p, err := newProvider(db, fsys, lk)
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	results, err := p.Up(ctx)
+	if err == nil && !lk.taken {
+		// goose takes no lock when no version is pending, but an index may
+		// still need its repair: the bug this guards against recorded versions.
+		err = lk.alone(ctx, db)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	return len(results), nil
+}
+
+// newProvider returns goose's Provider of the migrations in fsys. It takes
+// lk on the session that then runs every migration, and records versions
+// through checkedStore.
+func newProvider(db *sql.DB, fsys fs.FS, lk *migrationLock) (*goose.Provider, error) {
+	versions, err := database.NewStore(database.DialectPostgres, goose.DefaultTablename)
+	if err != nil {
+		return nil, err
+	}
+	ext, ok := versions.(database.StoreExtender)
+	if !ok {
+		return nil, errors.New("goose's Postgres store lacks TableExists")
+	}
+	return goose.NewProvider(goose.DialectCustom, db, fsys,
+		goose.WithStore(checkedStore{ext}), goose.WithSessionLocker(lk))
+}
+
+// checkedStore is goose's Postgres version table, recording a version only
+// when no index of the schema is invalid (it checks on the migration's own
+// session or transaction). A migration whose CREATE INDEX CONCURRENTLY IF NOT
+// EXISTS met an invalid index, or that left a partitioned index without an
+// index on every partition, stays pending and runs again next time.
+type checkedStore struct {
+	database.StoreExtender
+}
+
+// Insert records req.Version once every index of the schema is valid.
+func (s checkedStore) Insert(ctx context.Context, db database.DBTxConn, req database.InsertRequest) error {
+	if err := requireValidIndexes(ctx, db); err != nil {
+		return fmt.Errorf("version %d not recorded: %w", req.Version, err)
+	}
+	return s.StoreExtender.Insert(ctx, db, req)
 }
 
 // CreateDatabase creates the database named in databaseURL if it is missing,

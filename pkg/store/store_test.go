@@ -134,7 +134,7 @@ func TestInsertEventPayloadRoundTrips(t *testing.T) {
 func TestMigrateTwiceIsANoOp(t *testing.T) {
 	t.Parallel()
 	_, url := setup(t) // already migrated once
-	n, err := store.Migrate(context.Background(), url)
+	n, err := store.Migrate(context.Background(), url, store.MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestCreateDatabase(t *testing.T) {
 		t.Fatalf("second create: %v, %v", created, err)
 	}
 	files, _ := fs.Glob(migrations.FS, "*.sql")
-	if n, err := store.Migrate(ctx, url); err != nil || n != len(files) || n < 4 {
+	if n, err := store.Migrate(ctx, url, store.MigrateOptions{}); err != nil || n != len(files) || n < 4 {
 		t.Fatalf("migrate fresh database: %d, %v", n, err)
 	}
 }

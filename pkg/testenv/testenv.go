@@ -56,6 +56,20 @@ func RandomName(prefix string) string {
 // its URL.
 func Database(t testing.TB, serverURL string) string {
 	t.Helper()
+	dbURL := EmptyDatabase(t, serverURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := store.Migrate(ctx, dbURL, store.MigrateOptions{}); err != nil {
+		t.Fatalf("testenv: migrate: %v", err)
+	}
+	return dbURL
+}
+
+// EmptyDatabase creates a uniquely named database without any table on the
+// Postgres server at serverURL (ServerURL when empty), drops it when the test
+// ends, and returns its URL.
+func EmptyDatabase(t testing.TB, serverURL string) string {
+	t.Helper()
 	if serverURL == "" {
 		serverURL = ServerURL()
 	}
@@ -88,11 +102,7 @@ func Database(t testing.TB, serverURL string) string {
 		t.Fatal(err)
 	}
 	u.Path = "/" + name
-	dbURL := u.String()
-	if _, err := store.Migrate(ctx, dbURL); err != nil {
-		t.Fatalf("testenv: migrate: %v", err)
-	}
-	return dbURL
+	return u.String()
 }
 
 // Namespace returns a unique gocraft/work namespace on the Redis at addr

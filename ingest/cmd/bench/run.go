@@ -625,7 +625,7 @@ func createDatabase(ctx context.Context, serverURL, name string) (string, error)
 	}
 	cfg, _ := pgx.ParseConfig(serverURL)
 	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
-	if _, err := store.Migrate(ctx, url); err != nil {
+	if _, err := store.Migrate(ctx, url, store.MigrateOptions{}); err != nil {
 		return "", err
 	}
 	return url, nil
