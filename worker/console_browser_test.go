@@ -23,6 +23,7 @@ import (
 
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // browserStepTimeout bounds one step in the browser (a page load, a read),
@@ -206,19 +207,19 @@ func TestConsoleBrowser(t *testing.T) {
 	// queue it while it is set up: only the replay applies it.
 	const failingAccount = "acct_browser_failing"
 	failing := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: failingAccount,
-		Mutate: set("charges_enabled", true, "business_profile", map[string]any{"name": "Browser Replay Ltd"})})
+		Mutate: testkit.Set("charges_enabled", true, "business_profile", map[string]any{"name": "Browser Replay Ltd"})})
 	failingID := eventIDOf(failing)
-	b.storeOnly(t, failing)
-	if err := b.store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed: stripe account lock timeout',
+	b.StoreOnly(t, failing)
+	if err := b.Store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed: stripe account lock timeout',
 		retry_count = 3, next_attempt_at = now() + interval '1 hour' WHERE stripe_event_id = ?`, failingID).Error; err != nil {
 		t.Fatal(err)
 	}
 	// A worker pool runs beside the console, as in production, and applies
 	// two events delivered meanwhile.
 	pool := startWorker(t, b, nil)
-	applied := b.seed(t,
-		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_one", Mutate: set("charges_enabled", true)}),
-		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_two", Mutate: set("payouts_enabled", true)}),
+	applied := b.Seed(t,
+		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_one", Mutate: testkit.Set("charges_enabled", true)}),
+		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_two", Mutate: testkit.Set("payouts_enabled", true)}),
 	)
 	for _, id := range applied {
 		testenv.Eventually(t, 30*time.Second, "the pool to apply "+id, processedEvent(t, b, id))
@@ -465,7 +466,7 @@ func TestConsoleBrowser(t *testing.T) {
 		Failed     bool
 		RetryCount int
 	}
-	if err := b.store.DB().Raw(`SELECT count(*) AS rows, bool_and(processed AND processed_at IS NOT NULL) AS processed,
+	if err := b.Store.DB().Raw(`SELECT count(*) AS rows, bool_and(processed AND processed_at IS NOT NULL) AS processed,
 		bool_or(error IS NOT NULL OR dead_at IS NOT NULL OR next_attempt_at IS NOT NULL) AS failed, max(retry_count) AS retry_count
 		FROM webhook_events WHERE stripe_event_id = ?`, failingID).Scan(&row).Error; err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func TestConsoleBulkReplay(t *testing.T) {
 	)
 	state := func(id string) string {
 		var s string
-		b.store.DB().Raw(`SELECT CASE WHEN processed THEN 'processed' WHEN dead_at IS NOT NULL THEN 'dead'
+		b.Store.DB().Raw(`SELECT CASE WHEN processed THEN 'processed' WHEN dead_at IS NOT NULL THEN 'dead'
 			WHEN error IS NOT NULL THEN 'failing' ELSE 'waiting' END FROM webhook_events WHERE stripe_event_id = ?`, id).Scan(&s)
 		return s
 	}
@@ -156,7 +156,7 @@ func TestConsoleBulkReplayLimit(t *testing.T) {
 	t.Parallel()
 	b, ui := startConsole(t)
 	// 1,005 dead events of a type without a handler, one a second, oldest first.
-	err := b.store.DB().Exec(`INSERT INTO webhook_events
+	err := b.Store.DB().Exec(`INSERT INTO webhook_events
 		(stripe_event_id, event_type, payload, created_at, received_at, processed, error, dead_at)
 		SELECT 'evt_lim' || lpad(i::text, 4, '0'), 'console.limit',
 			jsonb_build_object('id', 'evt_lim' || lpad(i::text, 4, '0'), 'type', 'console.limit', 'data', jsonb_build_object('object', '{}'::jsonb)),
@@ -173,11 +173,11 @@ func TestConsoleBulkReplayLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Replayed 1000, failed 0, of 1000.") {
 		t.Fatalf("POST bulk replay of 1,005: %d\n%s", resp.StatusCode, body)
 	}
-	if n := b.count(t, "event_type = 'console.limit' AND processed AND dead_at IS NULL"); n != 1000 {
+	if n := b.Count(t, "event_type = 'console.limit' AND processed AND dead_at IS NULL"); n != 1000 {
 		t.Errorf("%d events replayed, want 1000", n)
 	}
 	// The five oldest are left.
-	if n := b.count(t, "event_type = 'console.limit' AND NOT processed AND dead_at IS NOT NULL AND stripe_event_id <= 'evt_lim0005'"); n != 5 {
+	if n := b.Count(t, "event_type = 'console.limit' AND NOT processed AND dead_at IS NOT NULL AND stripe_event_id <= 'evt_lim0005'"); n != 5 {
 		t.Errorf("%d of the 5 oldest left dead, want 5", n)
 	}
 	// Logged in chunks of 100 ids, every id once.

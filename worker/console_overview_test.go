@@ -15,6 +15,7 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 var svgElement = regexp.MustCompile(`(?s)<svg .*</svg>`)
@@ -32,16 +33,16 @@ func TestConsoleOverview(t *testing.T) {
 		consoleRow{"evt_ov6", "payout.paid", "acct_ov", now.Add(-9 * time.Minute), "processed"},
 		consoleRow{"evt_ov7", "payout.paid", "acct_ov", now.Add(-8 * time.Minute), "processed"},
 	)
-	db := b.store.DB()
+	db := b.Store.DB()
 	if err := db.Exec(`UPDATE webhook_events SET processed_at = created_at + interval '1 second' WHERE processed`).Error; err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Exec(`INSERT INTO periodic_runs (name, last_run_at) VALUES ('sweeper', '2026-01-02 03:04:05'), ('retention', '2026-01-01 00:00:00')`).Error; err != nil {
 		t.Fatal(err)
 	}
-	conn := b.enqueuerPool(t).Get()
+	conn := b.Pool(t).Get()
 	for i, id := range []string{"job_a", "job_b"} {
-		if _, err := conn.Do("ZADD", queue.DeadKey(b.namespace), i+1, id); err != nil {
+		if _, err := conn.Do("ZADD", queue.DeadKey(b.Namespace), i+1, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -129,10 +130,10 @@ func TestConsoleReplay(t *testing.T) {
 	t.Parallel()
 	b, ui := startConsole(t)
 	for _, acct := range []string{"acct_cr1", "acct_cr2"} {
-		b.storeOnly(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
-			Mutate: set("charges_enabled", true, "business_profile", map[string]any{"name": "PAYLOAD-MARKER"})}))
+		b.StoreOnly(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
+			Mutate: testkit.Set("charges_enabled", true, "business_profile", map[string]any{"name": "PAYLOAD-MARKER"})}))
 	}
-	db := b.store.DB()
+	db := b.Store.DB()
 	if err := db.Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 2`).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +167,11 @@ func TestConsoleReplay(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/events/"+id1+"?replay=applied" {
 		t.Fatalf("POST replay: %d Location %q, want 303 to the event page", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	a, err := b.store.Account(context.Background(), "acct_cr1")
+	a, err := b.Store.Account(context.Background(), "acct_cr1")
 	if err != nil || !a.ChargesEnabled {
 		t.Errorf("replay did not apply the event: %+v %v", a, err)
 	}
-	if n := b.count(t, "stripe_event_id = '"+id1+"' AND processed AND error IS NULL"); n != 1 {
+	if n := b.Count(t, "stripe_event_id = '"+id1+"' AND processed AND error IS NULL"); n != 1 {
 		t.Errorf("replayed event is not processed without error (%d rows)", n)
 	}
 	if _, body := consoleGet(t, ui, "/events/"+id1+"?replay=applied", false); !strings.Contains(body, "Replayed: the event was applied.") || !strings.Contains(body, "<dt>Status</dt><dd>processed</dd>") {
@@ -195,10 +196,10 @@ func TestConsoleReplay(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST replay: %d, want 403", resp.StatusCode)
 	}
-	if n := b.count(t, "stripe_event_id = '"+id2+"' AND NOT processed AND error = 'handler failed' AND retry_count = 2"); n != 1 {
+	if n := b.Count(t, "stripe_event_id = '"+id2+"' AND NOT processed AND error = 'handler failed' AND retry_count = 2"); n != 1 {
 		t.Error("a refused cross-site replay changed the event")
 	}
-	if _, err := b.store.Account(context.Background(), "acct_cr2"); err == nil {
+	if _, err := b.Store.Account(context.Background(), "acct_cr2"); err == nil {
 		t.Error("a refused cross-site replay applied the event")
 	}
 	if strings.Contains(ui.logs.String(), id2) {
@@ -217,23 +218,23 @@ func TestConsoleReplay(t *testing.T) {
 // counts it skipped.
 func TestConsoleReplaySkipsTheExcludedMode(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret", "STRIPE_LIVEMODE": "live"})
 	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_cm_test", Account: "acct_cm_test",
-		Mutate: set("charges_enabled", true)}) // test mode, as Stripe's example events are
-	if _, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_cm_test", EventType: "account.updated",
+		Mutate: testkit.Set("charges_enabled", true)}) // test mode, as Stripe's example events are
+	if _, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_cm_test", EventType: "account.updated",
 		Payload: payload, ReceivedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 1`).Error; err != nil {
+	if err := b.Store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 1`).Error; err != nil {
 		t.Fatal(err)
 	}
 	unchanged := func(when string) {
 		t.Helper()
-		if n := b.count(t, "stripe_event_id = 'evt_cm_test' AND NOT processed AND error = 'handler failed'"); n != 1 {
+		if n := b.Count(t, "stripe_event_id = 'evt_cm_test' AND NOT processed AND error = 'handler failed'"); n != 1 {
 			t.Errorf("%s: the test-mode event changed", when)
 		}
-		if _, err := b.store.Account(context.Background(), "acct_cm_test"); err == nil {
+		if _, err := b.Store.Account(context.Background(), "acct_cm_test"); err == nil {
 			t.Errorf("%s: the test-mode event was applied", when)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 var (
@@ -27,7 +29,7 @@ type consoleRow struct {
 	status           string // waiting, failing, dead, processed
 }
 
-func insertConsoleRows(t *testing.T, b *backend, rows ...consoleRow) {
+func insertConsoleRows(t *testing.T, b *testkit.Backend, rows ...consoleRow) {
 	t.Helper()
 	for _, r := range rows {
 		payload := fmt.Sprintf(`{"id":%q,"type":%q,"account":%q,"data":{"object":{}}}`, r.id, r.typ, r.account)
@@ -42,7 +44,7 @@ func insertConsoleRows(t *testing.T, b *backend, rows ...consoleRow) {
 			errMsg, deadAt = "handler failed", r.created
 		}
 		// As the insert path stores them: the account in its own column too.
-		err := b.store.DB().Exec(`INSERT INTO webhook_events
+		err := b.Store.DB().Exec(`INSERT INTO webhook_events
 			(stripe_event_id, event_type, payload, stripe_account_id, created_at, received_at, processed, error, dead_at)
 			VALUES (?, ?, ?::jsonb, NULLIF(?, ''), ?, ?, ?, ?, ?)`,
 			r.id, r.typ, payload, r.account, r.created.UTC(), r.created.UTC(), processed, errMsg, deadAt).Error
@@ -72,9 +74,9 @@ func consoleGet(t *testing.T, ui *service, path string, noLogin bool) (*http.Res
 	return resp, string(body)
 }
 
-func startConsole(t *testing.T) (*backend, *service) {
+func startConsole(t *testing.T) (*testkit.Backend, *service) {
 	t.Helper()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	return b, startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
 }
 
@@ -186,7 +188,7 @@ func TestConsoleKeysetPaging(t *testing.T) {
 	insertConsoleRows(t, b, rows...)
 	for _, start := range []string{"/events?limit=5", "/accounts/acct_page?limit=5"} {
 		var ordered []struct{ StripeEventID string }
-		if err := b.store.DB().Raw("SELECT stripe_event_id FROM webhook_events ORDER BY created_at DESC, id DESC").Scan(&ordered).Error; err != nil {
+		if err := b.Store.DB().Raw("SELECT stripe_event_id FROM webhook_events ORDER BY created_at DESC, id DESC").Scan(&ordered).Error; err != nil {
 			t.Fatal(err)
 		}
 		want := make([]string, 0, len(ordered))
@@ -225,8 +227,8 @@ func TestConsoleEventPage(t *testing.T) {
 	t.Parallel()
 	b, ui := startConsole(t)
 	payload := []byte(`{"id":"evt_xss","type":"account.updated","account":"acct_xss","created":1700000000,"data":{"object":{"id":"acct_xss","business_profile":{"name":"<script>alert(1)</script>"}}}}`)
-	b.storeOnly(t, payload)
-	if err := b.store.DB().Exec(`UPDATE webhook_events SET error = 'boom <b>', retry_count = 3,
+	b.StoreOnly(t, payload)
+	if err := b.Store.DB().Exec(`UPDATE webhook_events SET error = 'boom <b>', retry_count = 3,
 		next_attempt_at = '2030-01-02 03:04:05' WHERE stripe_event_id = 'evt_xss'`).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +261,7 @@ func TestConsoleEventPage(t *testing.T) {
 func TestConsoleAccountPage(t *testing.T) {
 	t.Parallel()
 	b, ui := startConsole(t)
-	db := b.store.DB()
+	db := b.Store.DB()
 	for _, q := range []string{
 		`INSERT INTO stripe_connected_accounts (stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
 			requirements, capabilities, capabilities_event_created, deauthorized_at, created_at, updated_at)

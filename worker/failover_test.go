@@ -11,6 +11,7 @@ import (
 
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // delivery is one signed POST of the steady load and its answer.
@@ -143,13 +144,13 @@ func appliedTimes(logs ...string) map[string][]time.Time {
 
 // latencies reads, for the events of ds, the time from receipt to
 // processed as Postgres recorded it.
-func (b *backend) latencies(t *testing.T, ds []*delivery) map[string]time.Duration {
+func latencies(t *testing.T, b *testkit.Backend, ds []*delivery) map[string]time.Duration {
 	t.Helper()
 	var rows []struct {
 		StripeEventID string
 		Latency       float64
 	}
-	if err := b.store.DB().Raw(`SELECT stripe_event_id, extract(epoch FROM processed_at - received_at) AS latency
+	if err := b.Store.DB().Raw(`SELECT stripe_event_id, extract(epoch FROM processed_at - received_at) AS latency
 		FROM webhook_events WHERE processed AND stripe_event_id IN ?`, idsOf(ds)).Scan(&rows).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -161,14 +162,14 @@ func (b *backend) latencies(t *testing.T, ds []*delivery) map[string]time.Durati
 }
 
 // checkStoredOnce fails unless each event of ds has exactly one row, processed.
-func (b *backend) checkStoredOnce(t *testing.T, ds []*delivery) {
+func checkStoredOnce(t *testing.T, b *testkit.Backend, ds []*delivery) {
 	t.Helper()
 	var rows []struct {
 		StripeEventID string
 		N             int
 		Processed     int
 	}
-	if err := b.store.DB().Raw(`SELECT stripe_event_id, count(*) AS n, count(*) FILTER (WHERE processed) AS processed
+	if err := b.Store.DB().Raw(`SELECT stripe_event_id, count(*) AS n, count(*) FILTER (WHERE processed) AS processed
 		FROM webhook_events WHERE stripe_event_id IN ? GROUP BY stripe_event_id`, idsOf(ds)).Scan(&rows).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -185,13 +186,13 @@ func (b *backend) checkStoredOnce(t *testing.T, ds []*delivery) {
 // processedOnce waits until every event of ds is processed, checks that
 // each is stored once, and returns when they were all processed and, per
 // event, when the workers logged it applied.
-func processedOnce(t *testing.T, b *backend, workers []*process, ds []*delivery) (time.Time, map[string][]time.Time) {
+func processedOnce(t *testing.T, b *testkit.Backend, workers []*process, ds []*delivery) (time.Time, map[string][]time.Time) {
 	t.Helper()
 	testenv.Eventually(t, 90*time.Second, "every event answered 200 to be processed", func() bool {
-		return b.processedIn(t, idsOf(ds)) == int64(len(ds))
+		return processedIn(t, b, idsOf(ds)) == int64(len(ds))
 	})
 	drained := time.Now()
-	b.checkStoredOnce(t, ds)
+	checkStoredOnce(t, b, ds)
 	var logs []string
 	for _, w := range workers {
 		logs = append(logs, w.Logs.String())
@@ -217,7 +218,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func TestFailoverRedisSentinelUnderLoad(t *testing.T) {
 	t.Parallel()
 	rs := testenv.StartRedisSentinel(t)
-	b := newBackendOn(t, "", rs.Master())
+	b := testkit.NewBackendOn(t, "", rs.Master())
 	sentinel := map[string]string{"REDIS_SENTINEL_ADDRS": strings.Join(rs.SentinelAddrs(), ","),
 		"REDIS_SENTINEL_MASTER": rs.MasterName}
 	ingests := []*process{startIngest(t, b, sentinel), startIngest(t, b, sentinel)}
@@ -265,7 +266,7 @@ func TestFailoverRedisSentinelUnderLoad(t *testing.T) {
 	if seen > promoted.Sub(killed)+3*time.Second {
 		t.Errorf("the ingests could not queue until %s after the kill, %s after the sentinels agreed", seen, seen-promoted.Sub(killed))
 	}
-	lat := b.latencies(t, ds)
+	lat := latencies(t, b, ds)
 	var after []time.Duration
 	for _, d := range ds {
 		if d.sent.After(promoted.Add(2 * time.Second)) {
@@ -293,7 +294,7 @@ func TestFailoverRedisSentinelUnderLoad(t *testing.T) {
 func TestFailoverPostgresUnderLoad(t *testing.T) {
 	t.Parallel()
 	pair := testenv.StartPostgresPair(t)
-	b := newBackendOn(t, pair.URL("postgres"), testenv.RedisAddr())
+	b := testkit.NewBackendOn(t, pair.URL("postgres"), testenv.RedisAddr())
 	ingests := []*process{startIngest(t, b), startIngest(t, b)}
 	workers := []*process{startWorkerProcess(t, b, fastSweep), startWorkerProcess(t, b, fastSweep)}
 

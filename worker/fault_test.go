@@ -18,6 +18,7 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // fastSweep makes the sweeper look every 500ms at events older than 2s.
@@ -33,17 +34,17 @@ func merge(maps ...map[string]string) map[string]string {
 	return out
 }
 
-func startIngest(t *testing.T, b *backend, extra ...map[string]string) *process {
+func startIngest(t *testing.T, b *testkit.Backend, extra ...map[string]string) *process {
 	t.Helper()
 	port := testenv.FreePort(t)
-	return startProcess(t, "ingest", nil, b.env(t, merge(append(extra, map[string]string{"PORT": strconv.Itoa(port)})...)),
+	return startProcess(t, "ingest", nil, b.Env(t, merge(append(extra, map[string]string{"PORT": strconv.Itoa(port)})...)),
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 }
 
-func startWorkerProcess(t *testing.T, b *backend, extra map[string]string) *process {
+func startWorkerProcess(t *testing.T, b *testkit.Backend, extra map[string]string) *process {
 	t.Helper()
 	port := testenv.FreePort(t)
-	return startProcess(t, "worker", nil, b.env(t, merge(extra, map[string]string{"WORKER_HTTP_PORT": strconv.Itoa(port)})),
+	return startProcess(t, "worker", nil, b.Env(t, merge(extra, map[string]string{"WORKER_HTTP_PORT": strconv.Itoa(port)})),
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 }
 
@@ -89,7 +90,7 @@ func deliverAll(t *testing.T, ingests []*process, payloads [][]byte) map[string]
 
 func postNoFail(url string, payload []byte) int {
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(payload)))
-	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testSecret, time.Now()))
+	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testkit.Secret, time.Now()))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
@@ -136,10 +137,10 @@ func appliedCounts(logs ...string) map[string]int {
 	return counts
 }
 
-func (b *backend) processedIn(t *testing.T, ids []string) int64 {
+func processedIn(t *testing.T, b *testkit.Backend, ids []string) int64 {
 	t.Helper()
 	var n int64
-	if err := b.store.DB().Raw("SELECT count(*) FROM webhook_events WHERE processed AND stripe_event_id IN ?", ids).Scan(&n).Error; err != nil {
+	if err := b.Store.DB().Raw("SELECT count(*) FROM webhook_events WHERE processed AND stripe_event_id IN ?", ids).Scan(&n).Error; err != nil {
 		return -1
 	}
 	return n
@@ -149,10 +150,10 @@ func (b *backend) processedIn(t *testing.T, ids []string) int64 {
 // answered 200 is processed.
 func TestFaultRedisLostWhileEventsArrive(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	ingest := startIngest(t, b.backend)
-	startWorker(t, b.backend, fastSweep)
-	b.rd.Stop()
+	b := testkit.NewPrivateBackend(t)
+	ingest := startIngest(t, b.Backend)
+	startWorker(t, b.Backend, fastSweep)
+	b.RD.Stop()
 	status := deliverAll(t, []*process{ingest}, events(50, "redis"))
 	var ok []string
 	for id, code := range status {
@@ -165,10 +166,10 @@ func TestFaultRedisLostWhileEventsArrive(t *testing.T) {
 	if len(ok) == 0 {
 		t.Fatal("no event answered 200 with Redis down")
 	}
-	b.rd.Start() // empty: every queued job is gone
+	b.RD.Start() // empty: every queued job is gone
 	began := time.Now()
 	testenv.Eventually(t, 60*time.Second, "every event answered 200 to be processed", func() bool {
-		return b.processedIn(t, ok) == int64(len(ok))
+		return processedIn(t, b.Backend, ok) == int64(len(ok))
 	})
 	t.Logf("recovery: %d of 50 answered 200 with Redis down; all processed %s after Redis came back empty",
 		len(ok), time.Since(began).Round(10*time.Millisecond))
@@ -178,11 +179,11 @@ func TestFaultRedisLostWhileEventsArrive(t *testing.T) {
 // routes; started again, the redelivered events are stored and processed.
 func TestFaultPostgresDown(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	ingest := startIngest(t, b.backend)
-	startWorker(t, b.backend, fastSweep)
+	b := testkit.NewPrivateBackend(t)
+	ingest := startIngest(t, b.Backend)
+	startWorker(t, b.Backend, fastSweep)
 	payloads := events(20, "pg")
-	b.pg.Stop()
+	b.PG.Stop()
 	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
 		if code != http.StatusServiceUnavailable {
 			t.Errorf("%s answered %d with Postgres down, want 503", id, code)
@@ -194,7 +195,7 @@ func TestFaultPostgresDown(t *testing.T) {
 	if code, body := do(t, http.MethodGet, ingest.Base+"/health", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"database":"down"`) {
 		t.Errorf("/health = %d %s", code, body)
 	}
-	b.pg.Start()
+	b.PG.Start()
 	began := time.Now()
 	// Stripe redelivers until it gets a 200.
 	pending := payloads
@@ -217,7 +218,7 @@ func TestFaultPostgresDown(t *testing.T) {
 		ids[i] = eventIDOf(p)
 	}
 	testenv.Eventually(t, 60*time.Second, "redelivered events to be processed", func() bool {
-		return b.processedIn(t, ids) == int64(len(ids))
+		return processedIn(t, b.Backend, ids) == int64(len(ids))
 	})
 	t.Logf("recovery: 20 events stored and processed %s after Postgres came back", time.Since(began).Round(10*time.Millisecond))
 }
@@ -226,19 +227,19 @@ func TestFaultPostgresDown(t *testing.T) {
 // started: all processed, none applied twice, none failed.
 func TestFaultWorkerKilled(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	b.seed(t, events(300, "kill")...)
-	w1 := startWorkerProcess(t, b.backend, fastSweep)
-	testenv.Eventually(t, 30*time.Second, "a third processed", func() bool { return b.count(t, "processed") >= 100 })
+	b := testkit.NewPrivateBackend(t)
+	b.Seed(t, events(300, "kill")...)
+	w1 := startWorkerProcess(t, b.Backend, fastSweep)
+	testenv.Eventually(t, 30*time.Second, "a third processed", func() bool { return b.Count(t, "processed") >= 100 })
 	if err := w1.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-w1.Done
-	killedAt := b.count(t, "processed")
+	killedAt := b.Count(t, "processed")
 	began := time.Now()
-	w2 := startWorkerProcess(t, b.backend, fastSweep)
-	testenv.Eventually(t, 60*time.Second, "all 300 processed", func() bool { return b.count(t, "processed") == 300 })
-	if n := b.count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
+	w2 := startWorkerProcess(t, b.Backend, fastSweep)
+	testenv.Eventually(t, 60*time.Second, "all 300 processed", func() bool { return b.Count(t, "processed") == 300 })
+	if n := b.Count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
 		t.Errorf("%d events have a failure recorded", n)
 	}
 	for id, n := range appliedCounts(w1.Logs.String(), w2.Logs.String()) {
@@ -254,9 +255,9 @@ func TestFaultWorkerKilled(t *testing.T) {
 // and processed.
 func TestFaultIngestKilled(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	ingest := startIngest(t, b.backend)
-	startWorker(t, b.backend, fastSweep)
+	b := testkit.NewPrivateBackend(t)
+	ingest := startIngest(t, b.Backend)
+	startWorker(t, b.Backend, fastSweep)
 	var mu sync.Mutex
 	var ok []string
 	stop := make(chan struct{})
@@ -287,7 +288,7 @@ func TestFaultIngestKilled(t *testing.T) {
 	wg.Wait()
 	began := time.Now()
 	testenv.Eventually(t, 60*time.Second, "every event answered 200 to be processed", func() bool {
-		return b.processedIn(t, ok) == int64(len(ok))
+		return processedIn(t, b.Backend, ok) == int64(len(ok))
 	})
 	t.Logf("recovery: ingest killed after %d answers of 200; all processed %s later", len(ok), time.Since(began).Round(10*time.Millisecond))
 }
@@ -296,11 +297,11 @@ func TestFaultIngestKilled(t *testing.T) {
 // every distinct event stored once and applied once.
 func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	ingests := []*process{startIngest(t, b.backend), startIngest(t, b.backend)}
+	b := testkit.NewPrivateBackend(t)
+	ingests := []*process{startIngest(t, b.Backend), startIngest(t, b.Backend)}
 	var workers []*process
 	for range 3 {
-		workers = append(workers, startWorkerProcess(t, b.backend, fastSweep))
+		workers = append(workers, startWorkerProcess(t, b.Backend, fastSweep))
 	}
 	distinct := events(1350, "multi")
 	deliveries := append([][]byte{}, distinct...)
@@ -315,8 +316,8 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 			t.Fatalf("%s answered %d", id, code)
 		}
 	}
-	testenv.Eventually(t, 120*time.Second, "1,350 distinct events processed", func() bool { return b.count(t, "processed") == 1350 })
-	if n := b.count(t, "true"); n != 1350 {
+	testenv.Eventually(t, 120*time.Second, "1,350 distinct events processed", func() bool { return b.Count(t, "processed") == 1350 })
+	if n := b.Count(t, "true"); n != 1350 {
 		t.Errorf("%d rows, want 1350", n)
 	}
 	// Each worker logs an event after its commit: wait for the last lines.
@@ -347,42 +348,42 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 // the database is back.
 func TestDatabaseOutageCostsNoAttempt(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	ingest := startIngest(t, b.backend)
+	b := testkit.NewPrivateBackend(t)
+	ingest := startIngest(t, b.Backend)
 	payloads := events(10, "outage")
 	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
 		if code != http.StatusOK {
 			t.Fatalf("%s answered %d", id, code)
 		}
 	}
-	b.pg.Stop()
+	b.PG.Stop()
 	// Two attempts in all, 100 ms apart, 1 s each: a fail per attempt would
 	// kill every job within a few seconds.
-	w := startWorkerProcess(t, b.backend, map[string]string{"WEBHOOK_JOB_TIMEOUT": "1s", "WEBHOOK_MAX_RETRIES": "2",
+	w := startWorkerProcess(t, b.Backend, map[string]string{"WEBHOOK_JOB_TIMEOUT": "1s", "WEBHOOK_MAX_RETRIES": "2",
 		"WEBHOOK_RETRY_BASE_DELAY": "100ms", "WEBHOOK_SWEEP_INTERVAL": "1h"})
 	testenv.Eventually(t, 60*time.Second, "every job to be put back three times", func() bool {
 		return strings.Count(w.Logs.String(), `"deferred":3`) >= len(payloads)
 	})
-	rc, err := redis.Dial("tcp", b.redisAddr)
+	rc, err := redis.Dial("tcp", b.RedisAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if n, err := redis.Int(rc.Do("ZCARD", queue.DeadKey(b.namespace))); err != nil || n != 0 {
+	if n, err := redis.Int(rc.Do("ZCARD", queue.DeadKey(b.Namespace))); err != nil || n != 0 {
 		t.Errorf("dead set holds %d jobs (%v) after the outage, want 0", n, err)
 	}
-	b.pg.Start()
+	b.PG.Start()
 	began := time.Now()
 	ids := make([]string, len(payloads))
 	for i, p := range payloads {
 		ids[i] = eventIDOf(p)
 	}
 	testenv.Eventually(t, 60*time.Second, "the events to be processed once Postgres is back", func() bool {
-		return b.processedIn(t, ids) == int64(len(ids))
+		return processedIn(t, b.Backend, ids) == int64(len(ids))
 	})
 	t.Logf("processed %s after Postgres came back", time.Since(began).Round(10*time.Millisecond))
 	var recorded int64
-	if err := b.store.DB().Raw("SELECT count(*) FROM webhook_events WHERE retry_count > 0 OR error IS NOT NULL OR dead_at IS NOT NULL").Scan(&recorded).Error; err != nil {
+	if err := b.Store.DB().Raw("SELECT count(*) FROM webhook_events WHERE retry_count > 0 OR error IS NOT NULL OR dead_at IS NOT NULL").Scan(&recorded).Error; err != nil {
 		t.Fatal(err)
 	}
 	if recorded != 0 {

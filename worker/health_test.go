@@ -5,19 +5,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // The worker's probes and metrics answer within their 2 s deadline when
 // Postgres and Redis hang, and say they are down.
 func TestWorkerHealthAnswersWithinDeadlineWhenBackendsHang(t *testing.T) {
 	t.Parallel()
-	b := newPrivateBackend(t)
-	w := startWorker(t, b.backend, nil)
+	b := testkit.NewPrivateBackend(t)
+	w := startWorker(t, b.Backend, nil)
 	if code, body := w.get(t, "/readyz", nil); code != http.StatusOK {
 		t.Fatalf("/readyz before the hang = %d %s", code, body)
 	}
-	b.pg.Pause()
-	b.rd.Pause()
+	b.PG.Pause()
+	b.RD.Pause()
 	for _, path := range []string{"/readyz", "/metrics", "/healthz"} {
 		began := time.Now()
 		code, body := w.get(t, path, nil)

@@ -13,28 +13,29 @@ import (
 
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // startIngestWith runs bin/ingest on b with extra variables.
-func startIngestWith(t *testing.T, b *backend, extra map[string]string) *process {
+func startIngestWith(t *testing.T, b *testkit.Backend, extra map[string]string) *process {
 	t.Helper()
 	port := testenv.FreePort(t)
-	return startProcess(t, "ingest", nil, b.env(t, merge(extra, map[string]string{"PORT": strconv.Itoa(port)})),
+	return startProcess(t, "ingest", nil, b.Env(t, merge(extra, map[string]string{"PORT": strconv.Itoa(port)})),
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 }
 
-func chargesEnabled(t *testing.T, b *backend, account string) bool {
+func chargesEnabled(t *testing.T, b *testkit.Backend, account string) bool {
 	t.Helper()
-	a, err := b.store.Account(context.Background(), account)
+	a, err := b.Store.Account(context.Background(), account)
 	if err != nil {
 		t.Fatalf("%s: %v", account, err)
 	}
 	return a.ChargesEnabled
 }
 
-func processedEvent(t *testing.T, b *backend, eventID string) func() bool {
+func processedEvent(t *testing.T, b *testkit.Backend, eventID string) func() bool {
 	return func() bool {
-		row, err := b.store.EventByStripeID(context.Background(), eventID)
+		row, err := b.Store.EventByStripeID(context.Background(), eventID)
 		return err == nil && row.Processed
 	}
 }
@@ -58,12 +59,12 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	t.Parallel()
 	const acct = "acct_livemode_1"
 	live := map[string]string{"STRIPE_LIVEMODE": "live"}
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	in := startIngestWith(t, b, live)
 	startWorker(t, b, live)
 
 	liveEvent := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Live: true,
-		Created: time.Unix(1_700_000_010, 0), Mutate: set("charges_enabled", true)})
+		Created: time.Unix(1_700_000_010, 0), Mutate: testkit.Set("charges_enabled", true)})
 	if code := post(t, in.Base+"/api/billing/webhooks/stripe", liveEvent); code != http.StatusOK {
 		t.Fatalf("live event: %d", code)
 	}
@@ -73,12 +74,12 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	}
 
 	testEvent := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Live: false,
-		Created: time.Unix(1_700_000_020, 0), Mutate: set("charges_enabled", false)})
+		Created: time.Unix(1_700_000_020, 0), Mutate: testkit.Set("charges_enabled", false)})
 	if code := post(t, in.Base+"/api/billing/webhooks/stripe", testEvent); code != http.StatusOK {
 		t.Fatalf("test-mode event on a live ingest: %d, want 200 so that Stripe stops sending it", code)
 	}
 	testenv.Eventually(t, 15*time.Second, "the test-mode event to be marked processed", processedEvent(t, b, eventIDOf(testEvent)))
-	row, err := b.store.EventByStripeID(context.Background(), eventIDOf(testEvent))
+	row, err := b.Store.EventByStripeID(context.Background(), eventIDOf(testEvent))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +96,13 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 
 	// Replay on a live deployment leaves it out.
 	var buf bytes.Buffer
-	err = run(context.Background(), []string{"worker", "replay", "--since", "1h"}, b.env(t, live), &buf, &buf)
+	err = run(context.Background(), []string{"worker", "replay", "--since", "1h"}, b.Env(t, live), &buf, &buf)
 	if err != nil || !strings.Contains(buf.String(), "replayed 1 events, 0 failed") {
 		t.Errorf("replay --since 1h = %q, %v; want the live event alone replayed", buf.String(), err)
 	}
 	buf.Reset()
 	err = run(context.Background(), []string{"worker", "replay", "--event", eventIDOf(testEvent)},
-		b.env(t, live), &buf, &buf)
+		b.Env(t, live), &buf, &buf)
 	if err == nil || !strings.Contains(err.Error(), "never applies") {
 		t.Errorf("replay --event of a test-mode event on live: %v", err)
 	}
@@ -114,12 +115,12 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	testenv.Consistently(t, 2*time.Second, "the live account to stay as the live event left it", func() bool {
 		return chargesEnabled(t, b, acct)
 	})
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(testEvent)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(testEvent)); err != nil {
 		t.Errorf("the test-mode event is gone: %v", err)
 	}
 
 	// The same event on an `any` deployment is applied.
-	b2 := newBackend(t)
+	b2 := testkit.NewBackend(t)
 	in2 := startIngestWith(t, b2, nil)
 	startWorker(t, b2, nil)
 	for _, p := range [][]byte{liveEvent, testEvent} {

@@ -10,18 +10,19 @@ import (
 
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // After a small run, each service's /metrics carries every series the
 // dashboards and alerts use.
 func TestMetricsAfterASmallRun(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	ingest := startIngest(t, b)
 	w := startWorker(t, b, merge(fastSweep, map[string]string{"WEBHOOK_MAX_RETRIES": "1"}))
 	url := ingest.Base + "/api/billing/webhooks/stripe"
 	good := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated"})
-	poison := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Mutate: set("charges_enabled", "yes")})
+	poison := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Mutate: testkit.Set("charges_enabled", "yes")})
 	for _, p := range [][]byte{good, good, poison} {
 		if code := post(t, url, p); code != http.StatusOK {
 			t.Fatalf("delivery answered %d", code)
@@ -38,14 +39,14 @@ func TestMetricsAfterASmallRun(t *testing.T) {
 		t.Fatalf("badly signed delivery answered %d", resp.StatusCode)
 	}
 	testenv.Eventually(t, 30*time.Second, "the deliveries to settle", func() bool {
-		return b.count(t, "processed") == 1 && b.count(t, "dead_at IS NOT NULL") == 1
+		return b.Count(t, "processed") == 1 && b.Count(t, "dead_at IS NOT NULL") == 1
 	})
 	// An event stored but not queued, for the sweeper. (Stored while jobs
 	// still ran, a group could apply it ahead of the sweep.)
 	lost := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated"})
-	b.storeOnly(t, lost)
+	b.StoreOnly(t, lost)
 	testenv.Eventually(t, 30*time.Second, "the sweeper to queue it and the worker to apply it", func() bool {
-		return b.count(t, "processed") == 2
+		return b.Count(t, "processed") == 2
 	})
 
 	scrape := func(base string) string {

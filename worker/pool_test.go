@@ -16,35 +16,28 @@ import (
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
-
-func set(kv ...any) func(map[string]any) {
-	return func(o map[string]any) {
-		for i := 0; i < len(kv); i += 2 {
-			o[kv[i].(string)] = kv[i+1]
-		}
-	}
-}
 
 // 100 events through the real ingest and the worker: all processed, rows right.
 func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	port := testenv.FreePort(t)
-	ingest := startProcess(t, "ingest", nil, b.env(t, map[string]string{"PORT": strconv.Itoa(port)}),
+	ingest := startProcess(t, "ingest", nil, b.Env(t, map[string]string{"PORT": strconv.Itoa(port)}),
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 	startWorker(t, b, nil)
 	base := time.Unix(1_750_000_000, 0)
 	for a := range 10 {
 		acct := fmt.Sprintf("acct_e2e_%02d", a)
 		events := []stripefixture.Options{
-			{Type: "account.updated", Created: base, Mutate: set("charges_enabled", true, "payouts_enabled", a%2 == 0)},
-			{Type: "capability.updated", Created: base.Add(time.Second), Mutate: set("id", "card_payments", "status", "pending")},
-			{Type: "capability.updated", Created: base.Add(time.Second), Mutate: set("id", "tax_reporting_us_1099_k", "status", "active")},
+			{Type: "account.updated", Created: base, Mutate: testkit.Set("charges_enabled", true, "payouts_enabled", a%2 == 0)},
+			{Type: "capability.updated", Created: base.Add(time.Second), Mutate: testkit.Set("id", "card_payments", "status", "pending")},
+			{Type: "capability.updated", Created: base.Add(time.Second), Mutate: testkit.Set("id", "tax_reporting_us_1099_k", "status", "active")},
 		}
 		for k := 3; k < 10; k++ {
 			events = append(events, stripefixture.Options{Type: "account.external_account.created", Created: base, Card: k%2 == 0,
-				Mutate: set("id", fmt.Sprintf("ba_e2e_%02d_%d", a, k))})
+				Mutate: testkit.Set("id", fmt.Sprintf("ba_e2e_%02d_%d", a, k))})
 		}
 		for _, o := range events {
 			o.Account = acct
@@ -53,11 +46,11 @@ func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 			}
 		}
 	}
-	testenv.Eventually(t, 60*time.Second, "100 events processed", func() bool { return b.count(t, "processed") == 100 })
+	testenv.Eventually(t, 60*time.Second, "100 events processed", func() bool { return b.Count(t, "processed") == 100 })
 	ctx := context.Background()
 	for a := range 10 {
 		acct := fmt.Sprintf("acct_e2e_%02d", a)
-		row, err := b.store.Account(ctx, acct)
+		row, err := b.Store.Account(ctx, acct)
 		if err != nil {
 			t.Fatalf("%s: %v", acct, err)
 		}
@@ -69,12 +62,12 @@ func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 		if !row.ChargesEnabled || row.PayoutsEnabled != (a%2 == 0) || fmt.Sprint(caps) != fmt.Sprint(want) {
 			t.Errorf("%s: charges %v payouts %v caps %v", acct, row.ChargesEnabled, row.PayoutsEnabled, caps)
 		}
-		ext, err := b.store.ExternalAccounts(ctx, acct)
+		ext, err := b.Store.ExternalAccounts(ctx, acct)
 		if err != nil || len(ext) != 7 {
 			t.Errorf("%s: %d external accounts (%v), want 7", acct, len(ext), err)
 		}
 	}
-	if n := b.count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
+	if n := b.Count(t, "retry_count > 0 OR error IS NOT NULL"); n != 0 {
 		t.Errorf("%d events failed on the way", n)
 	}
 }
@@ -83,12 +76,12 @@ func TestHundredEventsThroughIngestAndWorker(t *testing.T) {
 // retried from the web UI's API through the login proxy once the cause is fixed.
 func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	startWorker(t, b, map[string]string{"WEBHOOK_MAX_RETRIES": "3", "WEBHOOK_RETRY_BASE_DELAY": "1s"})
 	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
 	auth := http.Header{"Authorization": {"Basic b3BzOnMzY3JldA=="}} // ops:s3cret
-	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_poison", Account: "acct_poison",
-		Mutate: set("charges_enabled", "yes")}))
+	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_poison", Account: "acct_poison",
+		Mutate: testkit.Set("charges_enabled", "yes")}))
 
 	var dead []*work.DeadJob
 	testenv.Eventually(t, 30*time.Second, "the poison job in the dead set", func() bool {
@@ -102,7 +95,7 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 		dead = page.Jobs
 		return len(dead) == 1
 	})
-	row, err := b.store.EventByStripeID(context.Background(), "evt_poison")
+	row, err := b.Store.EventByStripeID(context.Background(), "evt_poison")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +107,7 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	}
 
 	// The cause is fixed (here: the stored payload), then ops retry it.
-	err = b.store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,charges_enabled}', 'true') WHERE stripe_event_id = 'evt_poison'`).Error
+	err = b.Store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,charges_enabled}', 'true') WHERE stripe_event_id = 'evt_poison'`).Error
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,12 +115,12 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("retry through the web UI: %d %s", code, body)
 	}
-	testenv.Eventually(t, 30*time.Second, "the retried event to be processed", func() bool { return b.count(t, "processed") == 1 })
-	row, _ = b.store.EventByStripeID(context.Background(), "evt_poison")
+	testenv.Eventually(t, 30*time.Second, "the retried event to be processed", func() bool { return b.Count(t, "processed") == 1 })
+	row, _ = b.Store.EventByStripeID(context.Background(), "evt_poison")
 	if row.RetryCount != 3 || row.Error != nil || row.DeadAt != nil {
 		t.Errorf("after the retry: retry_count %d (want 3: a retry does not reset it), error %v", row.RetryCount, row.Error)
 	}
-	acct, err := b.store.Account(context.Background(), "acct_poison")
+	acct, err := b.Store.Account(context.Background(), "acct_poison")
 	if err != nil || !acct.ChargesEnabled {
 		t.Errorf("account after the retry: %+v, %v", acct, err)
 	}
@@ -136,11 +129,11 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 // Two copies of one job running at once apply the event once.
 func TestDuplicateJobsApplyOnce(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
-	ids := b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_twice"}))
-	row, _ := b.store.EventByStripeID(context.Background(), ids[0])
+	b := testkit.NewBackend(t)
+	ids := b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_twice"}))
+	row, _ := b.Store.EventByStripeID(context.Background(), ids[0])
 	// Bypass the unique enqueue, as a retry or the sweeper can: a second copy.
-	if _, err := work.NewEnqueuer(b.namespace, b.enqueuerPool(t)).Enqueue("process-webhook",
+	if _, err := work.NewEnqueuer(b.Namespace, b.Pool(t)).Enqueue("process-webhook",
 		work.Q{"webhook_id": row.ID, "event_id": ids[0], "event_type": "capability.updated"}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +155,7 @@ func TestDuplicateJobsApplyOnce(t *testing.T) {
 
 func TestWebUILoginAndCrossSitePosts(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
 	if code, _ := ui.get(t, "/queues", nil); code != http.StatusUnauthorized {
 		t.Errorf("without credentials: %d, want 401", code)
@@ -202,18 +195,18 @@ func TestWebUILoginAndCrossSitePosts(t *testing.T) {
 // every remaining event; none is lost, none fails.
 func TestSIGTERMDuringDrainLosesNothing(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	const n = 600
 	payloads := make([][]byte, n)
 	for i := range payloads {
 		payloads[i] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_drain_%03d", i)})
 	}
-	b.seed(t, payloads...)
+	b.Seed(t, payloads...)
 	port := testenv.FreePort(t)
-	w := startProcess(t, "worker", nil, b.env(t, map[string]string{
+	w := startProcess(t, "worker", nil, b.Env(t, map[string]string{
 		"WORKER_HTTP_PORT": strconv.Itoa(port), "WEBHOOK_WORKER_CONCURRENCY": "2",
 	}), fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
-	testenv.Eventually(t, 30*time.Second, "the drain to start", func() bool { return b.count(t, "processed") >= 30 })
+	testenv.Eventually(t, 30*time.Second, "the drain to start", func() bool { return b.Count(t, "processed") >= 30 })
 	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -225,15 +218,15 @@ func TestSIGTERMDuringDrainLosesNothing(t *testing.T) {
 	if code := w.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0\n%s", code, w.Logs.String())
 	}
-	first := b.count(t, "processed")
+	first := b.Count(t, "processed")
 	t.Logf("processed before SIGTERM took effect: %d of %d", first, n)
 	startWorker(t, b, nil)
-	testenv.Eventually(t, 60*time.Second, "every event processed after restart", func() bool { return b.count(t, "processed") == n })
-	if failed := b.count(t, "retry_count > 0"); failed != 0 {
+	testenv.Eventually(t, 60*time.Second, "every event processed after restart", func() bool { return b.Count(t, "processed") == n })
+	if failed := b.Count(t, "retry_count > 0"); failed != 0 {
 		t.Errorf("%d events failed", failed)
 	}
 	var accounts int64
-	b.store.DB().Model(&store.ConnectedAccount{}).Count(&accounts)
+	b.Store.DB().Model(&store.ConnectedAccount{}).Count(&accounts)
 	if accounts != n {
 		t.Errorf("%d accounts, want %d", accounts, n)
 	}
@@ -242,11 +235,11 @@ func TestSIGTERMDuringDrainLosesNothing(t *testing.T) {
 // The sweeper leaves an event waiting for its retry alone: backoff stays backoff.
 func TestSweeperDoesNotRunARetryEarly(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	w := startWorker(t, b, merge(fastSweep, map[string]string{"WEBHOOK_RETRY_BASE_DELAY": "1h"}))
-	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_backoff", Mutate: set("charges_enabled", "yes")}))
-	testenv.Eventually(t, 30*time.Second, "the first attempt to fail", func() bool { return b.count(t, "retry_count = 1") == 1 })
-	row, _ := b.store.EventByStripeID(context.Background(), "evt_backoff")
+	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_backoff", Mutate: testkit.Set("charges_enabled", "yes")}))
+	testenv.Eventually(t, 30*time.Second, "the first attempt to fail", func() bool { return b.Count(t, "retry_count = 1") == 1 })
+	row, _ := b.Store.EventByStripeID(context.Background(), "evt_backoff")
 	if row.NextAttemptAt == nil || time.Until(*row.NextAttemptAt) < 50*time.Minute {
 		t.Fatalf("next_attempt_at = %v, want about an hour from now", row.NextAttemptAt)
 	}
@@ -261,7 +254,7 @@ func TestSweeperDoesNotRunARetryEarly(t *testing.T) {
 		return 0
 	}
 	before := sweeps()
-	testenv.Consistently(t, 4*time.Second, "one attempt only", func() bool { return b.count(t, "retry_count = 1") == 1 })
+	testenv.Consistently(t, 4*time.Second, "one attempt only", func() bool { return b.Count(t, "retry_count = 1") == 1 })
 	if after := sweeps(); after < before+3 {
 		t.Fatalf("the sweeper ran %d times in 4s; the check proves nothing", after-before)
 	}
@@ -284,9 +277,9 @@ func TestBackoffDoubles(t *testing.T) {
 
 func TestWorkerReadyzNeedsBothBackends(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	rd := testenv.StartRedis(t)
-	b.redisAddr = rd.Addr()
+	b.RedisAddr = rd.Addr()
 	w := startWorker(t, b, nil)
 	if code, _ := w.get(t, "/readyz", nil); code != http.StatusOK {
 		t.Errorf("/readyz with both up: %d", code)

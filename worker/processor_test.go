@@ -16,29 +16,30 @@ import (
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // processorFor is a Processor over b's database whose events are applied
 // by apply, one at a time, with maxFails attempts of timeout each, putting
 // jobs back and killing them through b's namespace.
-func processorFor(t *testing.T, b *backend, apply store.ApplyFunc, maxFails int, timeout time.Duration) *Processor {
+func processorFor(t *testing.T, b *testkit.Backend, apply store.ApplyFunc, maxFails int, timeout time.Duration) *Processor {
 	t.Helper()
-	applier := b.store.NewApplier(apply, store.ApplierOptions{Timeout: timeout})
+	applier := b.Store.NewApplier(apply, store.ApplierOptions{Timeout: timeout})
 	t.Cleanup(applier.Close)
-	p := NewProcessor(discardLogger(), applier, newMetrics(b.enqueuerPool(t), b.namespace, b.store), timeout, maxFails, backoff(time.Minute))
-	p.jobs = b.enqueuer
+	p := NewProcessor(testkit.Discard(), applier, newMetrics(b.Pool(t), b.Namespace, b.Store), timeout, maxFails, backoff(time.Minute))
+	p.jobs = b.Enqueuer
 	return p
 }
 
 // jobFor is the gocraft/work job of a stored event, as run for the
 // (fails+1)th time.
-func jobFor(t *testing.T, b *backend, payload []byte, fails int64) *work.Job {
+func jobFor(t *testing.T, b *testkit.Backend, payload []byte, fails int64) *work.Job {
 	t.Helper()
 	var e struct{ ID, Type string }
 	if err := json.Unmarshal(payload, &e); err != nil {
 		t.Fatal(err)
 	}
-	row, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: e.ID, EventType: e.Type, Payload: payload, ReceivedAt: time.Now()})
+	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: e.ID, EventType: e.Type, Payload: payload, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func jobFor(t *testing.T, b *backend, payload []byte, fails int64) *work.Job {
 // the row is not dead and its next attempt is set; the third is the last.
 func TestSecondFailureIsNotFinalWithThreeRetries(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	failing := func(context.Context, *store.Tx, store.WebhookEvent) error { return errors.New("handler broke") }
 	p := processorFor(t, b, failing, 3, 5*time.Second)
 	job := jobFor(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_three_tries"}), 0)
@@ -59,7 +60,7 @@ func TestSecondFailureIsNotFinalWithThreeRetries(t *testing.T) {
 		if err := p.Process(job); err == nil {
 			t.Fatalf("attempt %d: no error from a failing handler", attempt+1)
 		}
-		row, err := b.store.EventByStripeID(context.Background(), "evt_three_tries")
+		row, err := b.Store.EventByStripeID(context.Background(), "evt_three_tries")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestSecondFailureIsNotFinalWithThreeRetries(t *testing.T) {
 // behind it comes back within about WEBHOOK_JOB_TIMEOUT, not stuck behind it.
 func TestBlockedApplyReturnsWithinTheJobTimeout(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	const timeout = 400 * time.Millisecond
 	started, release := make(chan struct{}), make(chan struct{})
 	blocking := func(_ context.Context, _ *store.Tx, e store.WebhookEvent) error {
@@ -109,21 +110,21 @@ func TestBlockedApplyReturnsWithinTheJobTimeout(t *testing.T) {
 // dead set at once, logged and counted, and is never put back or retried.
 func TestMalformedJobGoesDeadAtOnce(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	w := startWorker(t, b, nil)
-	conn := dialRedis(t, b.redisAddr)
-	_, err := work.NewEnqueuer(b.namespace, b.enqueuerPool(t)).Enqueue(queue.JobName,
+	conn := testkit.DialRedis(t, b.RedisAddr)
+	_, err := work.NewEnqueuer(b.Namespace, b.Pool(t)).Enqueue(queue.JobName,
 		work.Q{"webhook_id": "not-a-uuid", "event_id": "evt_malformed", "event_type": "account.updated"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A good event at the same time is applied as usual.
-	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_good_neighbour"}))
+	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_good_neighbour"}))
 	testenv.Eventually(t, 15*time.Second, "the malformed job in the dead set", func() bool {
-		n, err := redis.Int(conn.Do("ZCARD", queue.DeadKey(b.namespace)))
+		n, err := redis.Int(conn.Do("ZCARD", queue.DeadKey(b.Namespace)))
 		return err == nil && n == 1
 	})
-	raw, err := redis.ByteSlices(conn.Do("ZRANGE", queue.DeadKey(b.namespace), 0, -1))
+	raw, err := redis.ByteSlices(conn.Do("ZRANGE", queue.DeadKey(b.Namespace), 0, -1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +135,10 @@ func TestMalformedJobGoesDeadAtOnce(t *testing.T) {
 	if dead.ArgString("event_id") != "evt_malformed" || dead.Fails != 1 || dead.LastErr == "" {
 		t.Errorf("dead job = %+v, want evt_malformed with one fail and its reason", dead)
 	}
-	if n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.namespace))); err != nil || n != 0 {
+	if n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.Namespace))); err != nil || n != 0 {
 		t.Errorf("retry set holds %d jobs (%v), want 0", n, err)
 	}
-	testenv.Eventually(t, 15*time.Second, "the good event processed", func() bool { return b.count(t, "processed") == 1 })
+	testenv.Eventually(t, 15*time.Second, "the good event processed", func() bool { return b.Count(t, "processed") == 1 })
 	if m := metricsOf(t, w.base); !strings.Contains(m, "\nstripe_webhooks_jobs_malformed_total 1\n") {
 		t.Errorf("metrics say %q, want stripe_webhooks_jobs_malformed_total 1", grep(m, "malformed"))
 	}
@@ -150,7 +151,7 @@ func TestMalformedJobGoesDeadAtOnce(t *testing.T) {
 // again: its next run that cannot take its event counts as a failure.
 func TestDeferralsAreCapped(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	p := processorFor(t, b, func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }, 5, 300*time.Millisecond)
 	down, err := store.Open(fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nothing?sslmode=disable&connect_timeout=1", testenv.FreePort(t)), store.Options{})
 	if err != nil {
@@ -160,9 +161,9 @@ func TestDeferralsAreCapped(t *testing.T) {
 	unreachable := down.NewApplier(func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }, store.ApplierOptions{Timeout: 300 * time.Millisecond})
 	t.Cleanup(unreachable.Close)
 	p.applier = unreachable
-	conn := dialRedis(t, b.redisAddr)
+	conn := testkit.DialRedis(t, b.RedisAddr)
 	retries := func() int {
-		n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.namespace)))
+		n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.Namespace)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,12 +187,12 @@ func TestDeferralsAreCapped(t *testing.T) {
 // before its jobs' events are processed one by one.
 func TestGroupFailureIsLoggedAndCounted(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	w := startWorker(t, b, map[string]string{"WEBHOOK_RETRY_BASE_DELAY": "1h"})
-	b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_group_poison", Account: "acct_group_poison",
-		Mutate: set("charges_enabled", "yes")}))
+	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_group_poison", Account: "acct_group_poison",
+		Mutate: testkit.Set("charges_enabled", "yes")}))
 	testenv.Eventually(t, 15*time.Second, "the poison event's failure recorded", func() bool {
-		return b.count(t, "stripe_event_id = 'evt_group_poison' AND retry_count = 1") == 1
+		return b.Count(t, "stripe_event_id = 'evt_group_poison' AND retry_count = 1") == 1
 	})
 	lines := grep(w.logs.String(), "a group transaction failed")
 	if strings.Count(lines, "\n")+1 != 1 || !strings.Contains(lines, "charges_enabled") {

@@ -22,6 +22,7 @@ import (
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 	"stripe-webhooks/worker/handler"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 const fakeKey = "rk_test_reconcile_secret_0123456789"
@@ -36,9 +37,9 @@ func runCommand(t *testing.T, environ []string, args ...string) (string, error) 
 
 // storeDelivered stores payloads as the ingest would have, and marks them
 // processed: the events Stripe did deliver.
-func storeDelivered(t *testing.T, b *backend, payloads [][]byte) {
+func storeDelivered(t *testing.T, b *testkit.Backend, payloads [][]byte) {
 	t.Helper()
-	in, err := b.store.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 128})
+	in, err := b.Store.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func storeDelivered(t *testing.T, b *backend, payloads [][]byte) {
 	}
 	close(work)
 	wg.Wait()
-	if err := b.store.DB().Exec("UPDATE webhook_events SET processed = true, processed_at = now()").Error; err != nil {
+	if err := b.Store.DB().Exec("UPDATE webhook_events SET processed = true, processed_at = now()").Error; err != nil {
 		t.Fatal(err)
 	}
 }
@@ -74,7 +75,7 @@ func storeDelivered(t *testing.T, b *backend, payloads [][]byte) {
 // picks up the failed account and finds nothing else missing.
 func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	w := startWorker(t, b, nil)
 	in := startIngestWith(t, b, nil)
 	fake := newFakeStripe(t, fakeKey)
@@ -114,7 +115,7 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	fake.failAccount("acct_rec_000", http.StatusTooManyRequests, 2)
 	fake.failAccount("acct_rec_001", http.StatusInternalServerError, 0)
 
-	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
+	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
 	go func() { // the race: Stripe delivers one missing event while reconcile runs
 		if code := postNoFail(in.Base+"/api/billing/webhooks/stripe", race); code != http.StatusOK {
 			t.Errorf("racing delivery: %d", code)
@@ -150,11 +151,11 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 		testenv.Eventually(t, 30*time.Second, "missing event "+id+" to be applied", processedEvent(t, b, id))
 	}
 	var rows int64
-	b.store.DB().Raw("SELECT count(*) FROM webhook_events").Scan(&rows)
+	b.Store.DB().Raw("SELECT count(*) FROM webhook_events").Scan(&rows)
 	if want := int64(len(delivered) + len(missing) - failedMissing); rows != want {
 		t.Errorf("%d rows, want %d (each event once)", rows, want)
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(old)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(old)); err == nil {
 		t.Error("an event older than the window was stored")
 	}
 	// The worker logs each event after its commit: wait for the last lines.
@@ -192,9 +193,9 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 // holds the key.
 func TestReconcileNeverLogsTheKey(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, "rk_test_the_right_one")
-	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
+	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
 	out, err := runCommand(t, env, "reconcile", "--account", "acct_nokey")
 	if err == nil {
 		t.Fatal("reconcile with a refused key succeeded")
@@ -210,14 +211,14 @@ func TestReconcileNeverLogsTheKey(t *testing.T) {
 }
 
 // applyNow stores and applies one event as the worker would.
-func applyNow(t *testing.T, b *backend, p []byte) {
+func applyNow(t *testing.T, b *testkit.Backend, p []byte) {
 	t.Helper()
-	row, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: typeOf(p),
+	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: typeOf(p),
 		Payload: p, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, _, err := b.store.ProcessEvent(context.Background(), row.WebhookID, store.Attempt{}, handler.Apply); err != nil || out != store.Applied {
+	if out, _, err := b.Store.ProcessEvent(context.Background(), row.WebhookID, store.Attempt{}, handler.Apply); err != nil || out != store.Applied {
 		t.Fatalf("apply %s: %v %v", eventIDOf(p), out, err)
 	}
 }
@@ -233,30 +234,30 @@ func typeOf(p []byte) string {
 // event wrote.
 func TestResyncRestoresADriftedAccount(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	const acct = "acct_resync_1"
 	now := time.Now()
 	applyNow(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: now.Add(-time.Hour),
-		Mutate: set("id", acct, "charges_enabled", false, "capabilities", map[string]any{"card_payments": "pending", "transfers": "pending"})}))
+		Mutate: testkit.Set("id", acct, "charges_enabled", false, "capabilities", map[string]any{"card_payments": "pending", "transfers": "pending"})}))
 	// A capability event newer than the fetch (Stripe's clock ahead of it).
 	applyNow(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: acct, Created: now.Add(time.Hour),
-		Mutate: set("id", "card_payments", "account", acct, "status", "active")}))
+		Mutate: testkit.Set("id", "card_payments", "account", acct, "status", "active")}))
 	for _, ba := range []string{"ba_resync_keep", "ba_resync_gone"} {
 		applyNow(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.external_account.created", Account: acct,
-			Created: now.Add(-time.Hour), Mutate: set("id", ba, "account", acct)}))
+			Created: now.Add(-time.Hour), Mutate: testkit.Set("id", ba, "account", acct)}))
 	}
 	fake := newFakeStripe(t, fakeKey)
 	fake.objects[acct] = json.RawMessage(fmt.Sprintf(`{"id":%q,"object":"account","charges_enabled":true,"payouts_enabled":true,
 		"details_submitted":true,"capabilities":{"card_payments":"inactive","transfers":"active"},"requirements":{"currently_due":[]}}`, acct))
 	fake.external[acct] = []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"id":"ba_resync_keep","object":"bank_account","account":%q,
 		"last4":"6789","bank_name":"STRIPE TEST BANK","currency":"usd","status":"verified","default_for_currency":true}`, acct))}
-	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
+	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
 
 	out, err := runCommand(t, env, "resync", "--account", acct)
 	if err != nil || !strings.Contains(out, "accounts 1, resynced 1, drifted 1, failed 0") {
 		t.Fatalf("resync: %v\n%s", err, lastLines(out, 5))
 	}
-	a, err := b.store.Account(context.Background(), acct)
+	a, err := b.Store.Account(context.Background(), acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestResyncRestoresADriftedAccount(t *testing.T) {
 	if caps["card_payments"] != "active" {
 		t.Errorf("card_payments = %s, want active: a newer event wrote it", caps["card_payments"])
 	}
-	ext, err := b.store.ExternalAccounts(context.Background(), acct)
+	ext, err := b.Store.ExternalAccounts(context.Background(), acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,12 +323,12 @@ func lastLines(s string, n int) string {
 // and the run is counted.
 func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const acct = "acct_periodic_1"
 	fake.accounts = []string{acct}
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
-		Created: time.Now().Add(-deliverySettle - time.Second), Mutate: set("id", acct, "charges_enabled", true)})
+		Created: time.Now().Add(-deliverySettle - time.Second), Mutate: testkit.Set("id", acct, "charges_enabled", true)})
 	fake.addEvent(acct, p)
 	// The account as Stripe has it now, for the resync that follows a
 	// missing event.
@@ -378,7 +379,7 @@ func seriesValue(body, series string) (float64, bool) {
 // is ok and counts them.
 func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const (
 		gone       = "acct_deauth_row"    // deauthorized by its row, no longer listed
@@ -395,10 +396,10 @@ func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
 	fake.revokeAccount(revoked, http.StatusUnauthorized)
 	fake.accounts = []string{listedGone, revoked, healthy}
 	missed := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: healthy, Created: time.Now().Add(-time.Hour),
-		Mutate: set("id", healthy, "charges_enabled", true)})
+		Mutate: testkit.Set("id", healthy, "charges_enabled", true)})
 	fake.addEvent(healthy, missed)
 	fake.objects[healthy] = accountObject(healthy)
-	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
+	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
 
 	out, err := runCommand(t, env, "reconcile", "--since", "72h")
 	if want := "accounts 5, events listed 1, missing 1 stored, skipped 3"; err != nil || !strings.Contains(out, want) {
@@ -412,7 +413,7 @@ func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
 			t.Errorf("a request for %s, deauthorized and no longer listed: %s", gone, r.path)
 		}
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(missed)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(missed)); err != nil {
 		t.Errorf("the missing event of the account still connected was not stored: %v", err)
 	}
 
@@ -441,7 +442,7 @@ func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
 // accounts only Stripe's list names, at its end, are reached too.
 func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const n = 60 // connected accounts, only Stripe's list names them
 	for i := range n {
@@ -449,7 +450,7 @@ func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
 	}
 	last := fake.accounts[n-1]
 	missed := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: last, Created: time.Now().Add(-time.Hour),
-		Mutate: set("id", last, "charges_enabled", true)})
+		Mutate: testkit.Set("id", last, "charges_enabled", true)})
 	fake.addEvent(last, missed)
 	fake.objects[last] = accountObject(last)
 	// 10 requests/s and runs of at most 3.2 s: about 28 accounts a run.
@@ -498,7 +499,7 @@ func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
 // clipped with a message, nor by the periodic run; one inside it is.
 func TestReconcileWindowStopsAtRetention(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	now := time.Now()
 	deleted, inside := map[string][]byte{}, map[string][]byte{}
@@ -511,17 +512,17 @@ func TestReconcileWindowStopsAtRetention(t *testing.T) {
 		fake.addEvent(acct, inside[acct])
 		// Applied when delivered, and deleted by retention since.
 		applyNow(t, b, deleted[acct])
-		if err := b.store.DB().Exec("DELETE FROM webhook_events WHERE stripe_event_id = ?", eventIDOf(deleted[acct])).Error; err != nil {
+		if err := b.Store.DB().Exec("DELETE FROM webhook_events WHERE stripe_event_id = ?", eventIDOf(deleted[acct])).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
 	stored := func(p []byte) bool {
-		_, err := b.store.EventByStripeID(context.Background(), eventIDOf(p))
+		_, err := b.Store.EventByStripeID(context.Background(), eventIDOf(p))
 		return err == nil
 	}
 	env := map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "WEBHOOK_RETENTION": "72h"}
 
-	out, err := runCommand(t, b.env(t, env), "reconcile", "--since", "100h", "--account", "acct_retention_cli")
+	out, err := runCommand(t, b.Env(t, env), "reconcile", "--since", "100h", "--account", "acct_retention_cli")
 	// The window starts inside the retention: the older event is not even listed.
 	if want := "accounts 1, events listed 1, missing 1 stored"; err != nil || !strings.Contains(out, want) {
 		t.Fatalf("reconcile: %v, want exit 0 and %q\n%s", err, want, lastLines(out, 5))
@@ -562,8 +563,8 @@ func TestReconcileWindowStopsAtRetention(t *testing.T) {
 // not taken for missing.
 func TestReconcileChecksRetentionAtEachPage(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
-	r := NewReconciler(slog.New(slog.DiscardHandler), b.store, b.enqueuer, nil, nil, config.Livemode{Mode: "any"}, 72*time.Hour)
+	b := testkit.NewBackend(t)
+	r := NewReconciler(slog.New(slog.DiscardHandler), b.Store, b.Enqueuer, nil, nil, config.Livemode{Mode: "any"}, 72*time.Hour)
 	now := time.Now()
 	event := func(created time.Time) stripeapi.Event {
 		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_page_1", Created: created})
@@ -577,10 +578,10 @@ func TestReconcileChecksRetentionAtEachPage(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("storeMissing: %d stored, %v; want 1", n, err)
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), past.ID); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), past.ID); err == nil {
 		t.Error("an event past the retention limit was stored")
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), inside.ID); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), inside.ID); err != nil {
 		t.Errorf("the event inside the retention was not stored: %v", err)
 	}
 }
@@ -589,7 +590,7 @@ func TestReconcileChecksRetentionAtEachPage(t *testing.T) {
 // and never the test-mode ones: they are never applied there.
 func TestReconcileOnLiveStoresOnlyLiveEvents(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const acct = "acct_mode_1"
 	created := time.Now().Add(-time.Hour)
@@ -597,15 +598,15 @@ func TestReconcileOnLiveStoresOnlyLiveEvents(t *testing.T) {
 	test := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: created})
 	fake.addEvent(acct, live)
 	fake.addEvent(acct, test)
-	env := b.env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "STRIPE_LIVEMODE": "live"})
+	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "STRIPE_LIVEMODE": "live"})
 	out, err := runCommand(t, env, "reconcile", "--account", acct)
 	if want := "events listed 2, missing 1 stored"; err != nil || !strings.Contains(out, want) {
 		t.Fatalf("reconcile: %v, want %q\n%s", err, want, lastLines(out, 5))
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(test)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(test)); err == nil {
 		t.Error("a live deployment's reconcile stored a test-mode event")
 	}
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(live)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(live)); err != nil {
 		t.Errorf("the live-mode event was not stored: %v", err)
 	}
 }
@@ -615,7 +616,7 @@ func TestReconcileOnLiveStoresOnlyLiveEvents(t *testing.T) {
 // created before them.
 func TestPeriodicReconcileLeavesEventsStillInDelivery(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const acct = "acct_settle_1"
 	fake.accounts = []string{acct}
@@ -632,7 +633,7 @@ func TestPeriodicReconcileLeavesEventsStillInDelivery(t *testing.T) {
 		ok, _ := seriesValue(metricsOf(t, w.base), `stripe_webhooks_reconcile_runs_total{outcome="ok"}`)
 		return ok >= 1
 	})
-	if _, err := b.store.EventByStripeID(context.Background(), eventIDOf(recent)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(recent)); err == nil {
 		t.Error("a periodic run stored an event created a minute ago, whose delivery may be in flight")
 	}
 }

@@ -11,33 +11,34 @@ import (
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/worker/handler"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
-func replay(t *testing.T, b *backend, args ...string) (string, error) {
+func replay(t *testing.T, b *testkit.Backend, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	err := run(context.Background(), append([]string{"worker", "replay"}, args...), b.env(t, nil), &out, &out)
+	err := run(context.Background(), append([]string{"worker", "replay"}, args...), b.Env(t, nil), &out, &out)
 	return out.String(), err
 }
 
-func processAll(t *testing.T, b *backend) {
+func processAll(t *testing.T, b *testkit.Backend) {
 	t.Helper()
 	var ids []string
-	b.store.DB().Raw("SELECT id FROM webhook_events WHERE NOT processed").Scan(&ids)
+	b.Store.DB().Raw("SELECT id FROM webhook_events WHERE NOT processed").Scan(&ids)
 	for _, id := range ids {
-		_, _, _ = b.store.ProcessEvent(context.Background(), id, store.Attempt{Final: true}, handler.Apply)
+		_, _, _ = b.Store.ProcessEvent(context.Background(), id, store.Attempt{Final: true}, handler.Apply)
 	}
 }
 
 // An event processed with a stale handler result is re-applied by replay.
 func TestReplayReappliesAStaleResult(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
-	ids := b.seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_replay",
-		Mutate: set("charges_enabled", true)}))
+	b := testkit.NewBackend(t)
+	ids := b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_replay",
+		Mutate: testkit.Set("charges_enabled", true)}))
 	processAll(t, b)
 	// What an older, buggy handler would have left behind.
-	b.store.DB().Exec("UPDATE stripe_connected_accounts SET charges_enabled = false WHERE stripe_account_id = 'acct_replay'")
+	b.Store.DB().Exec("UPDATE stripe_connected_accounts SET charges_enabled = false WHERE stripe_account_id = 'acct_replay'")
 
 	out, err := replay(t, b, "--event", ids[0])
 	if err != nil {
@@ -46,7 +47,7 @@ func TestReplayReappliesAStaleResult(t *testing.T) {
 	if !strings.Contains(out, "replayed 1 events, 0 failed") {
 		t.Errorf("output %q", out)
 	}
-	if a, _ := b.store.Account(context.Background(), "acct_replay"); !a.ChargesEnabled {
+	if a, _ := b.Store.Account(context.Background(), "acct_replay"); !a.ChargesEnabled {
 		t.Error("replay did not re-apply the event")
 	}
 	if _, err := replay(t, b, "--event", "evt_unknown"); err == nil {
@@ -56,19 +57,19 @@ func TestReplayReappliesAStaleResult(t *testing.T) {
 
 func TestReplaySinceAndFailed(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
-	b.seed(t,
+	b := testkit.NewBackend(t)
+	b.Seed(t,
 		stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_r1"}),
 		stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_r2"}),
 		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_r3"}),
-		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_dead_one", Account: "acct_r4", Mutate: set("payouts_enabled", "no")}),
+		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_dead_one", Account: "acct_r4", Mutate: testkit.Set("payouts_enabled", "no")}),
 	)
 	processAll(t, b) // the poison one fails its (final) attempt: dead
-	row, _ := b.store.EventByStripeID(context.Background(), "evt_dead_one")
+	row, _ := b.Store.EventByStripeID(context.Background(), "evt_dead_one")
 	if row.DeadAt == nil || row.Processed {
 		t.Fatalf("poison event not dead: %+v", row)
 	}
-	b.store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE event_type = 'account.updated' AND stripe_event_id <> 'evt_dead_one'")
+	b.Store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE event_type = 'account.updated' AND stripe_event_id <> 'evt_dead_one'")
 
 	out, err := replay(t, b, "--since", "24h", "--type", "capability.updated")
 	if err != nil || !strings.Contains(out, "replayed 2 events, 0 failed") {
@@ -79,12 +80,12 @@ func TestReplaySinceAndFailed(t *testing.T) {
 	if err == nil || !strings.Contains(out, "replayed 0 events, 1 failed") {
 		t.Errorf("--failed with the cause unfixed: %v %q", err, out)
 	}
-	b.store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,payouts_enabled}', 'true') WHERE stripe_event_id = 'evt_dead_one'`)
+	b.Store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,payouts_enabled}', 'true') WHERE stripe_event_id = 'evt_dead_one'`)
 	out, err = replay(t, b, "--failed")
 	if err != nil || !strings.Contains(out, "replayed 1 events, 0 failed") {
 		t.Errorf("--failed once fixed: %v %q", err, out)
 	}
-	row, _ = b.store.EventByStripeID(context.Background(), "evt_dead_one")
+	row, _ = b.Store.EventByStripeID(context.Background(), "evt_dead_one")
 	if !row.Processed || row.DeadAt != nil || row.RetryCount != 2 {
 		t.Errorf("after replay: processed %v dead_at %v retry_count %d; want true, nil, 2", row.Processed, row.DeadAt, row.RetryCount)
 	}
@@ -104,23 +105,23 @@ func TestReplayUsage(t *testing.T) {
 // Retention deletes only processed events older than the retention.
 func TestRetentionDeletesOnlyOldProcessedEvents(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
-	b.seed(t, events(4, "ret")...)
+	b := testkit.NewBackend(t)
+	b.Seed(t, events(4, "ret")...)
 	processAll(t, b)
-	b.seed(t, events(2, "ret_pending")...)
-	db := b.store.DB()
+	b.Seed(t, events(2, "ret_pending")...)
+	db := b.Store.DB()
 	db.Exec("UPDATE webhook_events SET created_at = now() - interval '40 days' WHERE stripe_event_id IN (SELECT stripe_event_id FROM webhook_events ORDER BY created_at LIMIT 3)")
 	db.Exec("UPDATE webhook_events SET created_at = now() - interval '40 days' WHERE NOT processed")
-	r := NewRetention(discardLogger(), b.store, 30*24*time.Hour)
+	r := NewRetention(testkit.Discard(), b.Store, 30*24*time.Hour)
 	r.batch = 2
 	n, err := r.Run(context.Background())
 	if err != nil || n != 3 {
 		t.Fatalf("deleted %d, %v; want 3", n, err)
 	}
-	if left := b.count(t, "true"); left != 3 {
+	if left := b.Count(t, "true"); left != 3 {
 		t.Errorf("%d events left, want 3 (1 recent processed, 2 old unprocessed)", left)
 	}
-	if old := b.count(t, "NOT processed"); old != 2 {
+	if old := b.Count(t, "NOT processed"); old != 2 {
 		t.Errorf("%d unprocessed left, want 2", old)
 	}
 }

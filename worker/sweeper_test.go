@@ -19,6 +19,7 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // A sweep over a backlog of 100,000 old events whose jobs all wait in Redis
@@ -28,13 +29,13 @@ import (
 func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 	t.Parallel()
 	rd := testenv.StartRedis(t) // private: every command it counts is the sweep's
-	b := newBackendOn(t, "", rd.Addr())
-	admin := dialRedis(t, rd.Addr())
+	b := testkit.NewBackendOn(t, "", rd.Addr())
+	admin := testkit.DialRedis(t, rd.Addr())
 	t.Cleanup(func() { _, _ = admin.Do("FLUSHALL") }) // before the namespace is cleaned key by key
 	ctx := context.Background()
 
 	const n = 100_000
-	err := b.store.DB().Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, created_at, received_at)
+	err := b.Store.DB().Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, created_at, received_at)
 		SELECT md5('evt_backlog_' || i)::uuid, 'evt_backlog_' || i, 'account.updated', '{}',
 			timezone('utc', now()) - interval '2 hours' + i * interval '1 ms', timezone('utc', now()) - interval '2 hours'
 		FROM generate_series(1, ?) AS i`, n).Error
@@ -49,13 +50,13 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		jobs[i] = queue.Job{WebhookID: md5UUID(id), EventID: id, EventType: "account.updated"}
 	}
 	for i := 0; i < n; i += 10_000 {
-		if _, err := b.enqueuer.EnqueueMany(ctx, jobs[i:i+10_000]); err != nil {
+		if _, err := b.Enqueuer.EnqueueMany(ctx, jobs[i:i+10_000]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sent := &clientCounts{}
-	m := newMetrics(b.enqueuerPool(t), b.namespace, b.store)
-	sweeper := NewSweeper(discardLogger(), b.store, queue.NewEnqueuer(b.namespace, countingPool(t, rd.Addr(), sent)), m, time.Minute)
+	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	sweeper := NewSweeper(testkit.Discard(), b.Store, queue.NewEnqueuer(b.Namespace, countingPool(t, rd.Addr(), sent)), m, time.Minute)
 
 	queued, cost := sweepCounted(t, sweeper, admin, sent)
 	t.Logf("sweep over %d events all queued: %s", n, cost)
@@ -65,7 +66,7 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 	if lost := counter(t, m, "stripe_webhooks_sweeper_lost_total"); queued != 0 || lost != 0 {
 		t.Errorf("the sweep queued %d and counted %v lost; want none", queued, lost)
 	}
-	if got := llen(t, admin, queue.ListKey(b.namespace)); got != n {
+	if got := llen(t, admin, queue.ListKey(b.Namespace)); got != n {
 		t.Errorf("%d jobs waiting after the sweep, want %d", got, n)
 	}
 
@@ -75,7 +76,7 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 	// other four, and the job of an event far down the backlog, are lost.
 	taken := make([][]byte, 8)
 	for i := range taken {
-		taken[i] = take(t, admin, b.namespace, jobs[i])
+		taken[i] = take(t, admin, b.Namespace, jobs[i])
 	}
 	now := time.Now().Unix()
 	redo := func(cmd string, args ...any) {
@@ -85,22 +86,22 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		}
 	}
 	for pool, beat := range map[string]int64{"live": now, "killed": now - 3600} {
-		redo("SADD", b.namespace+":worker_pools", pool)
-		redo("HSET", b.namespace+":worker_pools:"+pool, "heartbeat_at", beat)
+		redo("SADD", b.Namespace+":worker_pools", pool)
+		redo("HSET", b.Namespace+":worker_pools:"+pool, "heartbeat_at", beat)
 	}
-	redo("LPUSH", queue.ListKey(b.namespace)+":live:inprogress", taken[0])
-	redo("ZADD", queue.RetryKey(b.namespace), now+3600, taken[1])
-	redo("LPUSH", queue.ListKey(b.namespace)+":killed:inprogress", taken[2])
-	if err := b.store.DB().Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, jobs[3].WebhookID).Error; err != nil {
+	redo("LPUSH", queue.ListKey(b.Namespace)+":live:inprogress", taken[0])
+	redo("ZADD", queue.RetryKey(b.Namespace), now+3600, taken[1])
+	redo("LPUSH", queue.ListKey(b.Namespace)+":killed:inprogress", taken[2])
+	if err := b.Store.DB().Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, jobs[3].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
 	const far = 60_000
-	raw, err := redis.Bytes(admin.Do("LINDEX", queue.ListKey(b.namespace), n-1-far))
+	raw, err := redis.Bytes(admin.Do("LINDEX", queue.ListKey(b.Namespace), n-1-far))
 	if err != nil || !bytes.Contains(raw, []byte(jobs[far].WebhookID)) {
 		t.Fatalf("the job at index %d is not jobs[%d]'s (%v)", n-1-far, far, err)
 	}
-	redo("LREM", queue.ListKey(b.namespace), 1, raw)
-	redo("DEL", uniqueKey(b.namespace, jobs[far]))
+	redo("LREM", queue.ListKey(b.Namespace), 1, raw)
+	redo("DEL", uniqueKey(b.Namespace, jobs[far]))
 	lost := []int{2, 4, 5, 6, 7, far}
 
 	queued, cost = sweepCounted(t, sweeper, admin, sent)
@@ -120,16 +121,16 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		}
 	}
 	for _, i := range lost {
-		if ok, err := redis.Bool(admin.Do("EXISTS", uniqueKey(b.namespace, jobs[i]))); err != nil || !ok {
+		if ok, err := redis.Bool(admin.Do("EXISTS", uniqueKey(b.Namespace, jobs[i]))); err != nil || !ok {
 			t.Errorf("jobs[%d] (lost): not waiting after the sweep (%v)", i, err)
 		}
 	}
 	for _, i := range []int{0, 1, 3} {
-		if ok, err := redis.Bool(admin.Do("EXISTS", uniqueKey(b.namespace, jobs[i]))); err != nil || ok {
+		if ok, err := redis.Bool(admin.Do("EXISTS", uniqueKey(b.Namespace, jobs[i]))); err != nil || ok {
 			t.Errorf("jobs[%d] (in progress, retrying or processed): queued again (%v)", i, err)
 		}
 	}
-	if got, want := llen(t, admin, queue.ListKey(b.namespace)), n-len(taken)-1+len(lost); got != want {
+	if got, want := llen(t, admin, queue.ListKey(b.Namespace)), n-len(taken)-1+len(lost); got != want {
 		t.Errorf("%d jobs waiting, want %d", got, want)
 	}
 }
@@ -140,30 +141,30 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 // count or queue them.
 func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	ctx := context.Background()
 	for _, p := range events(3, "stale") {
-		b.storeOnly(t, p)
+		b.StoreOnly(t, p)
 	}
 	before := time.Now().Add(-time.Minute)
-	refs, err := b.store.Unqueued(ctx, before, store.Cursor{}, 10)
+	refs, err := b.Store.Unqueued(ctx, before, store.Cursor{}, 10)
 	if err != nil || len(refs) != 3 {
 		t.Fatalf("read %d events, %v; want 3", len(refs), err)
 	}
-	db := b.store.DB()
+	db := b.Store.DB()
 	if err := db.Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, refs[0].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Exec(`UPDATE webhook_events SET next_attempt_at = ? WHERE id = ?`, time.Now().Add(time.Hour).UTC(), refs[1].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(b.enqueuerPool(t), b.namespace, b.store)
-	sweeper := NewSweeper(discardLogger(), b.store, b.enqueuer, m, time.Minute)
+	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	sweeper := NewSweeper(testkit.Discard(), b.Store, b.Enqueuer, m, time.Minute)
 	lost, added, err := sweeper.requeueLost(ctx, before, refs)
 	if err != nil || lost != 1 || added != 1 {
 		t.Fatalf("requeueLost = %d lost, %d added, %v; want 1, 1", lost, added, err)
 	}
-	pending, err := b.enqueuer.Pending(ctx, jobsOf(refs))
+	pending, err := b.Enqueuer.Pending(ctx, jobsOf(refs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,23 +180,23 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 // own job may still be on its way to Redis. Only the older one is queued.
 func TestSweeperLeavesEventsYoungerThanSweepAfter(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	ctx := context.Background()
 	pair := events(2, "sweep_after")
 	old, fresh := pair[0], pair[1]
-	b.storeOnly(t, old) // an hour old
-	row, err := b.store.InsertEvent(ctx, store.NewEvent{StripeEventID: eventIDOf(fresh), EventType: "account.updated",
+	b.StoreOnly(t, old) // an hour old
+	row, err := b.Store.InsertEvent(ctx, store.NewEvent{StripeEventID: eventIDOf(fresh), EventType: "account.updated",
 		Payload: fresh, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(b.enqueuerPool(t), b.namespace, b.store)
-	added, err := NewSweeper(discardLogger(), b.store, b.enqueuer, m, 10*time.Minute).Sweep(ctx)
+	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	added, err := NewSweeper(testkit.Discard(), b.Store, b.Enqueuer, m, 10*time.Minute).Sweep(ctx)
 	if err != nil || added != 1 {
 		t.Fatalf("sweep added %d jobs, %v; want 1 (the hour-old event only)", added, err)
 	}
-	conn := dialRedis(t, b.redisAddr)
-	raw, err := redis.ByteSlices(conn.Do("LRANGE", queue.ListKey(b.namespace), 0, -1))
+	conn := testkit.DialRedis(t, b.RedisAddr)
+	raw, err := redis.ByteSlices(conn.Do("LRANGE", queue.ListKey(b.Namespace), 0, -1))
 	if err != nil || len(raw) != 1 {
 		t.Fatalf("%d jobs waiting (%v), want 1", len(raw), err)
 	}
@@ -378,16 +379,6 @@ func md5UUID(s string) string {
 	h := md5.Sum([]byte(s))
 	x := hex.EncodeToString(h[:])
 	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
-}
-
-func dialRedis(t *testing.T, addr string) redis.Conn {
-	t.Helper()
-	conn, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(2*time.Second), redis.DialReadTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
 }
 
 func llen(t *testing.T, conn redis.Conn, key string) int {

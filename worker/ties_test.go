@@ -10,6 +10,7 @@ import (
 
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // With STRIPE_API_KEY, the worker counts each same-second tie by how it
@@ -18,7 +19,7 @@ import (
 // debounce has passed: the account ends as Stripe's current object.
 func TestSameSecondTiesAreCountedAndResyncedFromStripe(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	fake := newFakeStripe(t, fakeKey)
 	const acct = "acct_ties_1"
 	fake.objects[acct] = json.RawMessage(fmt.Sprintf(`{"id":%q,"object":"account","charges_enabled":true,"payouts_enabled":false,
@@ -29,23 +30,23 @@ func TestSameSecondTiesAreCountedAndResyncedFromStripe(t *testing.T) {
 	deliver := func(o stripefixture.Options) {
 		t.Helper()
 		o.Account, o.Created = acct, created
-		id := b.seed(t, stripefixture.MustEvent(o))[0]
+		id := b.Seed(t, stripefixture.MustEvent(o))[0]
 		testenv.Eventually(t, 20*time.Second, "event "+id+" to be processed", processedEvent(t, b, id))
 	}
 	// Settled: the later account.updated first, then the earlier one.
 	caps := map[string]any{"card_payments": "inactive", "transfers": "active"}
-	deliver(stripefixture.Options{Type: "account.updated", Mutate: set("id", acct, "charges_enabled", true, "details_submitted", true,
+	deliver(stripefixture.Options{Type: "account.updated", Mutate: testkit.Set("id", acct, "charges_enabled", true, "details_submitted", true,
 		"capabilities", caps), Previous: map[string]any{"charges_enabled": false}})
-	deliver(stripefixture.Options{Type: "account.updated", Mutate: set("id", acct, "charges_enabled", false, "details_submitted", true,
+	deliver(stripefixture.Options{Type: "account.updated", Mutate: testkit.Set("id", acct, "charges_enabled", false, "details_submitted", true,
 		"capabilities", caps), Previous: map[string]any{"details_submitted": false}})
 	if !chargesEnabled(t, b, acct) {
 		t.Error("the earlier account.updated, delivered last, overwrote the later one")
 	}
 	// Settled (the first follows the account.updated), then not settled:
 	// card_payments inactive -> pending -> inactive.
-	deliver(stripefixture.Options{Type: "capability.updated", Mutate: set("account", acct, "status", "pending"),
+	deliver(stripefixture.Options{Type: "capability.updated", Mutate: testkit.Set("account", acct, "status", "pending"),
 		Previous: map[string]any{"status": "inactive"}})
-	deliver(stripefixture.Options{Type: "capability.updated", Mutate: set("account", acct, "status", "inactive"),
+	deliver(stripefixture.Options{Type: "capability.updated", Mutate: testkit.Set("account", acct, "status", "inactive"),
 		Previous: map[string]any{"status": "pending"}})
 
 	testenv.Eventually(t, 20*time.Second, "the account's resync from Stripe", func() bool {
@@ -66,7 +67,7 @@ func TestSameSecondTiesAreCountedAndResyncedFromStripe(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(m, "stripe_webhooks_"))
 		}
 	}
-	a, err := b.store.Account(context.Background(), acct)
+	a, err := b.Store.Account(context.Background(), acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,18 +76,18 @@ func TestSameSecondTiesAreCountedAndResyncedFromStripe(t *testing.T) {
 	}
 }
 
-func resyncRequests(t *testing.T, b *backend) int64 {
+func resyncRequests(t *testing.T, b *testkit.Backend) int64 {
 	t.Helper()
 	var n int64
-	if err := b.store.DB().Raw("SELECT count(*) FROM resync_requests").Scan(&n).Error; err != nil {
+	if err := b.Store.DB().Raw("SELECT count(*) FROM resync_requests").Scan(&n).Error; err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-func capabilityOf(t *testing.T, b *backend, account, name string) string {
+func capabilityOf(t *testing.T, b *testkit.Backend, account, name string) string {
 	t.Helper()
-	a, err := b.store.Account(context.Background(), account)
+	a, err := b.Store.Account(context.Background(), account)
 	if err != nil {
 		t.Fatal(err)
 	}

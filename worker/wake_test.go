@@ -13,18 +13,19 @@ import (
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // processedWithin polls until the event is processed and returns how long
 // that took from since.
-func processedWithin(t *testing.T, b *backend, eventID string, since time.Time, limit time.Duration) time.Duration {
+func processedWithin(t *testing.T, b *testkit.Backend, eventID string, since time.Time, limit time.Duration) time.Duration {
 	t.Helper()
 	return processedAt(t, b, eventID, limit).Sub(since)
 }
 
 // processedAt polls until the event is processed, for at most limit, and
 // returns when it was seen processed.
-func processedAt(t *testing.T, b *backend, eventID string, limit time.Duration) time.Time {
+func processedAt(t *testing.T, b *testkit.Backend, eventID string, limit time.Duration) time.Time {
 	t.Helper()
 	testenv.Eventually(t, limit, "event "+eventID+" to be processed", processedEvent(t, b, eventID))
 	return time.Now()
@@ -32,12 +33,12 @@ func processedAt(t *testing.T, b *backend, eventID string, limit time.Duration) 
 
 // idle keeps the pool without jobs for d: gocraft/work's workers then sleep
 // 5 s between fetches.
-func idle(t *testing.T, b *backend, d time.Duration) {
+func idle(t *testing.T, b *testkit.Backend, d time.Duration) {
 	t.Helper()
-	conn := b.enqueuerPool(t).Get()
+	conn := b.Pool(t).Get()
 	defer conn.Close()
 	testenv.Consistently(t, d, "the queue to stay empty", func() bool {
-		n, err := conn.Do("LLEN", queue.ListKey(b.namespace))
+		n, err := conn.Do("LLEN", queue.ListKey(b.Namespace))
 		return err == nil && n.(int64) == 0
 	})
 }
@@ -48,7 +49,7 @@ func idle(t *testing.T, b *backend, d time.Duration) {
 // still processed by the workers' poll, within 10 s.
 func TestIdlePoolTakesADeliveryAtOnce(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	in := startIngestWith(t, b, nil)
 	// One worker goroutine: without the wake-up, a job would wait for its
 	// next poll, up to 5 s away.
@@ -77,13 +78,13 @@ func TestIdlePoolTakesADeliveryAtOnce(t *testing.T) {
 
 	idle(t, b, 6500*time.Millisecond)
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_wake_lost"})
-	row, err := b.store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: "account.updated",
+	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: "account.updated",
 		Payload: p, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	job := queue.Job{WebhookID: row.WebhookID, EventID: eventIDOf(p), EventType: "account.updated"}
-	if _, err := work.NewEnqueuer(b.namespace, b.enqueuerPool(t)).EnqueueUnique(queue.JobName, job.Args()); err != nil {
+	if _, err := work.NewEnqueuer(b.Namespace, b.Pool(t)).EnqueueUnique(queue.JobName, job.Args()); err != nil {
 		t.Fatal(err)
 	}
 	took := processedWithin(t, b, eventIDOf(p), time.Now(), 10*time.Second)
@@ -95,7 +96,7 @@ func TestIdlePoolTakesADeliveryAtOnce(t *testing.T) {
 // requeuer has moved it back to the queue.
 func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t)
+	b := testkit.NewBackend(t)
 	in := startIngestWith(t, b, nil)
 	startWorker(t, b, map[string]string{"WEBHOOK_JOB_TIMEOUT": "1s", "WEBHOOK_RETRY_BASE_DELAY": "2s"})
 	const acct = "acct_wake_retry"
@@ -107,7 +108,7 @@ func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 
 	// Hold the account's row, so that the next event's handler outlasts
 	// its 1 s deadline: one failed attempt, recorded, retried after 2 s.
-	tx := b.store.DB().Begin()
+	tx := b.Store.DB().Begin()
 	if err := tx.Exec("SELECT 1 FROM stripe_connected_accounts WHERE stripe_account_id = ? FOR UPDATE", acct).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 	}
 	var failedAt time.Time
 	testenv.Eventually(t, 10*time.Second, "the first attempt to fail", func() bool {
-		row, err := b.store.EventByStripeID(context.Background(), eventIDOf(p))
+		row, err := b.Store.EventByStripeID(context.Background(), eventIDOf(p))
 		if err == nil && row.RetryCount == 1 {
 			failedAt = time.Now()
 			return true
