@@ -201,14 +201,15 @@ func TestConsoleBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	b, ui := startConsole(t)
+	b := testkit.NewBackend(t)
+	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
 	// The failing event: stored an hour ago, its last attempt failed, its
 	// retry due later. Stored before the pool starts, so that no sweep can
 	// queue it while it is set up: only the replay applies it.
 	const failingAccount = "acct_browser_failing"
 	failing := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: failingAccount,
 		Mutate: testkit.Set("charges_enabled", true, "business_profile", map[string]any{"name": "Browser Replay Ltd"})})
-	failingID := eventIDOf(failing)
+	failingID := testkit.EventID(failing)
 	b.StoreOnly(t, failing)
 	if err := b.Store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed: stripe account lock timeout',
 		retry_count = 3, next_attempt_at = now() + interval '1 hour' WHERE stripe_event_id = ?`, failingID).Error; err != nil {

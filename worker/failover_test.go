@@ -47,7 +47,7 @@ func startLoad(ingests []*process, rate int, prefix string) *steadyLoad {
 			case <-tick.C:
 			}
 			p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_%s_%05d", prefix, i)})
-			d := &delivery{id: eventIDOf(p), payload: p, sent: time.Now()}
+			d := &delivery{id: testkit.EventID(p), payload: p, sent: time.Now()}
 			l.mu.Lock()
 			l.all = append(l.all, d)
 			l.mu.Unlock()

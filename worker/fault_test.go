@@ -48,14 +48,6 @@ func startWorkerProcess(t *testing.T, b *testkit.Backend, extra map[string]strin
 		fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz")
 }
 
-func events(n int, prefix string) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_%s_%04d", prefix, i)})
-	}
-	return out
-}
-
 // deliverAll posts payloads with 8 clients spread over the ingests and
 // returns each answer's status by event id.
 func deliverAll(t *testing.T, ingests []*process, payloads [][]byte) map[string]int {
@@ -72,7 +64,7 @@ func deliverAll(t *testing.T, ingests []*process, payloads [][]byte) map[string]
 				p := payloads[i]
 				code := postNoFail(ingests[(i+c)%len(ingests)].Base+"/api/billing/webhooks/stripe", p)
 				mu.Lock()
-				id := eventIDOf(p)
+				id := testkit.EventID(p)
 				if prev, ok := status[id]; !ok || prev != http.StatusOK {
 					status[id] = code
 				}
@@ -97,12 +89,6 @@ func postNoFail(url string, payload []byte) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func eventIDOf(p []byte) string {
-	var e struct{ ID string }
-	_ = json.Unmarshal(p, &e)
-	return e.ID
 }
 
 // logLine is what the tests read of a JSON log line.
@@ -154,7 +140,7 @@ func TestFaultRedisLostWhileEventsArrive(t *testing.T) {
 	ingest := startIngest(t, b.Backend)
 	startWorker(t, b.Backend, fastSweep)
 	b.RD.Stop()
-	status := deliverAll(t, []*process{ingest}, events(50, "redis"))
+	status := deliverAll(t, []*process{ingest}, testkit.Events(50, "redis"))
 	var ok []string
 	for id, code := range status {
 		if code == http.StatusOK {
@@ -182,7 +168,7 @@ func TestFaultPostgresDown(t *testing.T) {
 	b := testkit.NewPrivateBackend(t)
 	ingest := startIngest(t, b.Backend)
 	startWorker(t, b.Backend, fastSweep)
-	payloads := events(20, "pg")
+	payloads := testkit.Events(20, "pg")
 	b.PG.Stop()
 	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
 		if code != http.StatusServiceUnavailable {
@@ -204,7 +190,7 @@ func TestFaultPostgresDown(t *testing.T) {
 		for id, code := range deliverAll(t, []*process{ingest}, pending) {
 			if code != http.StatusOK {
 				for _, p := range pending {
-					if eventIDOf(p) == id {
+					if testkit.EventID(p) == id {
 						still = append(still, p)
 					}
 				}
@@ -215,7 +201,7 @@ func TestFaultPostgresDown(t *testing.T) {
 	})
 	ids := make([]string, len(payloads))
 	for i, p := range payloads {
-		ids[i] = eventIDOf(p)
+		ids[i] = testkit.EventID(p)
 	}
 	testenv.Eventually(t, 60*time.Second, "redelivered events to be processed", func() bool {
 		return processedIn(t, b.Backend, ids) == int64(len(ids))
@@ -228,7 +214,7 @@ func TestFaultPostgresDown(t *testing.T) {
 func TestFaultWorkerKilled(t *testing.T) {
 	t.Parallel()
 	b := testkit.NewPrivateBackend(t)
-	b.Seed(t, events(300, "kill")...)
+	b.Seed(t, testkit.Events(300, "kill")...)
 	w1 := startWorkerProcess(t, b.Backend, fastSweep)
 	testenv.Eventually(t, 30*time.Second, "a third processed", func() bool { return b.Count(t, "processed") >= 100 })
 	if err := w1.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -275,7 +261,7 @@ func TestFaultIngestKilled(t *testing.T) {
 				p := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: fmt.Sprintf("acct_ik_%d_%d", c, i)})
 				if postNoFail(ingest.Base+"/api/billing/webhooks/stripe", p) == http.StatusOK {
 					mu.Lock()
-					ok = append(ok, eventIDOf(p))
+					ok = append(ok, testkit.EventID(p))
 					mu.Unlock()
 				}
 			}
@@ -303,7 +289,7 @@ func TestFaultTwoIngestsThreeWorkers(t *testing.T) {
 	for range 3 {
 		workers = append(workers, startWorkerProcess(t, b.Backend, fastSweep))
 	}
-	distinct := events(1350, "multi")
+	distinct := testkit.Events(1350, "multi")
 	deliveries := append([][]byte{}, distinct...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 150 {
@@ -350,7 +336,7 @@ func TestDatabaseOutageCostsNoAttempt(t *testing.T) {
 	t.Parallel()
 	b := testkit.NewPrivateBackend(t)
 	ingest := startIngest(t, b.Backend)
-	payloads := events(10, "outage")
+	payloads := testkit.Events(10, "outage")
 	for id, code := range deliverAll(t, []*process{ingest}, payloads) {
 		if code != http.StatusOK {
 			t.Fatalf("%s answered %d", id, code)
@@ -376,7 +362,7 @@ func TestDatabaseOutageCostsNoAttempt(t *testing.T) {
 	began := time.Now()
 	ids := make([]string, len(payloads))
 	for i, p := range payloads {
-		ids[i] = eventIDOf(p)
+		ids[i] = testkit.EventID(p)
 	}
 	testenv.Eventually(t, 60*time.Second, "the events to be processed once Postgres is back", func() bool {
 		return processedIn(t, b.Backend, ids) == int64(len(ids))

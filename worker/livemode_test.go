@@ -68,7 +68,7 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	if code := post(t, in.Base+"/api/billing/webhooks/stripe", liveEvent); code != http.StatusOK {
 		t.Fatalf("live event: %d", code)
 	}
-	testenv.Eventually(t, 15*time.Second, "the live event to be applied", processedEvent(t, b, eventIDOf(liveEvent)))
+	testenv.Eventually(t, 15*time.Second, "the live event to be applied", processedEvent(t, b, testkit.EventID(liveEvent)))
 	if !chargesEnabled(t, b, acct) {
 		t.Fatal("the live event was not applied")
 	}
@@ -78,8 +78,8 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	if code := post(t, in.Base+"/api/billing/webhooks/stripe", testEvent); code != http.StatusOK {
 		t.Fatalf("test-mode event on a live ingest: %d, want 200 so that Stripe stops sending it", code)
 	}
-	testenv.Eventually(t, 15*time.Second, "the test-mode event to be marked processed", processedEvent(t, b, eventIDOf(testEvent)))
-	row, err := b.Store.EventByStripeID(context.Background(), eventIDOf(testEvent))
+	testenv.Eventually(t, 15*time.Second, "the test-mode event to be marked processed", processedEvent(t, b, testkit.EventID(testEvent)))
+	row, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(testEvent))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 		t.Errorf("replay --since 1h = %q, %v; want the live event alone replayed", buf.String(), err)
 	}
 	buf.Reset()
-	err = run(context.Background(), []string{"worker", "replay", "--event", eventIDOf(testEvent)},
+	err = run(context.Background(), []string{"worker", "replay", "--event", testkit.EventID(testEvent)},
 		b.Env(t, live), &buf, &buf)
 	if err == nil || !strings.Contains(err.Error(), "never applies") {
 		t.Errorf("replay --event of a test-mode event on live: %v", err)
@@ -115,7 +115,7 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 	testenv.Consistently(t, 2*time.Second, "the live account to stay as the live event left it", func() bool {
 		return chargesEnabled(t, b, acct)
 	})
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(testEvent)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(testEvent)); err != nil {
 		t.Errorf("the test-mode event is gone: %v", err)
 	}
 
@@ -127,7 +127,7 @@ func TestTestModeEventOnLiveDeploymentIsStoredNotApplied(t *testing.T) {
 		if code := post(t, in2.Base+"/api/billing/webhooks/stripe", p); code != http.StatusOK {
 			t.Fatalf("delivery to an any ingest: %d", code)
 		}
-		testenv.Eventually(t, 15*time.Second, "the event to be applied", processedEvent(t, b2, eventIDOf(p)))
+		testenv.Eventually(t, 15*time.Second, "the event to be applied", processedEvent(t, b2, testkit.EventID(p)))
 	}
 	if chargesEnabled(t, b2, acct) {
 		t.Error("the test-mode event was not applied by an any deployment")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -16,13 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
-	"stripe-webhooks/pkg/stripeapi"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 	"stripe-webhooks/worker/handler"
 	"stripe-webhooks/worker/internal/testkit"
+	"stripe-webhooks/worker/reconcile"
 )
 
 const fakeKey = "rk_test_reconcile_secret_0123456789"
@@ -49,7 +47,7 @@ func storeDelivered(t *testing.T, b *testkit.Backend, payloads [][]byte) {
 	for range 16 {
 		wg.Go(func() {
 			for p := range work {
-				if _, err := in.Insert(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: "account.updated",
+				if _, err := in.Insert(context.Background(), store.NewEvent{StripeEventID: testkit.EventID(p), EventType: "account.updated",
 					Payload: p, ReceivedAt: time.Now()}); err != nil {
 					t.Error(err)
 				}
@@ -97,7 +95,7 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 				Created: now.Add(-time.Duration(48*60-a*13-e) * time.Minute)})
 			fake.addEvent(acct, p)
 			if n := a*perAccount + e; n%50 == 7 || n%50 == 31 || n%50 == 44 { // 300 of 5,000
-				missing[eventIDOf(p)] = acct
+				missing[testkit.EventID(p)] = acct
 				if race == nil && a == 5 {
 					race = p
 				}
@@ -124,7 +122,7 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	began := time.Now()
 	out, err := runCommand(t, env, "reconcile", "--since", "72h")
 	took := time.Since(began)
-	if err == nil || !errors.Is(err, errAccountsFailed) || !strings.Contains(out, "acct_rec_001") {
+	if err == nil || !errors.Is(err, reconcile.ErrAccountsFailed) || !strings.Contains(out, "acct_rec_001") {
 		t.Fatalf("reconcile with one account failing: %v\n%s", err, lastLines(out, 5))
 	}
 	failedMissing := 0
@@ -155,7 +153,7 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	if want := int64(len(delivered) + len(missing) - failedMissing); rows != want {
 		t.Errorf("%d rows, want %d (each event once)", rows, want)
 	}
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(old)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(old)); err == nil {
 		t.Error("an event older than the window was stored")
 	}
 	// The worker logs each event after its commit: wait for the last lines.
@@ -213,13 +211,13 @@ func TestReconcileNeverLogsTheKey(t *testing.T) {
 // applyNow stores and applies one event as the worker would.
 func applyNow(t *testing.T, b *testkit.Backend, p []byte) {
 	t.Helper()
-	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: typeOf(p),
+	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: testkit.EventID(p), EventType: typeOf(p),
 		Payload: p, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out, _, err := b.Store.ProcessEvent(context.Background(), row.WebhookID, store.Attempt{}, handler.Apply); err != nil || out != store.Applied {
-		t.Fatalf("apply %s: %v %v", eventIDOf(p), out, err)
+		t.Fatalf("apply %s: %v %v", testkit.EventID(p), out, err)
 	}
 }
 
@@ -328,7 +326,7 @@ func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 	const acct = "acct_periodic_1"
 	fake.accounts = []string{acct}
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct,
-		Created: time.Now().Add(-deliverySettle - time.Second), Mutate: testkit.Set("id", acct, "charges_enabled", true)})
+		Created: time.Now().Add(-reconcile.DeliverySettle - time.Second), Mutate: testkit.Set("id", acct, "charges_enabled", true)})
 	fake.addEvent(acct, p)
 	// The account as Stripe has it now, for the resync that follows a
 	// missing event.
@@ -336,7 +334,7 @@ func TestPeriodicReconcileStoresMissingEvents(t *testing.T) {
 		"details_submitted":true,"capabilities":{"card_payments":"active"},"requirements":{"currently_due":[]}}`, acct))
 	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
 		"STRIPE_RECONCILE_INTERVAL": "2s"})
-	testenv.Eventually(t, 20*time.Second, "the missing event to be stored and applied", processedEvent(t, b, eventIDOf(p)))
+	testenv.Eventually(t, 20*time.Second, "the missing event to be stored and applied", processedEvent(t, b, testkit.EventID(p)))
 	if !chargesEnabled(t, b, acct) {
 		t.Error("the missing event was not applied")
 	}
@@ -413,7 +411,7 @@ func TestReconcileSkipsDeauthorizedAccounts(t *testing.T) {
 			t.Errorf("a request for %s, deauthorized and no longer listed: %s", gone, r.path)
 		}
 	}
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(missed)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(missed)); err != nil {
 		t.Errorf("the missing event of the account still connected was not stored: %v", err)
 	}
 
@@ -456,7 +454,7 @@ func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
 	// 10 requests/s and runs of at most 3.2 s: about 28 accounts a run.
 	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
 		"STRIPE_RECONCILE_INTERVAL": "4s", "STRIPE_API_RATE": "10"})
-	testenv.Eventually(t, 60*time.Second, "the missing event of the last account to be stored and applied", processedEvent(t, b, eventIDOf(missed)))
+	testenv.Eventually(t, 60*time.Second, "the missing event of the last account to be stored and applied", processedEvent(t, b, testkit.EventID(missed)))
 
 	// Each run lists the accounts once, then the events of each account.
 	run, reached := 0, map[string]int{} // account -> the run that first listed its events
@@ -468,7 +466,7 @@ func TestPeriodicReconcileResumesWhereItStopped(t *testing.T) {
 			perRun = append(perRun, 0)
 		case r.path == "events" && len(reached) < n+1:
 			if first, seen := reached[r.account]; seen {
-				t.Errorf("%s listed again in run %d (first in run %d) before every account was listed once", accountName(r.account), run, first)
+				t.Errorf("%q listed again in run %d (first in run %d) before every account was listed once", r.account, run, first)
 				continue
 			}
 			reached[r.account] = run
@@ -512,12 +510,12 @@ func TestReconcileWindowStopsAtRetention(t *testing.T) {
 		fake.addEvent(acct, inside[acct])
 		// Applied when delivered, and deleted by retention since.
 		applyNow(t, b, deleted[acct])
-		if err := b.Store.DB().Exec("DELETE FROM webhook_events WHERE stripe_event_id = ?", eventIDOf(deleted[acct])).Error; err != nil {
+		if err := b.Store.DB().Exec("DELETE FROM webhook_events WHERE stripe_event_id = ?", testkit.EventID(deleted[acct])).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
 	stored := func(p []byte) bool {
-		_, err := b.Store.EventByStripeID(context.Background(), eventIDOf(p))
+		_, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(p))
 		return err == nil
 	}
 	env := map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL, "WEBHOOK_RETENTION": "72h"}
@@ -548,41 +546,12 @@ func TestReconcileWindowStopsAtRetention(t *testing.T) {
 	if stored(deleted["acct_retention_periodic"]) {
 		t.Error("the periodic reconcile stored again an event older than WEBHOOK_RETENTION")
 	}
-	limit := now.Add(-72*time.Hour + retentionMargin).Unix()
+	limit := now.Add(-72*time.Hour + reconcile.RetentionMargin).Unix()
 	for _, r := range fake.requested() {
 		if r.path == "events" && r.gte < limit {
-			t.Errorf("%s's events listed from %s, past the retention limit %s", accountName(r.account),
+			t.Errorf("%s events listed from %s, past the retention limit %s", strconv.Quote(r.account),
 				time.Unix(r.gte, 0).UTC(), time.Unix(limit, 0).UTC())
 		}
-	}
-}
-
-// The retention limit is checked again for each page of listed events, as
-// it is compared with the table: retention runs during a long listing, and
-// an event that has come to lie past the limit since the listing began is
-// not taken for missing.
-func TestReconcileChecksRetentionAtEachPage(t *testing.T) {
-	t.Parallel()
-	b := testkit.NewBackend(t)
-	r := NewReconciler(slog.New(slog.DiscardHandler), b.Store, b.Enqueuer, nil, nil, config.Livemode{Mode: "any"}, 72*time.Hour)
-	now := time.Now()
-	event := func(created time.Time) stripeapi.Event {
-		p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_page_1", Created: created})
-		return stripeapi.Event{ID: eventIDOf(p), Type: "account.updated", Account: "acct_page_1", Created: created.UTC(), Raw: p}
-	}
-	// Listed when inside the window; past the limit by the time its page is
-	// stored (the limit is 72h less retentionMargin).
-	past := event(now.Add(-72*time.Hour + retentionMargin - time.Minute))
-	inside := event(now.Add(-71 * time.Hour))
-	n, err := r.storeMissing(context.Background(), "acct_page_1", []stripeapi.Event{past, inside})
-	if err != nil || n != 1 {
-		t.Fatalf("storeMissing: %d stored, %v; want 1", n, err)
-	}
-	if _, err := b.Store.EventByStripeID(context.Background(), past.ID); err == nil {
-		t.Error("an event past the retention limit was stored")
-	}
-	if _, err := b.Store.EventByStripeID(context.Background(), inside.ID); err != nil {
-		t.Errorf("the event inside the retention was not stored: %v", err)
 	}
 }
 
@@ -603,10 +572,10 @@ func TestReconcileOnLiveStoresOnlyLiveEvents(t *testing.T) {
 	if want := "events listed 2, missing 1 stored"; err != nil || !strings.Contains(out, want) {
 		t.Fatalf("reconcile: %v, want %q\n%s", err, want, lastLines(out, 5))
 	}
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(test)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(test)); err == nil {
 		t.Error("a live deployment's reconcile stored a test-mode event")
 	}
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(live)); err != nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(live)); err != nil {
 		t.Errorf("the live-mode event was not stored: %v", err)
 	}
 }
@@ -623,17 +592,17 @@ func TestPeriodicReconcileLeavesEventsStillInDelivery(t *testing.T) {
 	fake.objects[acct] = accountObject(acct)
 	recent := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: acct, Created: time.Now().Add(-time.Minute)})
 	settled := stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: acct,
-		Created: time.Now().Add(-deliverySettle - time.Second)})
+		Created: time.Now().Add(-reconcile.DeliverySettle - time.Second)})
 	fake.addEvent(acct, recent)
 	fake.addEvent(acct, settled)
 	w := startWorker(t, b, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL,
 		"STRIPE_RECONCILE_INTERVAL": "2s"})
-	testenv.Eventually(t, 20*time.Second, "the settled event to be stored and applied", processedEvent(t, b, eventIDOf(settled)))
+	testenv.Eventually(t, 20*time.Second, "the settled event to be stored and applied", processedEvent(t, b, testkit.EventID(settled)))
 	testenv.Eventually(t, 10*time.Second, "the run to end", func() bool {
 		ok, _ := seriesValue(metricsOf(t, w.base), `stripe_webhooks_reconcile_runs_total{outcome="ok"}`)
 		return ok >= 1
 	})
-	if _, err := b.Store.EventByStripeID(context.Background(), eventIDOf(recent)); err == nil {
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(recent)); err == nil {
 		t.Error("a periodic run stored an event created a minute ago, whose delivery may be in flight")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
@@ -14,7 +13,7 @@ import (
 	"stripe-webhooks/worker/internal/testkit"
 )
 
-func replay(t *testing.T, b *testkit.Backend, args ...string) (string, error) {
+func replayCmd(t *testing.T, b *testkit.Backend, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	err := run(context.Background(), append([]string{"worker", "replay"}, args...), b.Env(t, nil), &out, &out)
@@ -40,7 +39,7 @@ func TestReplayReappliesAStaleResult(t *testing.T) {
 	// What an older, buggy handler would have left behind.
 	b.Store.DB().Exec("UPDATE stripe_connected_accounts SET charges_enabled = false WHERE stripe_account_id = 'acct_replay'")
 
-	out, err := replay(t, b, "--event", ids[0])
+	out, err := replayCmd(t, b, "--event", ids[0])
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
@@ -50,7 +49,7 @@ func TestReplayReappliesAStaleResult(t *testing.T) {
 	if a, _ := b.Store.Account(context.Background(), "acct_replay"); !a.ChargesEnabled {
 		t.Error("replay did not re-apply the event")
 	}
-	if _, err := replay(t, b, "--event", "evt_unknown"); err == nil {
+	if _, err := replayCmd(t, b, "--event", "evt_unknown"); err == nil {
 		t.Error("replay of an unknown event succeeded")
 	}
 }
@@ -71,17 +70,17 @@ func TestReplaySinceAndFailed(t *testing.T) {
 	}
 	b.Store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE event_type = 'account.updated' AND stripe_event_id <> 'evt_dead_one'")
 
-	out, err := replay(t, b, "--since", "24h", "--type", "capability.updated")
+	out, err := replayCmd(t, b, "--since", "24h", "--type", "capability.updated")
 	if err != nil || !strings.Contains(out, "replayed 2 events, 0 failed") {
 		t.Errorf("--since 24h --type capability.updated: %v %q", err, out)
 	}
 	// Still poison: it fails again, and says so.
-	out, err = replay(t, b, "--failed")
+	out, err = replayCmd(t, b, "--failed")
 	if err == nil || !strings.Contains(out, "replayed 0 events, 1 failed") {
 		t.Errorf("--failed with the cause unfixed: %v %q", err, out)
 	}
 	b.Store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,payouts_enabled}', 'true') WHERE stripe_event_id = 'evt_dead_one'`)
-	out, err = replay(t, b, "--failed")
+	out, err = replayCmd(t, b, "--failed")
 	if err != nil || !strings.Contains(out, "replayed 1 events, 0 failed") {
 		t.Errorf("--failed once fixed: %v %q", err, out)
 	}
@@ -99,29 +98,5 @@ func TestReplayUsage(t *testing.T) {
 		if code := config.ExitCode(err, &out); code != 2 {
 			t.Errorf("replay %v: exit %d, want 2", args, code)
 		}
-	}
-}
-
-// Retention deletes only processed events older than the retention.
-func TestRetentionDeletesOnlyOldProcessedEvents(t *testing.T) {
-	t.Parallel()
-	b := testkit.NewBackend(t)
-	b.Seed(t, events(4, "ret")...)
-	processAll(t, b)
-	b.Seed(t, events(2, "ret_pending")...)
-	db := b.Store.DB()
-	db.Exec("UPDATE webhook_events SET created_at = now() - interval '40 days' WHERE stripe_event_id IN (SELECT stripe_event_id FROM webhook_events ORDER BY created_at LIMIT 3)")
-	db.Exec("UPDATE webhook_events SET created_at = now() - interval '40 days' WHERE NOT processed")
-	r := NewRetention(testkit.Discard(), b.Store, 30*24*time.Hour)
-	r.batch = 2
-	n, err := r.Run(context.Background())
-	if err != nil || n != 3 {
-		t.Fatalf("deleted %d, %v; want 3", n, err)
-	}
-	if left := b.Count(t, "true"); left != 3 {
-		t.Errorf("%d events left, want 3 (1 recent processed, 2 old unprocessed)", left)
-	}
-	if old := b.Count(t, "NOT processed"); old != 2 {
-		t.Errorf("%d unprocessed left, want 2", old)
 	}
 }

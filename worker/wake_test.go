@@ -63,7 +63,7 @@ func TestIdlePoolTakesADeliveryAtOnce(t *testing.T) {
 		if code := post(t, in.Base+"/api/billing/webhooks/stripe", p); code != http.StatusOK {
 			t.Fatalf("delivery: %d", code)
 		}
-		return processedAt(t, b, eventIDOf(p), 10*time.Second)
+		return processedAt(t, b, testkit.EventID(p), 10*time.Second)
 	}
 	deliver("acct_wake_first")
 	for i, quiet := range []time.Duration{12500 * time.Millisecond, 7500 * time.Millisecond} {
@@ -78,16 +78,16 @@ func TestIdlePoolTakesADeliveryAtOnce(t *testing.T) {
 
 	idle(t, b, 6500*time.Millisecond)
 	p := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_wake_lost"})
-	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: eventIDOf(p), EventType: "account.updated",
+	row, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: testkit.EventID(p), EventType: "account.updated",
 		Payload: p, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := queue.Job{WebhookID: row.WebhookID, EventID: eventIDOf(p), EventType: "account.updated"}
+	job := queue.Job{WebhookID: row.WebhookID, EventID: testkit.EventID(p), EventType: "account.updated"}
 	if _, err := work.NewEnqueuer(b.Namespace, b.Pool(t)).EnqueueUnique(queue.JobName, job.Args()); err != nil {
 		t.Fatal(err)
 	}
-	took := processedWithin(t, b, eventIDOf(p), time.Now(), 10*time.Second)
+	took := processedWithin(t, b, testkit.EventID(p), time.Now(), 10*time.Second)
 	t.Logf("without a wake-up: processed %s after its enqueue (the workers' poll)", took.Round(time.Millisecond))
 }
 
@@ -104,7 +104,7 @@ func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 	if code := post(t, in.Base+"/api/billing/webhooks/stripe", first); code != http.StatusOK {
 		t.Fatalf("delivery: %d", code)
 	}
-	testenv.Eventually(t, 5*time.Second, "the account row", processedEvent(t, b, eventIDOf(first)))
+	testenv.Eventually(t, 5*time.Second, "the account row", processedEvent(t, b, testkit.EventID(first)))
 
 	// Hold the account's row, so that the next event's handler outlasts
 	// its 1 s deadline: one failed attempt, recorded, retried after 2 s.
@@ -118,7 +118,7 @@ func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 	}
 	var failedAt time.Time
 	testenv.Eventually(t, 10*time.Second, "the first attempt to fail", func() bool {
-		row, err := b.Store.EventByStripeID(context.Background(), eventIDOf(p))
+		row, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(p))
 		if err == nil && row.RetryCount == 1 {
 			failedAt = time.Now()
 			return true
@@ -127,7 +127,7 @@ func TestRetryRunsSoonAfterItIsDue(t *testing.T) {
 	})
 	tx.Rollback()
 	due := failedAt.Add(2 * time.Second)
-	testenv.Eventually(t, 15*time.Second, "the retry to apply the event", processedEvent(t, b, eventIDOf(p)))
+	testenv.Eventually(t, 15*time.Second, "the retry to apply the event", processedEvent(t, b, testkit.EventID(p)))
 	late := time.Since(due)
 	t.Logf("retry processed %s after its due time", late.Round(time.Millisecond))
 	// The requeuer looks every second and the process wakes the pool 1.1 s

@@ -6,6 +6,7 @@ package testkit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
 
@@ -188,3 +190,20 @@ func Set(kv ...any) func(map[string]any) {
 
 // Discard is a logger that writes nothing.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Events returns n account.updated events, each for its own connected
+// account acct_<prefix>_<i>.
+func Events(n int, prefix string) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: fmt.Sprintf("acct_%s_%04d", prefix, i)})
+	}
+	return out
+}
+
+// EventID is the id of the event payload ("" if it has none).
+func EventID(payload []byte) string {
+	var e struct{ ID string }
+	_ = json.Unmarshal(payload, &e)
+	return e.ID
+}

@@ -12,17 +12,13 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeapi"
+	"stripe-webhooks/worker/reconcile"
 )
-
-// progressEvery is how often a run without a terminal logs its progress.
-const progressEvery = 30 * time.Second
 
 // runReconcile is `worker reconcile [--since 72h] [--account acct_…]`.
 func runReconcile(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
@@ -47,20 +43,18 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	}
 	defer c.close()
 	cfg, logger, api := c.cfg, c.logger, c.api
-	r := NewReconciler(logger, c.store, queue.NewEnqueuer(cfg.Redis.Namespace, c.pool), api, nil, cfg.Livemode, cfg.Retention)
-	now := time.Now()
-	w := Window{Since: now.Add(-*since)}
-	if earliest, why := r.earliest(now); w.Since.Before(earliest) {
-		fmt.Fprintf(stderr, "worker reconcile: --since %s reaches past %s: listing events created since %s (%s ago)\n",
-			shortDuration(*since), why, earliest.UTC().Format(time.RFC3339), shortDuration(now.Sub(earliest).Round(time.Minute)))
-		w.Since = earliest
+	r := reconcile.New(reconcile.Options{Logger: logger, Store: c.store, Enqueuer: queue.NewEnqueuer(cfg.Redis.Namespace, c.pool),
+		API: api, Livemode: cfg.Livemode, Retention: cfg.Retention})
+	w, clipped := r.WindowSince(time.Now(), *since)
+	if clipped != "" {
+		fmt.Fprintln(stderr, "worker reconcile: "+clipped)
 	}
 
 	// Ctrl-C or SIGTERM stops after the account in hand.
 	stop, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	p := &reconcileProgress{}
-	done := showProgress(stderr, logger, "reconcile", p, api)
+	p := &reconcile.Progress{}
+	done := reconcile.ShowProgress(stderr, logger, "reconcile", p, api)
 	sum, err := r.Run(ctx, stop, w, *account, p)
 	done()
 	if err != nil {
@@ -73,7 +67,7 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	case sum.Unreached > 0:
 		return fmt.Errorf("worker reconcile: stopped with %d accounts left (rerun it: what is stored stays stored)", sum.Unreached)
 	case len(sum.Failed) > 0:
-		return fmt.Errorf("worker reconcile: %w", errAccountsFailed)
+		return fmt.Errorf("worker reconcile: %w", reconcile.ErrAccountsFailed)
 	}
 	return nil
 }
@@ -113,57 +107,68 @@ func validAccountID(id string) bool {
 	return len(id) > len("acct_") && id[:5] == "acct_"
 }
 
-// showProgress draws a progress bar on a terminal, or logs a progress line
-// every 30 s otherwise, until the returned function is called.
-func showProgress(out io.Writer, logger *slog.Logger, what string, p *reconcileProgress, api *stripeapi.Client) func() {
-	began := time.Now()
-	stopped := make(chan struct{})
-	finished := make(chan struct{})
-	describe := func() string {
-		secs := max(time.Since(began).Seconds(), 0.001)
-		return fmt.Sprintf("%d missing, %d API calls, %.1f calls/s", p.missing.Load(), api.Calls(), float64(api.Calls())/secs)
+// runResync is `worker resync (--account acct_… | --all)`.
+func runResync(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	account := fs.String("account", "", "resync this connected account (acct_…)")
+	all := fs.Bool("all", false, "resync every connected account Stripe's API lists")
+	if err := fs.Parse(args); err != nil {
+		return &config.UsageError{Msg: "worker resync: " + err.Error(), Usage: usage}
 	}
-	f, isFile := out.(*os.File)
-	if isFile && term.IsTerminal(int(f.Fd())) {
-		bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(what),
-			progressbar.OptionShowCount(), progressbar.OptionSetItsString("accounts"), progressbar.OptionClearOnFinish(),
-			progressbar.OptionThrottle(100*time.Millisecond))
-		go func() {
-			defer close(finished)
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				if total := p.total.Load(); total > 0 && bar.GetMax64() != total {
-					bar.ChangeMax64(total)
-				}
-				_ = bar.Set64(p.done.Load())
-				bar.Describe(what + ": " + describe())
-				select {
-				case <-stopped:
-					_ = bar.Finish()
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	} else {
-		go func() {
-			defer close(finished)
-			tick := time.NewTicker(progressEvery)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stopped:
-					return
-				case <-tick.C:
-					logger.Info(what+" progress", "accounts_done", p.done.Load(), "accounts", p.total.Load(),
-						"listed", p.listed.Load(), "missing", p.missing.Load(), "api_calls", api.Calls())
-				}
-			}
-		}()
+	switch {
+	case fs.NArg() > 0:
+		return &config.UsageError{Msg: fmt.Sprintf("worker resync: unexpected arguments %q", fs.Args()), Usage: usage}
+	case (*account != "") == *all:
+		return &config.UsageError{Msg: "worker resync: give one of --account or --all", Usage: usage}
+	case *account != "" && !validAccountID(*account):
+		return &config.UsageError{Msg: fmt.Sprintf("worker resync: --account %q is not an acct_… id", *account), Usage: usage}
 	}
-	return func() {
-		close(stopped)
-		<-finished
+	c, err := openStripeCommand(environ, stdout)
+	if err != nil {
+		return err
 	}
+	defer c.close()
+	logger, api := c.logger, c.api
+	r := reconcile.NewResyncer(logger, c.store, api, nil)
+
+	accounts := []string{*account}
+	if *all {
+		accounts = accounts[:0]
+		if err := api.Accounts(ctx, func(id string) error { accounts = append(accounts, id); return nil }); err != nil {
+			return fmt.Errorf("worker resync: list connected accounts: %w", err)
+		}
+	}
+	// Ctrl-C or SIGTERM stops after the account in hand.
+	stop, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	p := &reconcile.Progress{}
+	p.Total.Store(int64(len(accounts)))
+	done := reconcile.ShowProgress(stderr, logger, "resync", p, api)
+	var changed, failed int
+	for _, id := range accounts {
+		if stop.Err() != nil {
+			break
+		}
+		rep, err := r.Resync(ctx, id)
+		p.Done.Add(1)
+		switch {
+		case err != nil:
+			failed++
+			logger.Error("could not resync an account", "account", id, "error", err)
+		case rep.Changed():
+			changed++
+			p.Missing.Add(1)
+		}
+	}
+	done()
+	resynced := int(p.Done.Load()) - failed
+	fmt.Fprintf(stdout, "accounts %d, resynced %d, drifted %d, failed %d\n", len(accounts), resynced, changed, failed)
+	switch {
+	case stop.Err() != nil && int(p.Done.Load()) < len(accounts):
+		return fmt.Errorf("worker resync: stopped after %d of %d accounts (rerun it: it is safe)", p.Done.Load(), len(accounts))
+	case failed > 0:
+		return fmt.Errorf("worker resync: %d accounts failed", failed)
+	}
+	return nil
 }

@@ -1,16 +1,16 @@
-package main
+package jobs
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
@@ -26,9 +26,8 @@ func processorFor(t *testing.T, b *testkit.Backend, apply store.ApplyFunc, maxFa
 	t.Helper()
 	applier := b.Store.NewApplier(apply, store.ApplierOptions{Timeout: timeout})
 	t.Cleanup(applier.Close)
-	p := NewProcessor(testkit.Discard(), applier, newMetrics(b.Pool(t), b.Namespace, b.Store), timeout, maxFails, backoff(time.Minute))
-	p.jobs = b.Enqueuer
-	return p
+	return NewProcessor(ProcessorOptions{Logger: testkit.Discard(), Applier: applier, Metrics: NewMetrics(prometheus.NewRegistry()),
+		Timeout: timeout, Retries: RetryPolicy{MaxAttempts: maxFails, BaseDelay: time.Minute}, Jobs: b.Enqueuer})
 }
 
 // jobFor is the gocraft/work job of a stored event, as run for the
@@ -87,7 +86,7 @@ func TestBlockedApplyReturnsWithinTheJobTimeout(t *testing.T) {
 		return nil
 	}
 	p := processorFor(t, b, blocking, 5, timeout)
-	p.jobs = nil // a job not attempted fails as a plain error: easier to see
+	p.Jobs = nil // a job not attempted fails as a plain error: easier to see
 	blocked := jobFor(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_blocks"}), 0)
 	behind := jobFor(t, b, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_behind"}), 0)
 	first := make(chan error, 1)
@@ -106,47 +105,6 @@ func TestBlockedApplyReturnsWithinTheJobTimeout(t *testing.T) {
 	}
 }
 
-// A job whose webhook_id is not a uuid can name no event: it goes to the
-// dead set at once, logged and counted, and is never put back or retried.
-func TestMalformedJobGoesDeadAtOnce(t *testing.T) {
-	t.Parallel()
-	b := testkit.NewBackend(t)
-	w := startWorker(t, b, nil)
-	conn := testkit.DialRedis(t, b.RedisAddr)
-	_, err := work.NewEnqueuer(b.Namespace, b.Pool(t)).Enqueue(queue.JobName,
-		work.Q{"webhook_id": "not-a-uuid", "event_id": "evt_malformed", "event_type": "account.updated"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A good event at the same time is applied as usual.
-	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_good_neighbour"}))
-	testenv.Eventually(t, 15*time.Second, "the malformed job in the dead set", func() bool {
-		n, err := redis.Int(conn.Do("ZCARD", queue.DeadKey(b.Namespace)))
-		return err == nil && n == 1
-	})
-	raw, err := redis.ByteSlices(conn.Do("ZRANGE", queue.DeadKey(b.Namespace), 0, -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dead work.Job
-	if err := json.Unmarshal(raw[0], &dead); err != nil {
-		t.Fatal(err)
-	}
-	if dead.ArgString("event_id") != "evt_malformed" || dead.Fails != 1 || dead.LastErr == "" {
-		t.Errorf("dead job = %+v, want evt_malformed with one fail and its reason", dead)
-	}
-	if n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.Namespace))); err != nil || n != 0 {
-		t.Errorf("retry set holds %d jobs (%v), want 0", n, err)
-	}
-	testenv.Eventually(t, 15*time.Second, "the good event processed", func() bool { return b.Count(t, "processed") == 1 })
-	if m := metricsOf(t, w.base); !strings.Contains(m, "\nstripe_webhooks_jobs_malformed_total 1\n") {
-		t.Errorf("metrics say %q, want stripe_webhooks_jobs_malformed_total 1", grep(m, "malformed"))
-	}
-	if grep(w.logs.String(), "malformed job") == "" {
-		t.Error("no log line says the job was malformed")
-	}
-}
-
 // A job put back maxDeferrals times without an attempt is not put back
 // again: its next run that cannot take its event counts as a failure.
 func TestDeferralsAreCapped(t *testing.T) {
@@ -160,7 +118,7 @@ func TestDeferralsAreCapped(t *testing.T) {
 	t.Cleanup(func() { _ = down.Close() })
 	unreachable := down.NewApplier(func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }, store.ApplierOptions{Timeout: 300 * time.Millisecond})
 	t.Cleanup(unreachable.Close)
-	p.applier = unreachable
+	p.Applier = unreachable
 	conn := testkit.DialRedis(t, b.RedisAddr)
 	retries := func() int {
 		n, err := redis.Int(conn.Do("ZCARD", queue.RetryKey(b.Namespace)))
@@ -180,25 +138,5 @@ func TestDeferralsAreCapped(t *testing.T) {
 	}
 	if n := retries(); n != 1 {
 		t.Errorf("the retry set holds %d jobs, want 1 (the capped run is not put back)", n)
-	}
-}
-
-// A group transaction that fails is logged once with its cause and counted,
-// before its jobs' events are processed one by one.
-func TestGroupFailureIsLoggedAndCounted(t *testing.T) {
-	t.Parallel()
-	b := testkit.NewBackend(t)
-	w := startWorker(t, b, map[string]string{"WEBHOOK_RETRY_BASE_DELAY": "1h"})
-	b.Seed(t, stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_group_poison", Account: "acct_group_poison",
-		Mutate: testkit.Set("charges_enabled", "yes")}))
-	testenv.Eventually(t, 15*time.Second, "the poison event's failure recorded", func() bool {
-		return b.Count(t, "stripe_event_id = 'evt_group_poison' AND retry_count = 1") == 1
-	})
-	lines := grep(w.logs.String(), "a group transaction failed")
-	if strings.Count(lines, "\n")+1 != 1 || !strings.Contains(lines, "charges_enabled") {
-		t.Errorf("log lines for the failed group:\n%s\nwant one, with its cause", lines)
-	}
-	if m := metricsOf(t, w.base); !strings.Contains(m, "\nstripe_webhooks_group_failures_total 1\n") {
-		t.Errorf("metrics say %q, want stripe_webhooks_group_failures_total 1", grep(m, "group_failures"))
 	}
 }

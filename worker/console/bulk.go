@@ -1,14 +1,11 @@
-package main
+package console
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"stripe-webhooks/pkg/store"
-	"stripe-webhooks/worker/handler"
 )
 
 const (
@@ -21,27 +18,6 @@ const (
 
 // bulkFilterKeys are the form fields a bulk replay carries: the list's filter.
 var bulkFilterKeys = []string{"status", "type", "account", "id", "from", "to"}
-
-// replayStored applies the stored event stripeEventID again, as `worker
-// replay --event` does, and says how: applied, failed (err set), mode (of
-// the Stripe mode this deployment never applies) or notfound.
-func (c *console) replayStored(ctx context.Context, stripeEventID string) (string, error) {
-	e, err := c.store.EventDetail(ctx, stripeEventID)
-	switch {
-	case store.IsNotFound(err):
-		return "notfound", nil
-	case err != nil:
-		return "", err
-	case e.Livemode != nil && !c.livemode.Applies(*e.Livemode):
-		return "mode", nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if _, _, err := c.store.ReplayEvent(ctx, e.ID, handler.ApplyIn(c.livemode)); err != nil {
-		return "failed", err
-	}
-	return "applied", nil
-}
 
 // bulkFilter reads the filter of a bulk replay from q; only the failing
 // and dead statuses may be replayed in bulk.
@@ -85,7 +61,7 @@ func hiddenFields(carry url.Values) []hiddenField {
 
 // replayBulkConfirm says how many events a bulk replay of the filter would
 // apply and offers the POST that does it. It replays nothing.
-func (c *console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
+func (c *Console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
 	f, carry, err := bulkFilter(r.URL.Query())
 	if err != nil {
 		c.fail(w, http.StatusBadRequest, err.Error())
@@ -114,7 +90,7 @@ func (c *console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
 // replayBulk re-reads the events of the posted filter (the newest
 // bulkReplayMax), replays each as the event page's replay does, logs the
 // action with the event ids, and shows how many were replayed.
-func (c *console) replayBulk(w http.ResponseWriter, r *http.Request) {
+func (c *Console) replayBulk(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		c.fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -129,7 +105,7 @@ func (c *console) replayBulk(w http.ResponseWriter, r *http.Request) {
 		c.serverError(w, r, err)
 		return
 	}
-	user, _, _ := r.BasicAuth()
+	user := c.user(r)
 	var replayed, failed, skipped int
 	ids := make([]string, 0, len(events))
 	for _, e := range events {
@@ -137,11 +113,11 @@ func (c *console) replayBulk(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		ids = append(ids, e.StripeEventID)
-		result, err := c.replayStored(r.Context(), e.StripeEventID)
+		result, err := c.replay(r.Context(), e.StripeEventID)
 		switch result {
-		case "applied":
+		case ReplayApplied:
 			replayed++
-		case "failed":
+		case ReplayFailed:
 			failed++
 			c.logger.Warn("console bulk replay failed", "user", user, "stripe_event_id", e.StripeEventID, "error", err)
 		case "":

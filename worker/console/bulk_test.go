@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 
 // consolePostForm posts form to path with the test login and the given
 // Sec-Fetch-Site, and returns the response (body read) and its body.
-func consolePostForm(t *testing.T, ui *service, path string, form url.Values, site string) (*http.Response, string) {
+func consolePostForm(t *testing.T, ui *testUI, path string, form url.Values, site string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, ui.base+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -33,7 +33,7 @@ func consolePostForm(t *testing.T, ui *service, path string, form url.Values, si
 }
 
 // bulkLogLines are the log lines of bulk replays.
-func bulkLogLines(ui *service) []string {
+func bulkLogLines(ui *testUI) []string {
 	var out []string
 	for _, l := range strings.Split(ui.logs.String(), "\n") {
 		if strings.Contains(l, "console action") && strings.Contains(l, "replay_bulk") {

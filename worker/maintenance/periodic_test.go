@@ -1,4 +1,4 @@
-package main
+package maintenance
 
 import (
 	"context"
@@ -49,9 +49,9 @@ func TestPeriodicRunHasADeadlineBelowItsInterval(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var replicas []*periodic
+	var replicas []*Periodic
 	for range 2 {
-		p := newPeriodic("test-task", every, st, logger, run)
+		p := NewPeriodic("test-task", every, st, logger, run)
 		if err := p.Start(ctx); err != nil {
 			t.Fatal(err)
 		}

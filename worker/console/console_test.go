@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"fmt"
@@ -56,7 +56,7 @@ func insertConsoleRows(t *testing.T, b *testkit.Backend, rows ...consoleRow) {
 
 // consoleGet fetches path from the console, with the test login unless
 // noLogin, and returns the response (body read) and its body.
-func consoleGet(t *testing.T, ui *service, path string, noLogin bool) (*http.Response, string) {
+func consoleGet(t *testing.T, ui *testUI, path string, noLogin bool) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, ui.base+path, nil)
 	if err != nil {
@@ -72,12 +72,6 @@ func consoleGet(t *testing.T, ui *service, path string, noLogin bool) (*http.Res
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp, string(body)
-}
-
-func startConsole(t *testing.T) (*testkit.Backend, *service) {
-	t.Helper()
-	b := testkit.NewBackend(t)
-	return b, startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
 }
 
 func eventIDs(body string) []string {
@@ -113,8 +107,8 @@ func TestConsoleNeedsLoginAndSetsHeaders(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
-		if got := resp.Header.Get("Content-Security-Policy"); got != consoleCSP {
-			t.Errorf("GET %s: Content-Security-Policy %q, want %q", path, got, consoleCSP)
+		if got := resp.Header.Get("Content-Security-Policy"); got != csp {
+			t.Errorf("GET %s: Content-Security-Policy %q, want %q", path, got, csp)
 		}
 		if got := resp.Header.Get("X-Frame-Options"); got != "DENY" {
 			t.Errorf("GET %s: X-Frame-Options %q, want DENY", path, got)

@@ -1,4 +1,4 @@
-package main
+package maintenance
 
 import (
 	"context"
@@ -19,7 +19,7 @@ type Sweeper struct {
 	logger   *slog.Logger
 	store    *store.Store
 	enqueuer *queue.Enqueuer
-	metrics  *metrics
+	metrics  *Metrics
 	// after is how old an unprocessed event must be before it is queued again.
 	after time.Duration
 	// page is how many events one query reads and one MGET looks up;
@@ -28,7 +28,7 @@ type Sweeper struct {
 }
 
 // NewSweeper returns a sweeper for events older than after.
-func NewSweeper(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, m *metrics, after time.Duration) *Sweeper {
+func NewSweeper(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, m *Metrics, after time.Duration) *Sweeper {
 	return &Sweeper{logger: logger.With("task", "sweeper"), store: st, enqueuer: enq, metrics: m, after: after,
 		page: 25_000, maxPerSweep: 100_000}
 }

@@ -1,7 +1,8 @@
-package main
+package console
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -18,63 +19,94 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
-	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
 )
 
-// consoleFiles holds the console's templates and its style sheet.
+// files holds the console's templates and its style sheet.
 //
-//go:embed console/*.html console/console.css
-var consoleFiles embed.FS
+//go:embed *.html console.css
+var files embed.FS
 
-// consoleCSP lets a console page load only its own style sheet: no script,
+// csp lets a console page load only its own style sheet: no script,
 // no frame, no form posting elsewhere.
-const consoleCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 const (
 	consolePageSize    = 50
 	consoleMaxPageSize = 500
 )
 
-// console serves pages of the events and accounts in Postgres, beside the
+// Console serves pages of the events and accounts in Postgres, beside the
 // gocraft/work job UI, on paths that UI does not use. Its one write is the
-// replay of an event.
-type console struct {
+// replay of events, which it leaves to Options.Replay.
+type Console struct {
 	store     *store.Store
 	pool      *redis.Pool
 	namespace string
-	livemode  config.Livemode
 	logger    *slog.Logger
+	replay    ReplayFunc
+	user      func(*http.Request) string
 	pages     map[string]*template.Template
 	css       []byte
 }
 
-func newConsole(st *store.Store, pool *redis.Pool, namespace string, livemode config.Livemode, logger *slog.Logger) (*console, error) {
+// Options are what a Console works with.
+type Options struct {
+	Store *store.Store
+	// Redis and Namespace are where the job dead set is counted.
+	Redis     *redis.Pool
+	Namespace string
+	Logger    *slog.Logger
+	// Replay applies a stored event again.
+	Replay ReplayFunc
+	// User names who signed in to the request, for the log of what they
+	// changed.
+	User func(*http.Request) string
+}
+
+// ReplayFunc applies the stored event stripeEventID again and says how;
+// an error with no result is a failure to read the event at all.
+type ReplayFunc func(ctx context.Context, stripeEventID string) (ReplayResult, error)
+
+// ReplayResult is what a replay did, as the event page reports it.
+type ReplayResult string
+
+// The results of a replay.
+const (
+	ReplayApplied   ReplayResult = "applied"
+	ReplayFailed    ReplayResult = "failed"
+	ReplayOtherMode ReplayResult = "mode" // the Stripe mode this deployment never applies
+	ReplayNotFound  ReplayResult = "notfound"
+)
+
+// New returns the console, its templates parsed.
+func New(o Options) (*Console, error) {
 	funcs := template.FuncMap{"ts": formatTime, "short": shortError}
-	c := &console{store: st, pool: pool, namespace: namespace, livemode: livemode, logger: logger, pages: map[string]*template.Template{}}
+	c := &Console{store: o.Store, pool: o.Redis, namespace: o.Namespace, logger: o.Logger, replay: o.Replay, user: o.User,
+		pages: map[string]*template.Template{}}
 	for _, name := range []string{"overview", "events", "event", "account", "replay"} {
-		t, err := template.New(name).Funcs(funcs).ParseFS(consoleFiles, "console/layout.html", "console/"+name+".html")
+		t, err := template.New(name).Funcs(funcs).ParseFS(files, "layout.html", name+".html")
 		if err != nil {
-			return nil, fmt.Errorf("worker webui: console template %s: %w", name, err)
+			return nil, fmt.Errorf("console: template %s: %w", name, err)
 		}
 		c.pages[name] = t
 	}
-	css, err := fs.ReadFile(consoleFiles, "console/console.css")
+	css, err := fs.ReadFile(files, "console.css")
 	if err != nil {
-		return nil, fmt.Errorf("worker webui: console style sheet: %w", err)
+		return nil, fmt.Errorf("console: style sheet: %w", err)
 	}
 	c.css = css
 	return c, nil
 }
 
-// register adds the console's routes to mux.
-func (c *console) register(mux *http.ServeMux) {
+// Register adds the console's routes to mux.
+func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /overview", c.overview)
 	mux.HandleFunc("GET /events", c.events)
 	mux.HandleFunc("GET /events/{id}", c.event)
 	mux.HandleFunc("GET /events/replay", c.replayBulkConfirm)
 	mux.HandleFunc("POST /events/replay", c.replayBulk)
-	mux.HandleFunc("POST /events/{id}/replay", c.replay)
+	mux.HandleFunc("POST /events/{id}/replay", c.replayOne)
 	mux.HandleFunc("GET /events/{id}/replay", c.replayGet)
 	mux.HandleFunc("GET /accounts/{id}", c.account)
 	mux.HandleFunc("GET /console/console.css", c.style)
@@ -84,18 +116,18 @@ func (c *console) register(mux *http.ServeMux) {
 // favicon answers the request every browser makes for /favicon.ico with no
 // icon (204): the job UI's 404 for it is an error in the browser's console
 // on every page.
-func (c *console) favicon(w http.ResponseWriter, r *http.Request) {
+func (c *Console) favicon(w http.ResponseWriter, r *http.Request) {
 	setConsoleHeaders(w)
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (c *console) style(w http.ResponseWriter, r *http.Request) {
+func (c *Console) style(w http.ResponseWriter, r *http.Request) {
 	setConsoleHeaders(w)
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	_, _ = w.Write(c.css)
 }
 
-func (c *console) events(w http.ResponseWriter, r *http.Request) {
+func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseEventFilter(q)
 	if err != nil {
@@ -124,7 +156,7 @@ func (c *console) events(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (c *console) event(w http.ResponseWriter, r *http.Request) {
+func (c *Console) event(w http.ResponseWriter, r *http.Request) {
 	e, err := c.store.EventDetail(r.Context(), r.PathValue("id"))
 	if store.IsNotFound(err) {
 		c.fail(w, http.StatusNotFound, "no event with that id is stored")
@@ -153,7 +185,7 @@ type capability struct {
 	EventCreated *time.Time
 }
 
-func (c *console) account(w http.ResponseWriter, r *http.Request) {
+func (c *Console) account(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
 	before, limit, err := parsePage(q)
@@ -323,14 +355,14 @@ func parseConsoleTime(name, s string) (time.Time, error) {
 // setConsoleHeaders sets the headers of every console response.
 func setConsoleHeaders(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", consoleCSP)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 }
 
-func (c *console) render(w http.ResponseWriter, page string, data map[string]any) {
+func (c *Console) render(w http.ResponseWriter, page string, data map[string]any) {
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
 		c.logger.Error("console page", "page", page, "err", err)
@@ -342,12 +374,12 @@ func (c *console) render(w http.ResponseWriter, page string, data map[string]any
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (c *console) fail(w http.ResponseWriter, status int, msg string) {
+func (c *Console) fail(w http.ResponseWriter, status int, msg string) {
 	setConsoleHeaders(w)
 	http.Error(w, msg, status)
 }
 
-func (c *console) serverError(w http.ResponseWriter, r *http.Request, err error) {
+func (c *Console) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	c.logger.Error("console query", "path", r.URL.Path, "err", err)
 	c.fail(w, http.StatusInternalServerError, "the database could not be read")
 }

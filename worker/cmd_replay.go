@@ -10,7 +10,7 @@ import (
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
-	"stripe-webhooks/worker/handler"
+	"stripe-webhooks/worker/replay"
 )
 
 // runReplay applies chosen events again, in this process, under the same
@@ -53,53 +53,54 @@ func runReplay(ctx context.Context, args []string, environ []string, stdout io.W
 	}
 	defer st.Close()
 
-	filter := store.ReplayFilter{StripeEventID: *eventID, Failed: *failed, EventType: *eventType}
-	switch cfg.Livemode.Mode { // events of the other mode are never applied
-	case "live":
-		filter.Livemode = &[]bool{true}[0]
-	case "test":
-		filter.Livemode = &[]bool{false}[0]
-	}
-	if *since > 0 {
-		filter.Since = time.Now().Add(-*since)
-	}
+	r := replay.New(st, cfg.Livemode)
 	var replayed, failures int
-	cursor := store.Cursor{}
-	for {
-		refs, err := st.ReplayBatch(ctx, filter, cursor, 500)
-		if err != nil {
-			return err
-		}
-		for _, r := range refs {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			jobCtx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, _, err := st.ReplayEvent(jobCtx, r.WebhookID, handler.ApplyIn(cfg.Livemode))
-			cancel()
-			log := logger.With("stripe_event_id", r.StripeEventID, "event_type", r.EventType, "webhook_id", r.WebhookID)
-			if err != nil {
-				failures++
-				log.Error("replay failed", "error", err)
-				continue
-			}
+	count := func(res replay.Result) {
+		log := logger.With("stripe_event_id", res.StripeEventID, "event_type", res.EventType, "webhook_id", res.WebhookID)
+		switch res.Outcome {
+		case replay.Applied:
 			replayed++
 			log.Info("event replayed")
+		case replay.Failed:
+			failures++
+			log.Error("replay failed", "error", res.Err)
 		}
-		if len(refs) < 500 {
-			break
-		}
-		cursor = store.Next(refs)
 	}
-	if *eventID != "" && replayed+failures == 0 {
-		if row, err := st.EventByStripeID(ctx, *eventID); err == nil && row.Livemode != nil && !cfg.Applies(*row.Livemode) {
-			return fmt.Errorf("worker replay: event %s is of the mode STRIPE_LIVEMODE=%s never applies", *eventID, cfg.Livemode.Mode)
+	if *eventID != "" {
+		if err := replayOne(ctx, r, *eventID, cfg.Livemode, count); err != nil {
+			return err
 		}
-		return fmt.Errorf("worker replay: no stored event %s", *eventID)
+	} else if err := r.Matching(ctx, replayFilter(*since, *failed, *eventType), count); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "replayed %d events, %d failed\n", replayed, failures)
 	if failures > 0 {
 		return errors.New("worker replay: some events failed; their error is on the row (see the log above)")
 	}
 	return nil
+}
+
+// replayOne replays the event id, handing a replay's result to count; an
+// event not stored, or of the other mode, is an error.
+func replayOne(ctx context.Context, r *replay.Replayer, id string, mode config.Livemode, count func(replay.Result)) error {
+	res := r.Event(ctx, id)
+	switch res.Outcome {
+	case replay.NotFound:
+		return fmt.Errorf("worker replay: no stored event %s", id)
+	case replay.OtherMode:
+		return fmt.Errorf("worker replay: event %s is of the mode STRIPE_LIVEMODE=%s never applies", id, mode.Mode)
+	case replay.Applied, replay.Failed:
+		count(res)
+		return nil
+	}
+	return res.Err
+}
+
+// replayFilter is the filter of --since or --failed, with --type.
+func replayFilter(since time.Duration, failed bool, eventType string) replay.Filter {
+	f := replay.Filter{Failed: failed, EventType: eventType}
+	if since > 0 {
+		f.Since = time.Now().Add(-since)
+	}
+	return f
 }

@@ -1,17 +1,11 @@
-package main
+package reconcile
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeapi"
 	"stripe-webhooks/worker/handler"
@@ -25,7 +19,12 @@ type Resyncer struct {
 	logger  *slog.Logger
 	store   *store.Store
 	api     *stripeapi.Client
-	metrics *metrics
+	metrics *Metrics
+}
+
+// NewResyncer returns a Resyncer; m may be nil (the command-line run).
+func NewResyncer(logger *slog.Logger, st *store.Store, api *stripeapi.Client, m *Metrics) *Resyncer {
+	return &Resyncer{logger: logger.With("task", "resync"), store: st, api: api, metrics: m}
 }
 
 // Resync fetches one account (the account, then every page of its external
@@ -60,7 +59,7 @@ func (r *Resyncer) Resync(ctx context.Context, account string) (store.SnapshotRe
 		return rep, err
 	}
 	if r.metrics != nil {
-		r.metrics.resyncedAccounts.Inc()
+		r.metrics.resynced.Inc()
 	}
 	if rep.Changed() {
 		r.logger.Warn("account drifted from Stripe's state; resynced", "account", account,
@@ -104,74 +103,8 @@ func (r *Resyncer) ResyncTies(ctx context.Context, debounce time.Duration) error
 	}
 }
 
-// tieResyncEvery is how often one replica looks for the resyncs ties
+// TieResyncEvery is how often one replica looks for the resyncs ties
 // requested: a third of the debounce, at least a second.
-func tieResyncEvery(debounce time.Duration) time.Duration {
+func TieResyncEvery(debounce time.Duration) time.Duration {
 	return max(debounce/3, time.Second)
-}
-
-// runResync is `worker resync (--account acct_… | --all)`.
-func runResync(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	account := fs.String("account", "", "resync this connected account (acct_…)")
-	all := fs.Bool("all", false, "resync every connected account Stripe's API lists")
-	if err := fs.Parse(args); err != nil {
-		return &config.UsageError{Msg: "worker resync: " + err.Error(), Usage: usage}
-	}
-	switch {
-	case fs.NArg() > 0:
-		return &config.UsageError{Msg: fmt.Sprintf("worker resync: unexpected arguments %q", fs.Args()), Usage: usage}
-	case (*account != "") == *all:
-		return &config.UsageError{Msg: "worker resync: give one of --account or --all", Usage: usage}
-	case *account != "" && !validAccountID(*account):
-		return &config.UsageError{Msg: fmt.Sprintf("worker resync: --account %q is not an acct_… id", *account), Usage: usage}
-	}
-	c, err := openStripeCommand(environ, stdout)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	logger, api := c.logger, c.api
-	r := &Resyncer{logger: logger.With("task", "resync"), store: c.store, api: api}
-
-	accounts := []string{*account}
-	if *all {
-		accounts = accounts[:0]
-		if err := api.Accounts(ctx, func(id string) error { accounts = append(accounts, id); return nil }); err != nil {
-			return fmt.Errorf("worker resync: list connected accounts: %w", err)
-		}
-	}
-	// Ctrl-C or SIGTERM stops after the account in hand.
-	stop, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	p := &reconcileProgress{}
-	p.total.Store(int64(len(accounts)))
-	done := showProgress(stderr, logger, "resync", p, api)
-	var changed, failed int
-	for _, id := range accounts {
-		if stop.Err() != nil {
-			break
-		}
-		rep, err := r.Resync(ctx, id)
-		p.done.Add(1)
-		switch {
-		case err != nil:
-			failed++
-			logger.Error("could not resync an account", "account", id, "error", err)
-		case rep.Changed():
-			changed++
-			p.missing.Add(1)
-		}
-	}
-	done()
-	resynced := int(p.done.Load()) - failed
-	fmt.Fprintf(stdout, "accounts %d, resynced %d, drifted %d, failed %d\n", len(accounts), resynced, changed, failed)
-	switch {
-	case stop.Err() != nil && int(p.done.Load()) < len(accounts):
-		return fmt.Errorf("worker resync: stopped after %d of %d accounts (rerun it: it is safe)", p.done.Load(), len(accounts))
-	case failed > 0:
-		return fmt.Errorf("worker resync: %d accounts failed", failed)
-	}
-	return nil
 }

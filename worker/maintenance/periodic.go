@@ -1,4 +1,4 @@
-package main
+package maintenance
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"stripe-webhooks/pkg/store"
 )
 
-// periodic runs a task every period in one replica only: each replica
+// Periodic runs a task every period in one replica only: each replica
 // ticks, and the one that claims the period in Postgres runs it. A run
 // (claim included) has a deadline of 8/10 of the period, below the 9/10
 // the claim lasts: a run that hangs is cut off before the next period, and
 // never keeps another replica from claiming it.
-type periodic struct {
+type Periodic struct {
 	name   string
 	every  time.Duration
 	run    func(ctx context.Context) error
@@ -27,13 +27,15 @@ type periodic struct {
 	done     chan struct{}
 }
 
-func newPeriodic(name string, every time.Duration, st *store.Store, logger *slog.Logger, run func(context.Context) error) *periodic {
-	return &periodic{name: name, every: every, run: run, store: st, logger: logger.With("task", name),
+// NewPeriodic returns the periodic task name, which runs run every period,
+// claimed in st.
+func NewPeriodic(name string, every time.Duration, st *store.Store, logger *slog.Logger, run func(context.Context) error) *Periodic {
+	return &Periodic{name: name, every: every, run: run, store: st, logger: logger.With("task", name),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Start runs the task's loop until Stop or ctx ends.
-func (p *periodic) Start(ctx context.Context) error {
+func (p *Periodic) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		<-p.stop
@@ -56,7 +58,7 @@ func (p *periodic) Start(ctx context.Context) error {
 	return nil
 }
 
-func (p *periodic) tick(stop context.Context) {
+func (p *Periodic) tick(stop context.Context) {
 	deadline := p.every * 8 / 10
 	ctx, cancel := context.WithTimeout(stop, deadline)
 	defer cancel()
@@ -82,7 +84,7 @@ func (p *periodic) tick(stop context.Context) {
 }
 
 // Stop ends the loop, waiting for a run in progress; calling it again is a no-op.
-func (p *periodic) Stop() {
+func (p *Periodic) Stop() {
 	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 }

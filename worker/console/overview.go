@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"context"
@@ -75,7 +75,7 @@ func newChart(now time.Time, deliveries, applications []store.MinuteCount) chart
 }
 
 // deadSetSize is the number of jobs in the dead set, read within 2 s.
-func (c *console) deadSetSize(ctx context.Context) (int64, error) {
+func (c *Console) deadSetSize(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := c.pool.GetContext(ctx)
@@ -86,7 +86,7 @@ func (c *console) deadSetSize(ctx context.Context) (int64, error) {
 	return redis.Int64(redis.DoContext(conn, ctx, "ZCARD", queue.DeadKey(c.namespace)))
 }
 
-func (c *console) overview(w http.ResponseWriter, r *http.Request) {
+func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	o, err := c.store.Overview(r.Context(), time.Now().Add(-chartMinutes*time.Minute))
 	if err != nil {
 		c.serverError(w, r, err)
@@ -119,13 +119,13 @@ var replayMessages = map[string]string{
 	"notfound": "Not replayed: no event with that id is stored.",
 }
 
-// replay applies one event again, as `worker replay --event` does, logs
+// replayOne applies one event again, as `worker replay --event` does, logs
 // who did it, and redirects back to the event's page with the result.
-func (c *console) replay(w http.ResponseWriter, r *http.Request) {
+func (c *Console) replayOne(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	user, _, _ := r.BasicAuth()
+	user := c.user(r)
 	log := c.logger.With("user", user, "action", "replay", "stripe_event_id", id)
-	result, err := c.replayStored(r.Context(), id)
+	result, err := c.replay(r.Context(), id)
 	switch {
 	case result == "":
 		c.serverError(w, r, err)
@@ -133,16 +133,16 @@ func (c *console) replay(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		log = log.With("error", err)
 	}
-	if result == "applied" {
+	if result == ReplayApplied {
 		log.Info("console action", "result", result)
 	} else {
 		log.Warn("console action", "result", result)
 	}
-	http.Redirect(w, r, "/events/"+url.PathEscape(id)+"?replay="+result, http.StatusSeeOther)
+	http.Redirect(w, r, "/events/"+url.PathEscape(id)+"?replay="+string(result), http.StatusSeeOther)
 }
 
 // replayGet refuses a GET of the replay path: only the form's POST replays.
-func (c *console) replayGet(w http.ResponseWriter, r *http.Request) {
+func (c *Console) replayGet(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", http.MethodPost)
 	c.fail(w, http.StatusMethodNotAllowed, "replay takes a POST from the event's page")
 }

@@ -1,4 +1,4 @@
-package main
+package maintenance
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
@@ -55,7 +56,8 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		}
 	}
 	sent := &clientCounts{}
-	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
 	sweeper := NewSweeper(testkit.Discard(), b.Store, queue.NewEnqueuer(b.Namespace, countingPool(t, rd.Addr(), sent)), m, time.Minute)
 
 	queued, cost := sweepCounted(t, sweeper, admin, sent)
@@ -63,7 +65,7 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 	if cost.commands > 10 || cost.roundTrips > 10 || cost.executed > 10 {
 		t.Errorf("the sweep over %d events all queued cost %s; want at most 10 commands", n, cost)
 	}
-	if lost := counter(t, m, "stripe_webhooks_sweeper_lost_total"); queued != 0 || lost != 0 {
+	if lost := testkit.Counter(t, reg, "stripe_webhooks_sweeper_lost_total"); queued != 0 || lost != 0 {
 		t.Errorf("the sweep queued %d and counted %v lost; want none", queued, lost)
 	}
 	if got := llen(t, admin, queue.ListKey(b.Namespace)); got != n {
@@ -116,7 +118,7 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		t.Errorf("the sweep queued %d jobs, want %d", queued, len(lost))
 	}
 	for _, name := range []string{"stripe_webhooks_sweeper_lost_total", "stripe_webhooks_sweeper_enqueued_total"} {
-		if got := counter(t, m, name); got != float64(len(lost)) {
+		if got := testkit.Counter(t, reg, name); got != float64(len(lost)) {
 			t.Errorf("%s = %v, want %d", name, got, len(lost))
 		}
 	}
@@ -143,7 +145,7 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	t.Parallel()
 	b := testkit.NewBackend(t)
 	ctx := context.Background()
-	for _, p := range events(3, "stale") {
+	for _, p := range testkit.Events(3, "stale") {
 		b.StoreOnly(t, p)
 	}
 	before := time.Now().Add(-time.Minute)
@@ -158,7 +160,8 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	if err := db.Exec(`UPDATE webhook_events SET next_attempt_at = ? WHERE id = ?`, time.Now().Add(time.Hour).UTC(), refs[1].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
 	sweeper := NewSweeper(testkit.Discard(), b.Store, b.Enqueuer, m, time.Minute)
 	lost, added, err := sweeper.requeueLost(ctx, before, refs)
 	if err != nil || lost != 1 || added != 1 {
@@ -171,7 +174,7 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	if want := []bool{false, false, true}; fmt.Sprint(pending) != fmt.Sprint(want) {
 		t.Errorf("jobs waiting for the processed, retrying and lost events: %v, want %v", pending, want)
 	}
-	if got := counter(t, m, "stripe_webhooks_sweeper_lost_total"); got != 1 {
+	if got := testkit.Counter(t, reg, "stripe_webhooks_sweeper_lost_total"); got != 1 {
 		t.Errorf("sweeper_lost_total = %v, want 1", got)
 	}
 }
@@ -182,15 +185,16 @@ func TestSweeperLeavesEventsYoungerThanSweepAfter(t *testing.T) {
 	t.Parallel()
 	b := testkit.NewBackend(t)
 	ctx := context.Background()
-	pair := events(2, "sweep_after")
+	pair := testkit.Events(2, "sweep_after")
 	old, fresh := pair[0], pair[1]
 	b.StoreOnly(t, old) // an hour old
-	row, err := b.Store.InsertEvent(ctx, store.NewEvent{StripeEventID: eventIDOf(fresh), EventType: "account.updated",
+	row, err := b.Store.InsertEvent(ctx, store.NewEvent{StripeEventID: testkit.EventID(fresh), EventType: "account.updated",
 		Payload: fresh, ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(b.Pool(t), b.Namespace, b.Store)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
 	added, err := NewSweeper(testkit.Discard(), b.Store, b.Enqueuer, m, 10*time.Minute).Sweep(ctx)
 	if err != nil || added != 1 {
 		t.Fatalf("sweep added %d jobs, %v; want 1 (the hour-old event only)", added, err)
@@ -388,21 +392,4 @@ func llen(t *testing.T, conn redis.Conn, key string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// counter is the value of the worker's counter name. Gathering runs the
-// gauges too, which send Redis commands of their own.
-func counter(t *testing.T, m *metrics, name string) float64 {
-	t.Helper()
-	families, err := m.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name {
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

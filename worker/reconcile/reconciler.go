@@ -1,4 +1,4 @@
-package main
+package reconcile
 
 import (
 	"context"
@@ -35,7 +35,7 @@ type Reconciler struct {
 	store    *store.Store
 	enqueuer *queue.Enqueuer
 	api      *stripeapi.Client
-	metrics  *metrics
+	metrics  *Metrics
 	livemode config.Livemode
 	// retention is WEBHOOK_RETENTION (0: events are kept forever): no run
 	// reaches back past it (see earliest).
@@ -46,11 +46,25 @@ type Reconciler struct {
 	resync *Resyncer
 }
 
-// NewReconciler returns a Reconciler; m may be nil (the command-line run).
-func NewReconciler(logger *slog.Logger, st *store.Store, enq *queue.Enqueuer, api *stripeapi.Client, m *metrics,
-	mode config.Livemode, retention time.Duration) *Reconciler {
-	return &Reconciler{logger: logger.With("task", "reconcile"), store: st, enqueuer: enq, api: api, metrics: m,
-		livemode: mode, retention: retention}
+// Options are what a Reconciler works with.
+type Options struct {
+	Logger   *slog.Logger
+	Store    *store.Store
+	Enqueuer *queue.Enqueuer
+	API      *stripeapi.Client
+	// Metrics may be nil (the command-line run).
+	Metrics  *Metrics
+	Livemode config.Livemode
+	// Retention is WEBHOOK_RETENTION (0: events are kept forever).
+	Retention time.Duration
+	// Resyncer, if set, resyncs each connected account found missing events.
+	Resyncer *Resyncer
+}
+
+// New returns a Reconciler with o.
+func New(o Options) *Reconciler {
+	return &Reconciler{logger: o.Logger.With("task", "reconcile"), store: o.Store, enqueuer: o.Enqueuer, api: o.API,
+		metrics: o.Metrics, livemode: o.Livemode, retention: o.Retention, resync: o.Resyncer}
 }
 
 // Window is which events a run looks at, by their `created` time: from
@@ -60,18 +74,18 @@ type Window struct {
 }
 
 const (
-	// deliverySettle is how long Stripe's first delivery attempt of an
+	// DeliverySettle is how long Stripe's first delivery attempt of an
 	// event may take before a periodic run counts it as missing.
-	deliverySettle = 5 * time.Minute
+	DeliverySettle = 5 * time.Minute
 	// reconcileOverlap is how far before the end of an account's last
 	// successful window its next periodic window starts. The windows would
 	// join without it (created[gte] is inclusive); the overlap finds an
 	// event Stripe listed only after its `created` time had been passed
-	// (a delay on Stripe's side longer than deliverySettle), for the cost
+	// (a delay on Stripe's side longer than DeliverySettle), for the cost
 	// of listing again what was just checked: for most accounts the same
 	// single request.
 	reconcileOverlap = time.Hour
-	// retentionMargin keeps a run this far inside WEBHOOK_RETENTION. An
+	// RetentionMargin keeps a run this far inside WEBHOOK_RETENTION. An
 	// event's row is created after Stripe created the event, so an event
 	// created within retention of now cannot have been deleted; the margin
 	// covers clock differences between Stripe, Postgres and the hosts of
@@ -79,17 +93,17 @@ const (
 	// checking the limit again, against the clock of that moment, for each
 	// page of events just before it is compared with the table
 	// (storeMissing): the limit moves with the deletions.
-	retentionMargin = 15 * time.Minute
+	RetentionMargin = 15 * time.Minute
 )
 
 // earliest is the oldest `created` time of an event a run may take at now:
 // Stripe lists 30 days, and an event older than WEBHOOK_RETENTION (less
-// retentionMargin) may have been applied and deleted by retention, so that
+// RetentionMargin) may have been applied and deleted by retention, so that
 // stored again it would be applied again. why names the limit that applies.
 func (r *Reconciler) earliest(now time.Time) (at time.Time, why string) {
 	at, why = now.Add(-maxReconcileWindow), "Stripe's 30 days of events"
 	if r.retention > 0 {
-		if floor := now.Add(-r.retention + retentionMargin); floor.After(at) {
+		if floor := now.Add(-r.retention + RetentionMargin); floor.After(at) {
 			at, why = floor, fmt.Sprintf("WEBHOOK_RETENTION=%s (older events may have been applied and deleted; stored again they would be applied twice)",
 				shortDuration(r.retention))
 		}
@@ -109,8 +123,8 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// ReconcileSummary is what one run did.
-type ReconcileSummary struct {
+// Summary is what one run did.
+type Summary struct {
 	// Accounts are the platform and the connected accounts the run took,
 	// skipped ones included.
 	Accounts int
@@ -145,13 +159,13 @@ type target struct {
 // reported in the summary; the others are reconciled all the same. It
 // stops between accounts when stop ends, and reports the accounts left
 // (ctx bounds the work itself); a rerun is safe.
-func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p *reconcileProgress) (ReconcileSummary, error) {
+func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p *Progress) (Summary, error) {
 	if account != "" {
 		return r.run(ctx, stop, []target{{account: account, since: w.Since}}, 0, w.Until, false, p)
 	}
 	accounts, deauthorized, err := r.accounts(ctx)
 	if err != nil {
-		return ReconcileSummary{}, err
+		return Summary{}, err
 	}
 	targets := make([]target, len(accounts))
 	for i, a := range accounts {
@@ -166,14 +180,14 @@ func (r *Reconciler) Run(ctx, stop context.Context, w Window, account string, p 
 // last successful one ended (less reconcileOverlap), so an account reached
 // only every few runs is left no gap, and ends at until. Each account's
 // progress is recorded as it is taken.
-func (r *Reconciler) RunPeriodic(ctx, stop context.Context, until time.Time, p *reconcileProgress) (ReconcileSummary, error) {
+func (r *Reconciler) RunPeriodic(ctx, stop context.Context, until time.Time, p *Progress) (Summary, error) {
 	accounts, deauthorized, err := r.accounts(ctx)
 	if err != nil {
-		return ReconcileSummary{}, err
+		return Summary{}, err
 	}
 	marks, err := r.store.ReconcileMarks(ctx)
 	if err != nil {
-		return ReconcileSummary{}, err
+		return Summary{}, err
 	}
 	slices.SortStableFunc(accounts, func(a, b string) int {
 		ma, aTaken := marks[a]
@@ -211,12 +225,12 @@ func (r *Reconciler) RunPeriodic(ctx, stop context.Context, until time.Time, p *
 // until; record keeps each account's progress (periodic runs).
 // deauthorized counts the accounts skipped before the run.
 func (r *Reconciler) run(ctx, stop context.Context, targets []target, deauthorized int, until time.Time, record bool,
-	p *reconcileProgress) (ReconcileSummary, error) {
+	p *Progress) (Summary, error) {
 	if p == nil {
-		p = &reconcileProgress{}
+		p = &Progress{}
 	}
-	p.total.Store(int64(len(targets)))
-	sum := ReconcileSummary{Accounts: deauthorized, Skipped: deauthorized}
+	p.Total.Store(int64(len(targets)))
+	sum := Summary{Accounts: deauthorized, Skipped: deauthorized}
 	types := handler.Types()
 	for i, t := range targets {
 		if stop.Err() != nil {
@@ -235,9 +249,9 @@ func (r *Reconciler) run(ctx, stop context.Context, targets []target, deauthoriz
 		sum.Accounts++
 		sum.Listed += listed
 		sum.Missing += missing
-		p.done.Add(1)
-		p.listed.Add(int64(listed))
-		p.missing.Add(int64(missing))
+		p.Done.Add(1)
+		p.Listed.Add(int64(listed))
+		p.Missing.Add(int64(missing))
 		var apiErr *stripeapi.Error
 		switch {
 		case err == nil:
@@ -337,7 +351,7 @@ func (r *Reconciler) reconcileAccount(ctx context.Context, t target, until time.
 
 // storeMissing stores and queues those of events not stored yet. An event
 // created before earliest, as of now, is left: retention may have deleted
-// it since the listing began (see retentionMargin).
+// it since the listing began (see RetentionMargin).
 func (r *Reconciler) storeMissing(ctx context.Context, account string, events []stripeapi.Event) (int, error) {
 	earliest, _ := r.earliest(time.Now())
 	events = slices.DeleteFunc(events, func(e stripeapi.Event) bool { return e.Created.Before(earliest) })
@@ -369,7 +383,7 @@ func (r *Reconciler) storeMissing(ctx context.Context, account string, events []
 		r.logger.Warn("event missing from deliveries; stored from Stripe's API", "stripe_event_id", e.ID,
 			"event_type", e.Type, "account", accountName(account), "created", e.Created.UTC().Format(time.RFC3339))
 		if r.metrics != nil {
-			r.metrics.reconcileMissing.WithLabelValues(e.Type).Inc()
+			r.metrics.missing.WithLabelValues(e.Type).Inc()
 		}
 	}
 	if len(jobs) == 0 {
@@ -408,10 +422,10 @@ func accountName(account string) string {
 	return account
 }
 
-// errAccountsFailed says that some accounts could not be reconciled.
-var errAccountsFailed = errors.New("some accounts could not be reconciled")
+// ErrAccountsFailed says that some accounts could not be reconciled.
+var ErrAccountsFailed = errors.New("some accounts could not be reconciled")
 
-func (s ReconcileSummary) String() string {
+func (s Summary) String() string {
 	out := fmt.Sprintf("accounts %d, events listed %d, missing %d stored, skipped %d", s.Accounts, s.Listed, s.Missing, s.Skipped)
 	if len(s.Failed) > 0 {
 		out += fmt.Sprintf("; %d accounts failed: %s", len(s.Failed), strings.Join(slices.Clone(s.Failed), ", "))
@@ -419,32 +433,32 @@ func (s ReconcileSummary) String() string {
 	return out
 }
 
-// reconcilePeriodically is one periodic run, counted and logged. It takes
-// accounts until nine tenths of the time left before ctx's deadline have
-// passed, leaving the rest to the account in hand; a run stopped so with
-// accounts left is ok (they go first next run), one in which an account
-// failed is not.
-func reconcilePeriodically(ctx context.Context, r *Reconciler, m *metrics) error {
+// Periodically is one periodic run, counted and logged. It takes accounts
+// until nine tenths of the time left before ctx's deadline have passed,
+// leaving the rest to the account in hand; a run stopped so with accounts
+// left is ok (they go first next run), one in which an account failed is
+// not.
+func (r *Reconciler) Periodically(ctx context.Context) error {
 	began := time.Now()
 	stop, cancel := context.WithCancel(ctx)
 	if deadline, ok := ctx.Deadline(); ok {
 		stop, cancel = context.WithDeadline(ctx, began.Add(time.Until(deadline)*9/10))
 	}
 	defer cancel()
-	p := &reconcileProgress{}
-	done := showProgress(io.Discard, r.logger, "reconcile", p, r.api) // a log line every 30 s
-	sum, err := r.RunPeriodic(ctx, stop, began.Add(-deliverySettle), p)
+	p := &Progress{}
+	done := ShowProgress(io.Discard, r.logger, "reconcile", p, r.api) // a log line every 30 s
+	sum, err := r.RunPeriodic(ctx, stop, began.Add(-DeliverySettle), p)
 	done()
-	m.reconcileSkipped.Add(float64(sum.Skipped))
+	r.metrics.skipped.Add(float64(sum.Skipped))
 	if err == nil && len(sum.Failed) > 0 {
-		err = fmt.Errorf("%w: %s", errAccountsFailed, strings.Join(sum.Failed, ", "))
+		err = fmt.Errorf("%w: %s", ErrAccountsFailed, strings.Join(sum.Failed, ", "))
 	}
 	if err != nil {
-		m.reconcileRuns.WithLabelValues("failed").Inc()
+		r.metrics.runs.WithLabelValues("failed").Inc()
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	m.reconcileRuns.WithLabelValues("ok").Inc()
-	m.reconcileLastSuccess.Set(float64(time.Now().Unix()))
+	r.metrics.runs.WithLabelValues("ok").Inc()
+	r.metrics.lastSuccess.Set(float64(time.Now().Unix()))
 	msg := "reconcile finished"
 	if sum.Unreached > 0 {
 		msg = "reconcile ran out of time; the accounts left go first next run"
@@ -452,4 +466,17 @@ func reconcilePeriodically(ctx context.Context, r *Reconciler, m *metrics) error
 	r.logger.Info(msg, "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing, "skipped", sum.Skipped,
 		"unreached", sum.Unreached, "api_calls", r.api.Calls(), "seconds", time.Since(began).Seconds())
 	return nil
+}
+
+// WindowSince is the window of a command-line run over the events created
+// within since of now, clipped to what a run may reach back to; clipped
+// says why when it was.
+func (r *Reconciler) WindowSince(now time.Time, since time.Duration) (w Window, clipped string) {
+	w = Window{Since: now.Add(-since)}
+	if earliest, why := r.earliest(now); w.Since.Before(earliest) {
+		clipped = fmt.Sprintf("--since %s reaches past %s: listing events created since %s (%s ago)",
+			shortDuration(since), why, earliest.UTC().Format(time.RFC3339), shortDuration(now.Sub(earliest).Round(time.Minute)))
+		w.Since = earliest
+	}
+	return w, clipped
 }

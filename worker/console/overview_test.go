@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
@@ -55,7 +56,7 @@ func TestConsoleOverview(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /overview: %d %s", resp.StatusCode, body)
 	}
-	if got := resp.Header.Get("Content-Security-Policy"); got != consoleCSP {
+	if got := resp.Header.Get("Content-Security-Policy"); got != csp {
 		t.Errorf("Content-Security-Policy %q", got)
 	}
 	for _, want := range []string{
@@ -107,7 +108,7 @@ func TestConsoleOverview(t *testing.T) {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-func consolePost(t *testing.T, ui *service, path string, header map[string]string) *http.Response {
+func consolePost(t *testing.T, ui *testUI, path string, header map[string]string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, ui.base+path, nil)
 	if err != nil {
@@ -219,7 +220,7 @@ func TestConsoleReplay(t *testing.T) {
 func TestConsoleReplaySkipsTheExcludedMode(t *testing.T) {
 	t.Parallel()
 	b := testkit.NewBackend(t)
-	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret", "STRIPE_LIVEMODE": "live"})
+	ui := startConsoleIn(t, b, config.Livemode{Mode: "live"})
 	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_cm_test", Account: "acct_cm_test",
 		Mutate: testkit.Set("charges_enabled", true)}) // test mode, as Stripe's example events are
 	if _, err := b.Store.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_cm_test", EventType: "account.updated",

@@ -1,4 +1,4 @@
-package main
+package maintenance
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"stripe-webhooks/pkg/store"
 )
 
-// retentionEvery is how often the retention task looks for old events.
-const retentionEvery = 10 * time.Minute
+// RetentionEvery is how often the retention task looks for old events.
+const RetentionEvery = 10 * time.Minute
 
 // Retention deletes processed events older than its keep duration, in small
 // batches so that no delete holds many locks or a long transaction.
