@@ -1,5 +1,16 @@
-// Command worker applies stored Stripe events (the gocraft/work pool), and
-// holds the operations commands: migrate, webui.
+// Command worker applies stored Stripe events (the gocraft/work pool, its
+// default command) and holds the operations commands: webui (the job UI and
+// the console behind a login), migrate, replay, reconcile and resync. Its
+// main package holds the entry point, the command dispatch (run.go) and the
+// wiring of the capability packages:
+//
+//	jobs         the pool's jobs: processor, retry policy, waker, metrics
+//	maintenance  sweeper, retention, once-per-period runs, dead-set trimming
+//	reconcile    reconcile and resync from Stripe's API, their progress
+//	replay       applying stored events again (CLI and console)
+//	console      the console's pages of events and accounts
+//	webui        the web UI's login and the job UI's proxy
+//	handler      one file per event type, registry.go maps types to handlers
 package main
 
 import (
