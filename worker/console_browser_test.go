@@ -203,11 +203,30 @@ func TestConsoleBrowser(t *testing.T) {
 
 	b := testkit.NewBackend(t)
 	ui := startWebUI(t, b, map[string]string{"WEBUI_USERNAME": "ops", "WEBUI_PASSWORD": "s3cret"})
-	// The failing event: stored an hour ago, its last attempt failed, its
-	// retry due later. Stored before the pool starts, so that no sweep can
-	// queue it while it is set up: only the replay applies it.
-	const failingAccount = "acct_browser_failing"
-	failing := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: failingAccount,
+	failingID, pool := seedBrowserEvents(t, b)
+	br := startBrowser(t, ctx, exe, ui.base)
+	defer br.close()
+
+	br.loginRefused()
+	br.overview()
+	br.filterFailing(failingID)
+	br.eventPage(failingID)
+	br.replay(failingID)
+	checkReplayedOnce(t, b, ui, pool, failingID)
+	br.checkConsole("end")
+}
+
+// browserFailingAccount is the account of the event the browser replays.
+const browserFailingAccount = "acct_browser_failing"
+
+// seedBrowserEvents stores the failing event (an hour ago, its last attempt
+// failed, its retry due later) before a pool starts, so that no sweep can
+// queue it while it is set up: only the replay applies it. Then a worker
+// pool starts beside the console, as in production, and applies two events
+// delivered meanwhile. It returns the failing event's id and the pool.
+func seedBrowserEvents(t *testing.T, b *testkit.Backend) (string, *service) {
+	t.Helper()
+	failing := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: browserFailingAccount,
 		Mutate: testkit.Set("charges_enabled", true, "business_profile", map[string]any{"name": "Browser Replay Ltd"})})
 	failingID := testkit.EventID(failing)
 	b.StoreOnly(t, failing)
@@ -215,8 +234,6 @@ func TestConsoleBrowser(t *testing.T) {
 		retry_count = 3, next_attempt_at = now() + interval '1 hour' WHERE stripe_event_id = ?`, failingID).Error; err != nil {
 		t.Fatal(err)
 	}
-	// A worker pool runs beside the console, as in production, and applies
-	// two events delivered meanwhile.
 	pool := startWorker(t, b, nil)
 	applied := b.Seed(t,
 		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_one", Mutate: testkit.Set("charges_enabled", true)}),
@@ -225,10 +242,30 @@ func TestConsoleBrowser(t *testing.T) {
 	for _, id := range applied {
 		testenv.Eventually(t, 30*time.Second, "the pool to apply "+id, processedEvent(t, b, id))
 	}
+	return failingID, pool
+}
 
-	outDir := browserOutputDir(t)
-	t.Logf("screenshots in %s", outDir)
+// browser is a headless Chromium tab on the web UI at base, with what it
+// reports as errors, and its login prompt answered by the test.
+type browser struct {
+	t        *testing.T
+	tab      context.Context
+	base     string
+	outDir   string
+	console  *browserConsole
+	out      *testenv.Buffer
+	login    atomic.Bool  // answer the login prompt (else refuse it)
+	refused  atomic.Int32 // login prompts refused
+	answered atomic.Int32 // login prompts answered
+	handlers sync.WaitGroup
+	close    func()
+}
 
+// startBrowser starts Chromium (exe) headless with a new profile.
+func startBrowser(t *testing.T, ctx context.Context, exe, base string) *browser {
+	t.Helper()
+	br := &browser{t: t, base: base, outDir: browserOutputDir(t), console: newBrowserConsole(), out: &testenv.Buffer{}}
+	t.Logf("screenshots in %s", br.outDir)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], // headless, no first run, no background networking, no sync…
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),
@@ -239,129 +276,148 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(1280, 900),
+		chromedp.CombinedOutput(br.out),
 	)
-	browserOut := &testenv.Buffer{}
-	opts = append(opts, chromedp.CombinedOutput(browserOut))
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc() // stops the browser and waits for it
-	console := newBrowserConsole()
-	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(console.listen))
-	var handlers sync.WaitGroup
-	defer func() {
+	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(br.console.listen))
+	br.tab = tab
+	br.close = func() {
 		cancelTab()
-		handlers.Wait()
+		br.handlers.Wait()
 		if t.Failed() {
-			t.Logf("chromium output:\n%s", browserOut.String())
+			t.Logf("chromium output:\n%s", br.out.String())
 		}
-	}()
+		cancelAlloc() // stops the browser and waits for it
+	}
 	if err := chromedp.Do(tab); err != nil {
-		t.Fatalf("start chromium %s: %v\n%s", exe, err, browserOut.String())
+		br.close()
+		t.Fatalf("start chromium %s: %v\n%s", exe, err, br.out.String())
 	}
 	// chromedp enables the Log domain itself; enable it here too, since the
 	// test relies on it for CSP violations and failed loads.
 	if _, err := chromedp.Call(tab, cdplog.Enable, cdp.Empty{}); err != nil {
+		br.close()
 		t.Fatal(err)
 	}
+	br.handleLogin()
+	return br
+}
 
-	// The login, as the browser's own prompt would take it: every request is
-	// let through, and the server's Basic challenge is refused until login
-	// is set, then answered with the console's credentials.
-	var login atomic.Bool
-	var refused, answered atomic.Int32
-	paused := chromedp.Events(tab, fetch.RequestPaused)
-	challenges := chromedp.Events(tab, fetch.AuthRequired)
-	handlers.Go(func() {
+// handleLogin answers logins as the browser's own prompt would take them:
+// every request is let through, and the server's Basic challenge is
+// refused until br.login is set, then answered with the console's
+// credentials.
+func (br *browser) handleLogin() {
+	paused := chromedp.Events(br.tab, fetch.RequestPaused)
+	challenges := chromedp.Events(br.tab, fetch.AuthRequired)
+	br.handlers.Go(func() {
 		for ev, err := range paused {
 			if err != nil {
 				return
 			}
-			if _, err := chromedp.Call(tab, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}); err != nil && tab.Err() == nil {
-				console.add(fmt.Sprintf("test: continue %s: %v", ev.Request.URL, err))
+			if _, err := chromedp.Call(br.tab, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}); err != nil && br.tab.Err() == nil {
+				br.console.add(fmt.Sprintf("test: continue %s: %v", ev.Request.URL, err))
 			}
 		}
 	})
-	handlers.Go(func() {
+	br.handlers.Go(func() {
 		for ev, err := range challenges {
 			if err != nil {
 				return
 			}
-			if c := ev.AuthChallenge; c == nil || !strings.EqualFold(c.Scheme, "basic") || c.Realm != "stripe-webhooks jobs" {
-				console.add(fmt.Sprintf("test: unexpected login challenge for %s: %+v", ev.Request.URL, c))
-			}
-			answer := &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseCancelAuth}
-			if login.Load() {
-				answer = &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials,
-					Username: "ops", Password: "s3cret"}
-				answered.Add(1)
-			} else {
-				refused.Add(1)
-			}
-			if _, err := chromedp.Call(tab, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID,
-				AuthChallengeResponse: answer}); err != nil && tab.Err() == nil {
-				console.add(fmt.Sprintf("test: answer the login challenge for %s: %v", ev.Request.URL, err))
-			}
+			br.answerLogin(ev)
 		}
 	})
-	if _, err := chromedp.Call(tab, fetch.Enable, fetch.EnableParams{HandleAuthRequests: new(true)}); err != nil {
-		t.Fatal(err)
+	if _, err := chromedp.Call(br.tab, fetch.Enable, fetch.EnableParams{HandleAuthRequests: new(true)}); err != nil {
+		br.close()
+		br.t.Fatal(err)
 	}
+}
 
-	screenshot := func(name string) {
-		t.Helper()
-		png := browserRun(t, tab, "screenshot of "+name, chromedp.FullScreenshot(100))
-		if err := os.WriteFile(filepath.Join(outDir, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+// answerLogin answers one login challenge.
+func (br *browser) answerLogin(ev fetch.EventAuthRequired) {
+	if c := ev.AuthChallenge; c == nil || !strings.EqualFold(c.Scheme, "basic") || c.Realm != "stripe-webhooks jobs" {
+		br.console.add(fmt.Sprintf("test: unexpected login challenge for %s: %+v", ev.Request.URL, c))
 	}
-	// checkConsole fails the test for each error the browser reported since
-	// the last check, except those of expected, which it logs.
-	checkConsole := func(page string, expected ...string) {
-		t.Helper()
-	next:
-		for _, m := range console.take() {
-			for _, e := range expected {
-				if m == e {
-					t.Logf("%s page: the browser reported, as expected: %s", page, m)
-					continue next
-				}
+	answer := &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseCancelAuth}
+	if br.login.Load() {
+		answer = &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials,
+			Username: "ops", Password: "s3cret"}
+		br.answered.Add(1)
+	} else {
+		br.refused.Add(1)
+	}
+	if _, err := chromedp.Call(br.tab, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID,
+		AuthChallengeResponse: answer}); err != nil && br.tab.Err() == nil {
+		br.console.add(fmt.Sprintf("test: answer the login challenge for %s: %v", ev.Request.URL, err))
+	}
+}
+
+func (br *browser) screenshot(name string) {
+	br.t.Helper()
+	png := browserRun(br.t, br.tab, "screenshot of "+name, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(br.outDir, name+".png"), png, 0o644); err != nil {
+		br.t.Fatal(err)
+	}
+}
+
+// checkConsole fails the test for each error the browser reported since
+// the last check, except those of expected, which it logs.
+func (br *browser) checkConsole(page string, expected ...string) {
+	br.t.Helper()
+next:
+	for _, m := range br.console.take() {
+		for _, e := range expected {
+			if m == e {
+				br.t.Logf("%s page: the browser reported, as expected: %s", page, m)
+				continue next
 			}
-			t.Errorf("%s page: the browser reported: %s", page, m)
 		}
+		br.t.Errorf("%s page: the browser reported: %s", page, m)
 	}
-	// refusedLoad is the browser's report of a load of path refused for
-	// want of a login.
-	refusedLoad := func(path string) string {
-		return "network error: Failed to load resource: the server responded with a status of 401 (Unauthorized) (" + ui.base + path + ")"
-	}
-	// 1. Without the login: 401, and nothing of the console.
-	browserLoad(t, tab, "open /overview without a login", http.StatusUnauthorized, chromedp.Navigate(ui.base+"/overview"))
-	if body := browserRun(t, tab, "read the refusal", chromedp.Text(chromedp.CSS("body"))); !strings.Contains(body, "authentication required") || strings.Contains(body, "Failing") {
+}
+
+// refusedLoad is the browser's report of a load of path refused for want
+// of a login.
+func (br *browser) refusedLoad(path string) string {
+	return "network error: Failed to load resource: the server responded with a status of 401 (Unauthorized) (" + br.base + path + ")"
+}
+
+// loginRefused: without the login, 401, and nothing of the console.
+func (br *browser) loginRefused() {
+	t := br.t
+	browserLoad(t, br.tab, "open /overview without a login", http.StatusUnauthorized, chromedp.Navigate(br.base+"/overview"))
+	if body := browserRun(t, br.tab, "read the refusal", chromedp.Text(chromedp.CSS("body"))); !strings.Contains(body, "authentication required") || strings.Contains(body, "Failing") {
 		t.Errorf("page without a login: %q, want the refusal only", body)
 	}
-	if refused.Load() < 1 {
+	if br.refused.Load() < 1 {
 		t.Error("the browser was never asked for a login")
 	}
-	screenshot("login-refused")
+	br.screenshot("login-refused")
 	// The errors this page may report are its own refused load, and that of
 	// the icon the browser fetches for it.
-	checkConsole("login-refused", refusedLoad("/overview"), refusedLoad("/favicon.ico"))
+	br.checkConsole("login-refused", br.refusedLoad("/overview"), br.refusedLoad("/favicon.ico"))
+}
 
-	// 2. Log in; the overview counts the events per status.
-	login.Store(true)
-	browserLoad(t, tab, "log in and open /overview", http.StatusOK, chromedp.Navigate(ui.base+"/overview"))
-	if answered.Load() < 1 {
+// overview: log in; the overview counts the events per status, its style
+// sheet applies, and the listener catches what the browser reports.
+func (br *browser) overview() {
+	t := br.t
+	br.login.Store(true)
+	browserLoad(t, br.tab, "log in and open /overview", http.StatusOK, chromedp.Navigate(br.base+"/overview"))
+	if br.answered.Load() < 1 {
 		t.Error("the browser answered no login challenge")
 	}
-	if title := browserRun(t, tab, "overview title", chromedp.Title()); title != "Overview · stripe-webhooks console" {
+	if title := browserRun(t, br.tab, "overview title", chromedp.Title()); title != "Overview · stripe-webhooks console" {
 		t.Errorf("overview title %q", title)
 	}
 	for label, want := range map[string]string{"Waiting": "0", "Failing": "1", "Dead": "0", "Processed": "2"} {
-		if got := browserRun(t, tab, "overview "+label, chromedp.Text(definition(label))); got != want {
+		if got := browserRun(t, br.tab, "overview "+label, chromedp.Text(definition(label))); got != want {
 			t.Errorf("overview: %s %q, want %q", label, got, want)
 		}
 	}
 	// The style sheet loaded under the CSP and the login: the nav bar has its colour.
-	style := browserRun(t, tab, "nav style", chromedp.ComputedStyle(chromedp.CSS("nav")))
+	style := browserRun(t, br.tab, "nav style", chromedp.ComputedStyle(chromedp.CSS("nav")))
 	var navBackground string
 	for _, p := range style {
 		if p.Name == "background-color" {
@@ -371,38 +427,47 @@ func TestConsoleBrowser(t *testing.T) {
 	if navBackground != "rgb(45, 62, 80)" {
 		t.Errorf("nav background %q: the console's style sheet did not apply", navBackground)
 	}
-	screenshot("overview")
+	br.screenshot("overview")
 	// The browser fetches the icon of the refused page after its load: the
 	// refusal may be reported only now.
-	checkConsole("overview", refusedLoad("/favicon.ico"))
-	// The listener does see what the browser reports: an inline style the
-	// CSP refuses and a console error, caused here on purpose, are caught.
-	browserRun(t, tab, "cause a CSP violation and a console error", chromedp.Evaluate[chromedp.Void](
+	br.checkConsole("overview", br.refusedLoad("/favicon.ico"))
+	br.canary()
+}
+
+// canary causes an inline style the CSP refuses and a console error, and
+// checks that the listener sees both.
+func (br *browser) canary() {
+	t := br.t
+	browserRun(t, br.tab, "cause a CSP violation and a console error", chromedp.Evaluate[chromedp.Void](
 		`document.body.setAttribute("style", "outline: 1px solid red"); console.error("browser test canary")`))
 	for _, want := range []string{"Content Security Policy", "browser test canary"} {
-		wctx, wcancel := context.WithTimeout(tab, browserStepTimeout)
-		m, err := console.await(wctx, want)
+		wctx, wcancel := context.WithTimeout(br.tab, browserStepTimeout)
+		m, err := br.console.await(wctx, want)
 		wcancel()
 		if err != nil {
 			t.Fatalf("the console listener misses errors: %v", err)
 		}
 		t.Logf("canary caught: %s", m)
 	}
-	checkConsole("overview (after the canary)")
+	br.checkConsole("overview (after the canary)")
+}
 
-	// 3. The events list, filtered to failing events with its form.
-	browserLoad(t, tab, "follow the Events link", http.StatusOK, chromedp.Click(chromedp.CSS(`nav a[href="/events"]`)))
+// filterFailing: the events list, filtered to failing events with its form,
+// lists the failing event alone.
+func (br *browser) filterFailing(failingID string) {
+	t := br.t
+	browserLoad(t, br.tab, "follow the Events link", http.StatusOK, chromedp.Click(chromedp.CSS(`nav a[href="/events"]`)))
 	status := chromedp.CSS(`form.filters select[name="status"]`)
-	browserRun(t, tab, "choose the failing status", chromedp.SendKeys(status, "failing"))
-	if v := browserRun(t, tab, "read the status field", chromedp.Value(status)); v != "failing" {
+	browserRun(t, br.tab, "choose the failing status", chromedp.SendKeys(status, "failing"))
+	if v := browserRun(t, br.tab, "read the status field", chromedp.Value(status)); v != "failing" {
 		t.Fatalf("status field %q after typing, want failing", v)
 	}
-	browserLoad(t, tab, "submit the filter", http.StatusOK, chromedp.Click(chromedp.CSS(`form.filters button`)))
+	browserLoad(t, br.tab, "submit the filter", http.StatusOK, chromedp.Click(chromedp.CSS(`form.filters button`)))
 	// The form sent every field: the browser submitted it.
-	if loc := browserRun(t, tab, "filtered location", chromedp.Location()); loc != ui.base+"/events?status=failing&type=&account=&id=&from=&to=" {
+	if loc := browserRun(t, br.tab, "filtered location", chromedp.Location()); loc != br.base+"/events?status=failing&type=&account=&id=&from=&to=" {
 		t.Errorf("filtered list at %s, want the form's GET with status=failing", loc)
 	}
-	links := browserRun(t, tab, "the listed events", chromedp.AttributesAll(chromedp.CSSAll(`table tbody tr td:nth-child(2) a`)))
+	links := browserRun(t, br.tab, "the listed events", chromedp.AttributesAll(chromedp.CSSAll(`table tbody tr td:nth-child(2) a`)))
 	var listed []string
 	for _, a := range links {
 		listed = append(listed, a["href"])
@@ -410,38 +475,44 @@ func TestConsoleBrowser(t *testing.T) {
 	if len(listed) != 1 || listed[0] != "/events/"+failingID {
 		t.Fatalf("filtered list links %q, want only /events/%s", listed, failingID)
 	}
-	if s := browserRun(t, tab, "the listed status", chromedp.Text(chromedp.CSS(`table tbody tr td:nth-child(5)`))); s != "failing" {
+	if s := browserRun(t, br.tab, "the listed status", chromedp.Text(chromedp.CSS(`table tbody tr td:nth-child(5)`))); s != "failing" {
 		t.Errorf("listed status %q, want failing", s)
 	}
-	screenshot("events-filtered")
-	checkConsole("events-filtered")
+	br.screenshot("events-filtered")
+	br.checkConsole("events-filtered")
+}
 
-	// 4. The event's page.
-	browserLoad(t, tab, "open the failing event", http.StatusOK, chromedp.Click(chromedp.CSS(`table tbody a[href="/events/`+failingID+`"]`)))
+// eventPage: the failing event's page shows its failure.
+func (br *browser) eventPage(failingID string) {
+	t := br.t
+	browserLoad(t, br.tab, "open the failing event", http.StatusOK, chromedp.Click(chromedp.CSS(`table tbody a[href="/events/`+failingID+`"]`)))
 	for label, want := range map[string]string{"Stripe event id": failingID, "Status": "failing", "Retry count": "3",
 		"Error": "handler failed: stripe account lock timeout", "Processed": "—"} {
-		if got := browserRun(t, tab, "event "+label, chromedp.Text(definition(label))); got != want {
+		if got := browserRun(t, br.tab, "event "+label, chromedp.Text(definition(label))); got != want {
 			t.Errorf("event page: %s %q, want %q", label, got, want)
 		}
 	}
-	screenshot("event")
-	checkConsole("event")
+	br.screenshot("event")
+	br.checkConsole("event")
+}
 
-	// 5. Replay it (a form POST, answered with a redirect to the page), and
-	// reload the page until it shows the event processed.
-	browserLoad(t, tab, "click Replay", http.StatusOK, chromedp.Click(chromedp.CSS(`form[action="/events/`+failingID+`/replay"] button`)))
-	if loc := browserRun(t, tab, "location after the replay", chromedp.Location()); loc != ui.base+"/events/"+failingID+"?replay=applied" {
+// replay replays the event (a form POST, answered with a redirect to the
+// page), and reloads the page until it shows the event processed.
+func (br *browser) replay(failingID string) {
+	t := br.t
+	browserLoad(t, br.tab, "click Replay", http.StatusOK, chromedp.Click(chromedp.CSS(`form[action="/events/`+failingID+`/replay"] button`)))
+	if loc := browserRun(t, br.tab, "location after the replay", chromedp.Location()); loc != br.base+"/events/"+failingID+"?replay=applied" {
 		t.Errorf("after the replay the browser is at %s, want the event's page with replay=applied", loc)
 	}
-	if msg := browserRun(t, tab, "replay message", chromedp.Text(chromedp.CSS(`p.message`))); msg != "Replayed: the event was applied." {
+	if msg := browserRun(t, br.tab, "replay message", chromedp.Text(chromedp.CSS(`p.message`))); msg != "Replayed: the event was applied." {
 		t.Errorf("replay message %q", msg)
 	}
-	pollCtx, pollCancel := context.WithTimeout(tab, 30*time.Second)
+	pollCtx, pollCancel := context.WithTimeout(br.tab, 30*time.Second)
 	defer pollCancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if s := browserRun(t, tab, "event status", chromedp.Text(definition("Status"))); s == "processed" {
+		if s := browserRun(t, br.tab, "event status", chromedp.Text(definition("Status"))); s == "processed" {
 			break
 		}
 		select {
@@ -449,18 +520,23 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Fatalf("the event's page never showed it processed: %v", pollCtx.Err())
 		case <-tick.C:
 		}
-		browserLoad(t, tab, "reload the event", http.StatusOK, chromedp.Reload())
+		browserLoad(t, br.tab, "reload the event", http.StatusOK, chromedp.Reload())
 	}
-	if got := browserRun(t, tab, "event processed time", chromedp.Text(definition("Processed"))); got == "—" || !strings.HasSuffix(got, " UTC") {
+	if got := browserRun(t, br.tab, "event processed time", chromedp.Text(definition("Processed"))); got == "—" || !strings.HasSuffix(got, " UTC") {
 		t.Errorf("event page: Processed %q, want a time", got)
 	}
-	if got := browserRun(t, tab, "event error", chromedp.Text(definition("Error"))); got != "—" {
+	if got := browserRun(t, br.tab, "event error", chromedp.Text(definition("Error"))); got != "—" {
 		t.Errorf("event page: Error %q after the replay, want none", got)
 	}
-	screenshot("event-replayed")
-	checkConsole("event-replayed")
+	br.screenshot("event-replayed")
+	br.checkConsole("event-replayed")
+}
 
-	// In Postgres: one row, processed once by the replay, with no error.
+// checkReplayedOnce: in Postgres one row, processed once by the replay,
+// with no error; applied by the replay (one logged console action), never
+// by the pool, which applied only the two queued events.
+func checkReplayedOnce(t *testing.T, b *testkit.Backend, ui, pool *service, failingID string) {
+	t.Helper()
 	var row struct {
 		Rows       int64
 		Processed  bool
@@ -475,11 +551,9 @@ func TestConsoleBrowser(t *testing.T) {
 	if row.Rows != 1 || !row.Processed || row.Failed || row.RetryCount != 3 {
 		t.Errorf("replayed event in Postgres: %+v, want one row, processed, no failure, retry count still 3", row)
 	}
-	if !chargesEnabled(t, b, failingAccount) {
+	if !chargesEnabled(t, b, browserFailingAccount) {
 		t.Error("the replay did not apply the event to its account")
 	}
-	// Applied exactly once: by the replay (one logged console action), never
-	// by the pool, which applied only the two queued events.
 	var actions int
 	for _, l := range strings.Split(ui.logs.String(), "\n") {
 		if strings.Contains(l, "console action") && strings.Contains(l, failingID) {
@@ -498,5 +572,4 @@ func TestConsoleBrowser(t *testing.T) {
 	if m := metricsOf(t, pool.base); !strings.Contains(m, `stripe_webhooks_events_processed_total{event_type="account.updated"} 2`) {
 		t.Errorf("pool's processed counter is not 2:\n%s", grep(m, "stripe_webhooks_events_processed_total"))
 	}
-	checkConsole("end")
 }

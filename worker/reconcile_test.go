@@ -77,45 +77,14 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	w := startWorker(t, b, nil)
 	in := startIngestWith(t, b, nil)
 	fake := newFakeStripe(t, fakeKey)
-	now := time.Now()
-
-	const accounts, perAccount = 200, 25
-	var delivered [][]byte
-	missing := map[string]string{} // event id -> account
-	var race []byte                // a missing event Stripe delivers during the run
-	for a := range accounts {
-		acct := fmt.Sprintf("acct_rec_%03d", a)
-		fake.accounts = append(fake.accounts, acct)
-		for e := range perAccount {
-			typ := "account.updated"
-			if e%2 == 1 {
-				typ = "capability.updated"
-			}
-			p := stripefixture.MustEvent(stripefixture.Options{Type: typ, Account: acct,
-				Created: now.Add(-time.Duration(48*60-a*13-e) * time.Minute)})
-			fake.addEvent(acct, p)
-			if n := a*perAccount + e; n%50 == 7 || n%50 == 31 || n%50 == 44 { // 300 of 5,000
-				missing[testkit.EventID(p)] = acct
-				if race == nil && a == 5 {
-					race = p
-				}
-				continue
-			}
-			delivered = append(delivered, p)
-		}
-	}
-	// Never delivered but older than the window: left alone.
-	old := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_rec_010", Created: now.Add(-80 * time.Hour)})
-	fake.addEvent("acct_rec_010", old)
-	// Of the wrong type for the worker: never asked for.
-	fake.addEvent("acct_rec_011", stripefixture.MustEvent(stripefixture.Options{Type: "plan.created", Account: "acct_rec_011"}))
-	storeDelivered(t, b, delivered)
+	sc := scriptReconcile(fake, time.Now())
+	storeDelivered(t, b, sc.delivered)
 	fake.failAccount("acct_rec_000", http.StatusTooManyRequests, 2)
 	fake.failAccount("acct_rec_001", http.StatusInternalServerError, 0)
 
 	env := b.Env(t, map[string]string{"STRIPE_API_KEY": fakeKey, "STRIPE_API_BASE": fake.srv.URL})
 	go func() { // the race: Stripe delivers one missing event while reconcile runs
-		if code := postNoFail(in.Base+"/api/billing/webhooks/stripe", race); code != http.StatusOK {
+		if code := postNoFail(in.Base+"/api/billing/webhooks/stripe", sc.race); code != http.StatusOK {
 			t.Errorf("racing delivery: %d", code)
 		}
 	}()
@@ -126,52 +95,22 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 		t.Fatalf("reconcile with one account failing: %v\n%s", err, lastLines(out, 5))
 	}
 	failedMissing := 0
-	for _, acct := range missing {
+	for _, acct := range sc.missing {
 		if acct == "acct_rec_001" {
 			failedMissing++
 		}
 	}
 	// The racing event is stored by whichever of the delivery and the
 	// reconcile comes first; the summary counts it only in the second case.
-	wantA := fmt.Sprintf("accounts %d, events listed %d, missing %d stored", accounts+1, (accounts-1)*perAccount, len(missing)-failedMissing)
-	wantB := fmt.Sprintf("accounts %d, events listed %d, missing %d stored", accounts+1, (accounts-1)*perAccount, len(missing)-failedMissing-1)
+	listed := (recAccounts - 1) * recPerAccount
+	wantA := fmt.Sprintf("accounts %d, events listed %d, missing %d stored", recAccounts+1, listed, len(sc.missing)-failedMissing)
+	wantB := fmt.Sprintf("accounts %d, events listed %d, missing %d stored", recAccounts+1, listed, len(sc.missing)-failedMissing-1)
 	if !strings.Contains(out, wantA) && !strings.Contains(out, wantB) {
 		t.Errorf("summary: want %q (or one fewer stored)\n%s", wantA, lastLines(out, 5))
 	}
-	t.Logf("reconcile of %d accounts, %d events, %d never delivered: %s in %s, %d API calls",
-		accounts, accounts*perAccount, len(missing), strings.TrimSpace(firstLine(out, "accounts ")), took.Round(time.Millisecond), fake.calls.Load())
-
-	// Every missing event of the listed accounts: one row, applied once.
-	for id, acct := range missing {
-		if acct == "acct_rec_001" {
-			continue
-		}
-		testenv.Eventually(t, 30*time.Second, "missing event "+id+" to be applied", processedEvent(t, b, id))
-	}
-	var rows int64
-	b.Store.DB().Raw("SELECT count(*) FROM webhook_events").Scan(&rows)
-	if want := int64(len(delivered) + len(missing) - failedMissing); rows != want {
-		t.Errorf("%d rows, want %d (each event once)", rows, want)
-	}
-	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(old)); err == nil {
-		t.Error("an event older than the window was stored")
-	}
-	// The worker logs each event after its commit: wait for the last lines.
-	var applied map[string]int
-	testenv.Eventually(t, 10*time.Second, "an \"event processed\" line for each missing event", func() bool {
-		applied = appliedCounts(w.logs.String())
-		for id, acct := range missing {
-			if acct != "acct_rec_001" && applied[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	for id, acct := range missing {
-		if acct != "acct_rec_001" && applied[id] != 1 {
-			t.Errorf("missing event %s applied %d times, want once", id, applied[id])
-		}
-	}
+	t.Logf("reconcile of %d accounts, %d events, %d never delivered: %s in %s, %d API calls", recAccounts,
+		recAccounts*recPerAccount, len(sc.missing), strings.TrimSpace(firstLine(out, "accounts ")), took.Round(time.Millisecond), fake.calls.Load())
+	checkMissingAppliedOnce(t, b, w, sc, failedMissing)
 	for _, logs := range []string{out, w.logs.String()} {
 		if strings.Contains(logs, fakeKey) {
 			t.Error("the API key appears in the logs")
@@ -184,6 +123,86 @@ func TestReconcileStoresWhatStripeNeverDelivered(t *testing.T) {
 	out, err = runCommand(t, env, "reconcile", "--since", "72h")
 	if want := fmt.Sprintf("missing %d stored", failedMissing); err != nil || !strings.Contains(out, want) {
 		t.Errorf("rerun: %v, want %q\n%s", err, want, lastLines(out, 5))
+	}
+}
+
+// The scripted Stripe of TestReconcileStoresWhatStripeNeverDelivered:
+// recAccounts accounts of recPerAccount events each.
+const recAccounts, recPerAccount = 200, 25
+
+// reconcileScript is what scriptReconcile listed in the fake Stripe.
+type reconcileScript struct {
+	delivered [][]byte
+	missing   map[string]string // event id -> account, never delivered
+	race      []byte            // a missing event Stripe delivers during the run
+	old       []byte            // never delivered but older than the window
+}
+
+// scriptReconcile lists 5,000 events over 200 accounts in fake, 300 of them
+// never delivered, plus one older than the window and one of a type the
+// worker does not handle (never asked for).
+func scriptReconcile(fake *fakeStripe, now time.Time) reconcileScript {
+	sc := reconcileScript{missing: map[string]string{}}
+	for a := range recAccounts {
+		acct := fmt.Sprintf("acct_rec_%03d", a)
+		fake.accounts = append(fake.accounts, acct)
+		for e := range recPerAccount {
+			typ := "account.updated"
+			if e%2 == 1 {
+				typ = "capability.updated"
+			}
+			p := stripefixture.MustEvent(stripefixture.Options{Type: typ, Account: acct,
+				Created: now.Add(-time.Duration(48*60-a*13-e) * time.Minute)})
+			fake.addEvent(acct, p)
+			if n := a*recPerAccount + e; n%50 == 7 || n%50 == 31 || n%50 == 44 { // 300 of 5,000
+				sc.missing[testkit.EventID(p)] = acct
+				if sc.race == nil && a == 5 {
+					sc.race = p
+				}
+				continue
+			}
+			sc.delivered = append(sc.delivered, p)
+		}
+	}
+	sc.old = stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_rec_010", Created: now.Add(-80 * time.Hour)})
+	fake.addEvent("acct_rec_010", sc.old)
+	fake.addEvent("acct_rec_011", stripefixture.MustEvent(stripefixture.Options{Type: "plan.created", Account: "acct_rec_011"}))
+	return sc
+}
+
+// checkMissingAppliedOnce: every missing event of the listed accounts has
+// one row, applied once; nothing older than the window was stored.
+func checkMissingAppliedOnce(t *testing.T, b *testkit.Backend, w *service, sc reconcileScript, failedMissing int) {
+	t.Helper()
+	for id, acct := range sc.missing {
+		if acct == "acct_rec_001" {
+			continue
+		}
+		testenv.Eventually(t, 30*time.Second, "missing event "+id+" to be applied", processedEvent(t, b, id))
+	}
+	var rows int64
+	b.Store.DB().Raw("SELECT count(*) FROM webhook_events").Scan(&rows)
+	if want := int64(len(sc.delivered) + len(sc.missing) - failedMissing); rows != want {
+		t.Errorf("%d rows, want %d (each event once)", rows, want)
+	}
+	if _, err := b.Store.EventByStripeID(context.Background(), testkit.EventID(sc.old)); err == nil {
+		t.Error("an event older than the window was stored")
+	}
+	// The worker logs each event after its commit: wait for the last lines.
+	var applied map[string]int
+	testenv.Eventually(t, 10*time.Second, "an \"event processed\" line for each missing event", func() bool {
+		applied = appliedCounts(w.logs.String())
+		for id, acct := range sc.missing {
+			if acct != "acct_rec_001" && applied[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for id, acct := range sc.missing {
+		if acct != "acct_rec_001" && applied[id] != 1 {
+			t.Errorf("missing event %s applied %d times, want once", id, applied[id])
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stripe-webhooks/worker/internal/testkit"
 )
 
 // consolePostForm posts form to path with the test login and the given
@@ -56,23 +58,57 @@ func TestConsoleBulkReplay(t *testing.T) {
 		consoleRow{"evt_bw1", "console.one", "acct_bulk", now.Add(-2 * time.Minute), "waiting"},
 		consoleRow{"evt_bp1", "console.one", "acct_bulk", now.Add(-1 * time.Minute), "processed"},
 	)
-	state := func(id string) string {
-		var s string
-		b.Store.DB().Raw(`SELECT CASE WHEN processed THEN 'processed' WHEN dead_at IS NOT NULL THEN 'dead'
-			WHEN error IS NOT NULL THEN 'failing' ELSE 'waiting' END FROM webhook_events WHERE stripe_event_id = ?`, id).Scan(&s)
-		return s
-	}
-	wantStates := func(step string, want map[string]string) {
-		t.Helper()
-		for id, w := range want {
-			if got := state(id); got != w {
-				t.Errorf("%s: %s is %s, want %s", step, id, got, w)
-			}
-		}
+	checkBulkOffered(t, ui)
+	checkBulkConfirmation(t, ui)
+	wantStates(t, b, "after the confirmation pages", map[string]string{"evt_bd1": "dead", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing"})
+	checkBulkRefused(t, ui)
+	wantStates(t, b, "after refused replays", map[string]string{"evt_bd1": "dead", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing", "evt_bw1": "waiting"})
+	if lines := bulkLogLines(ui); len(lines) != 0 {
+		t.Errorf("refused bulk replays were logged as actions: %q", lines)
 	}
 
-	// The list offers the bulk replay for failing and dead filters only,
-	// carrying the filter.
+	// The POST replays exactly the filter's events.
+	resp, body := consolePostForm(t, ui, "/events/replay", url.Values{"status": {"dead"}, "type": {"console.one"}}, "same-origin")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Replayed 1, failed 0, of 1.") {
+		t.Errorf("POST bulk replay dead console.one: %d\n%s", resp.StatusCode, body)
+	}
+	wantStates(t, b, "after replaying dead console.one", map[string]string{"evt_bd1": "processed", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing", "evt_bw1": "waiting", "evt_bp1": "processed"})
+	lines := bulkLogLines(ui)
+	if len(lines) != 1 || !strings.Contains(lines[0], "ops") || !strings.Contains(lines[0], "evt_bd1") || strings.Contains(lines[0], "evt_bd2") {
+		t.Errorf("bulk replay log lines %q, want one with the user, action and only evt_bd1", lines)
+	}
+
+	resp, body = consolePostForm(t, ui, "/events/replay", url.Values{"status": {"failing"}}, "same-origin")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Replayed 2, failed 0, of 2.") {
+		t.Errorf("POST bulk replay failing: %d\n%s", resp.StatusCode, body)
+	}
+	wantStates(t, b, "after replaying failing", map[string]string{"evt_bd2": "dead", "evt_bf1": "processed", "evt_bf2": "processed", "evt_bw1": "waiting"})
+	lines = bulkLogLines(ui)
+	if len(lines) != 2 || !strings.Contains(lines[1], "evt_bf1,evt_bf2") && !strings.Contains(lines[1], "evt_bf2,evt_bf1") {
+		t.Errorf("bulk replay log lines %q, want a second with evt_bf1 and evt_bf2", lines)
+	}
+	if strings.Contains(ui.logs.String(), `"data"`) || strings.Contains(ui.logs.String(), "data:") {
+		t.Error("the log holds a payload")
+	}
+}
+
+// wantStates checks the state of each event of want.
+func wantStates(t *testing.T, b *testkit.Backend, step string, want map[string]string) {
+	t.Helper()
+	for id, w := range want {
+		var got string
+		b.Store.DB().Raw(`SELECT CASE WHEN processed THEN 'processed' WHEN dead_at IS NOT NULL THEN 'dead'
+			WHEN error IS NOT NULL THEN 'failing' ELSE 'waiting' END FROM webhook_events WHERE stripe_event_id = ?`, id).Scan(&got)
+		if got != w {
+			t.Errorf("%s: %s is %s, want %s", step, id, got, w)
+		}
+	}
+}
+
+// checkBulkOffered: the list offers the bulk replay for failing and dead
+// filters only, carrying the filter.
+func checkBulkOffered(t *testing.T, ui *testUI) {
+	t.Helper()
 	if _, body := consoleGet(t, ui, "/events?status=dead&type=console.one", false); !strings.Contains(body, `<form method="get" action="/events/replay"`) ||
 		!strings.Contains(body, `<input type="hidden" name="status" value="dead">`) || !strings.Contains(body, `<input type="hidden" name="type" value="console.one">`) ||
 		!strings.Contains(body, "Replay these…") {
@@ -83,8 +119,12 @@ func TestConsoleBulkReplay(t *testing.T) {
 			t.Errorf("GET %s offers a bulk replay", path)
 		}
 	}
+}
 
-	// The confirmation page counts the matching events, and replays nothing.
+// checkBulkConfirmation: the confirmation page counts the matching events,
+// and replays nothing.
+func checkBulkConfirmation(t *testing.T, ui *testUI) {
+	t.Helper()
 	for path, want := range map[string]string{
 		"/events/replay?status=dead":                   "2 events will be replayed.",
 		"/events/replay?status=failing":                "2 events will be replayed.",
@@ -100,9 +140,12 @@ func TestConsoleBulkReplay(t *testing.T) {
 		!strings.Contains(body, `<input type="hidden" name="type" value="console.one">`) {
 		t.Errorf("confirmation page has no POST form carrying the filter:\n%s", body)
 	}
-	wantStates("after the confirmation pages", map[string]string{"evt_bd1": "dead", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing"})
+}
 
-	// Only failing and dead events are replayed in bulk.
+// checkBulkRefused: only failing and dead events are replayed in bulk; without
+// a login or from another site, nothing happens.
+func checkBulkRefused(t *testing.T, ui *testUI) {
+	t.Helper()
 	for _, status := range []string{"processed", "waiting", "", "nonsense"} {
 		if resp, _ := consoleGet(t, ui, "/events/replay?status="+status, false); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("GET bulk replay status=%q: %d, want 400", status, resp.StatusCode)
@@ -121,34 +164,6 @@ func TestConsoleBulkReplay(t *testing.T) {
 	}
 	if resp, _ := consolePostForm(t, ui, "/events/replay", url.Values{"status": {"failing"}}, "cross-site"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST bulk replay: %d, want 403", resp.StatusCode)
-	}
-	wantStates("after refused replays", map[string]string{"evt_bd1": "dead", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing", "evt_bw1": "waiting"})
-	if lines := bulkLogLines(ui); len(lines) != 0 {
-		t.Errorf("refused bulk replays were logged as actions: %q", lines)
-	}
-
-	// The POST replays exactly the filter's events.
-	resp, body := consolePostForm(t, ui, "/events/replay", url.Values{"status": {"dead"}, "type": {"console.one"}}, "same-origin")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Replayed 1, failed 0, of 1.") {
-		t.Errorf("POST bulk replay dead console.one: %d\n%s", resp.StatusCode, body)
-	}
-	wantStates("after replaying dead console.one", map[string]string{"evt_bd1": "processed", "evt_bd2": "dead", "evt_bf1": "failing", "evt_bf2": "failing", "evt_bw1": "waiting", "evt_bp1": "processed"})
-	lines := bulkLogLines(ui)
-	if len(lines) != 1 || !strings.Contains(lines[0], "ops") || !strings.Contains(lines[0], "evt_bd1") || strings.Contains(lines[0], "evt_bd2") {
-		t.Errorf("bulk replay log lines %q, want one with the user, action and only evt_bd1", lines)
-	}
-
-	resp, body = consolePostForm(t, ui, "/events/replay", url.Values{"status": {"failing"}}, "same-origin")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Replayed 2, failed 0, of 2.") {
-		t.Errorf("POST bulk replay failing: %d\n%s", resp.StatusCode, body)
-	}
-	wantStates("after replaying failing", map[string]string{"evt_bd2": "dead", "evt_bf1": "processed", "evt_bf2": "processed", "evt_bw1": "waiting"})
-	lines = bulkLogLines(ui)
-	if len(lines) != 2 || !strings.Contains(lines[1], "evt_bf1,evt_bf2") && !strings.Contains(lines[1], "evt_bf2,evt_bf1") {
-		t.Errorf("bulk replay log lines %q, want a second with evt_bf1 and evt_bf2", lines)
-	}
-	if strings.Contains(ui.logs.String(), `"data"`) || strings.Contains(ui.logs.String(), "data:") {
-		t.Error("the log holds a payload")
 	}
 }
 

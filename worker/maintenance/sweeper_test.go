@@ -33,32 +33,12 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 	b := testkit.NewBackendOn(t, "", rd.Addr())
 	admin := testkit.DialRedis(t, rd.Addr())
 	t.Cleanup(func() { _, _ = admin.Do("FLUSHALL") }) // before the namespace is cleaned key by key
-	ctx := context.Background()
-
 	const n = 100_000
-	err := b.Store.DB().Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, created_at, received_at)
-		SELECT md5('evt_backlog_' || i)::uuid, 'evt_backlog_' || i, 'account.updated', '{}',
-			timezone('utc', now()) - interval '2 hours' + i * interval '1 ms', timezone('utc', now()) - interval '2 hours'
-		FROM generate_series(1, ?) AS i`, n).Error
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Queued oldest first: jobs[i] is at index n-1-i of the list, and the
-	// oldest are the first a worker takes.
-	jobs := make([]queue.Job, n)
-	for i := range jobs {
-		id := fmt.Sprintf("evt_backlog_%d", i+1)
-		jobs[i] = queue.Job{WebhookID: md5UUID(id), EventID: id, EventType: "account.updated"}
-	}
-	for i := 0; i < n; i += 10_000 {
-		if _, err := b.Enqueuer.EnqueueMany(ctx, jobs[i:i+10_000]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	jobs := queueBacklog(t, b, n)
 	sent := &clientCounts{}
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	sweeper := NewSweeper(testkit.Discard(), b.Store, queue.NewEnqueuer(b.Namespace, countingPool(t, rd.Addr(), sent)), m, time.Minute)
+	sweeper := NewSweeper(testkit.Discard(), b.Store, queue.NewEnqueuer(b.Namespace, countingPool(t, rd.Addr(), sent)),
+		NewMetrics(reg), time.Minute)
 
 	queued, cost := sweepCounted(t, sweeper, admin, sent)
 	t.Logf("sweep over %d events all queued: %s", n, cost)
@@ -72,40 +52,7 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 		t.Errorf("%d jobs waiting after the sweep, want %d", got, n)
 	}
 
-	// Workers take the eight oldest jobs, dropping their unique keys: one
-	// runs in a live pool, one waits for a retry whose failure Postgres did
-	// not record, one was running in a pool killed since, one finished. The
-	// other four, and the job of an event far down the backlog, are lost.
-	taken := make([][]byte, 8)
-	for i := range taken {
-		taken[i] = take(t, admin, b.Namespace, jobs[i])
-	}
-	now := time.Now().Unix()
-	redo := func(cmd string, args ...any) {
-		t.Helper()
-		if _, err := admin.Do(cmd, args...); err != nil {
-			t.Fatalf("%s: %v", cmd, err)
-		}
-	}
-	for pool, beat := range map[string]int64{"live": now, "killed": now - 3600} {
-		redo("SADD", b.Namespace+":worker_pools", pool)
-		redo("HSET", b.Namespace+":worker_pools:"+pool, "heartbeat_at", beat)
-	}
-	redo("LPUSH", queue.ListKey(b.Namespace)+":live:inprogress", taken[0])
-	redo("ZADD", queue.RetryKey(b.Namespace), now+3600, taken[1])
-	redo("LPUSH", queue.ListKey(b.Namespace)+":killed:inprogress", taken[2])
-	if err := b.Store.DB().Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, jobs[3].WebhookID).Error; err != nil {
-		t.Fatal(err)
-	}
-	const far = 60_000
-	raw, err := redis.Bytes(admin.Do("LINDEX", queue.ListKey(b.Namespace), n-1-far))
-	if err != nil || !bytes.Contains(raw, []byte(jobs[far].WebhookID)) {
-		t.Fatalf("the job at index %d is not jobs[%d]'s (%v)", n-1-far, far, err)
-	}
-	redo("LREM", queue.ListKey(b.Namespace), 1, raw)
-	redo("DEL", uniqueKey(b.Namespace, jobs[far]))
-	lost := []int{2, 4, 5, 6, 7, far}
-
+	lost := loseJobs(t, b, admin, jobs)
 	queued, cost = sweepCounted(t, sweeper, admin, sent)
 	t.Logf("sweep with %d jobs lost: %s", len(lost), cost)
 	// Four MGETs; for each of the two pages with a lost job, the pools, then
@@ -132,9 +79,73 @@ func TestSweeperDoesNotFloodRedisInABacklog(t *testing.T) {
 			t.Errorf("jobs[%d] (in progress, retrying or processed): queued again (%v)", i, err)
 		}
 	}
-	if got, want := llen(t, admin, queue.ListKey(b.Namespace)), n-len(taken)-1+len(lost); got != want {
+	if got, want := llen(t, admin, queue.ListKey(b.Namespace)), n-8-1+len(lost); got != want {
 		t.Errorf("%d jobs waiting, want %d", got, want)
 	}
+}
+
+// queueBacklog stores n events two hours old and queues their jobs, oldest
+// first: jobs[i] is at index n-1-i of the list, and the oldest are the
+// first a worker takes.
+func queueBacklog(t *testing.T, b *testkit.Backend, n int) []queue.Job {
+	t.Helper()
+	err := b.Store.DB().Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, created_at, received_at)
+		SELECT md5('evt_backlog_' || i)::uuid, 'evt_backlog_' || i, 'account.updated', '{}',
+			timezone('utc', now()) - interval '2 hours' + i * interval '1 ms', timezone('utc', now()) - interval '2 hours'
+		FROM generate_series(1, ?) AS i`, n).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := make([]queue.Job, n)
+	for i := range jobs {
+		id := fmt.Sprintf("evt_backlog_%d", i+1)
+		jobs[i] = queue.Job{WebhookID: md5UUID(id), EventID: id, EventType: "account.updated"}
+	}
+	for i := 0; i < n; i += 10_000 {
+		if _, err := b.Enqueuer.EnqueueMany(context.Background(), jobs[i:i+10_000]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return jobs
+}
+
+// loseJobs has workers take the eight oldest jobs, dropping their unique
+// keys: one runs in a live pool, one waits for a retry whose failure
+// Postgres did not record, one was running in a pool killed since, one
+// finished. The other four, and the job of an event far down the backlog,
+// are lost: their indexes are returned.
+func loseJobs(t *testing.T, b *testkit.Backend, admin redis.Conn, jobs []queue.Job) []int {
+	t.Helper()
+	taken := make([][]byte, 8)
+	for i := range taken {
+		taken[i] = take(t, admin, b.Namespace, jobs[i])
+	}
+	now := time.Now().Unix()
+	redo := func(cmd string, args ...any) {
+		t.Helper()
+		if _, err := admin.Do(cmd, args...); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+	}
+	for pool, beat := range map[string]int64{"live": now, "killed": now - 3600} {
+		redo("SADD", b.Namespace+":worker_pools", pool)
+		redo("HSET", b.Namespace+":worker_pools:"+pool, "heartbeat_at", beat)
+	}
+	redo("LPUSH", queue.ListKey(b.Namespace)+":live:inprogress", taken[0])
+	redo("ZADD", queue.RetryKey(b.Namespace), now+3600, taken[1])
+	redo("LPUSH", queue.ListKey(b.Namespace)+":killed:inprogress", taken[2])
+	if err := b.Store.DB().Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, jobs[3].WebhookID).Error; err != nil {
+		t.Fatal(err)
+	}
+	const far = 60_000
+	n := len(jobs)
+	raw, err := redis.Bytes(admin.Do("LINDEX", queue.ListKey(b.Namespace), n-1-far))
+	if err != nil || !bytes.Contains(raw, []byte(jobs[far].WebhookID)) {
+		t.Fatalf("the job at index %d is not jobs[%d]'s (%v)", n-1-far, far, err)
+	}
+	redo("LREM", queue.ListKey(b.Namespace), 1, raw)
+	redo("DEL", uniqueKey(b.Namespace, jobs[far]))
+	return []int{2, 4, 5, 6, 7, far}
 }
 
 // An event whose job ran between the read of the sweeper's page and its
