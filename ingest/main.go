@@ -1,6 +1,3 @@
-// Command ingest receives Stripe webhook deliveries: it verifies each
-// signature, stores the event in Postgres once, queues it for the worker and
-// answers Stripe.
 package main
 
 import (

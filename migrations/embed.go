@@ -1,5 +1,3 @@
-// Package migrations holds the SQL migrations of the stripe-webhooks schema,
-// embedded so that `worker migrate` runs from any directory.
 package migrations
 
 import "embed"

@@ -1,5 +1,3 @@
-// Package handler applies Stripe events to the platform's tables. Each event
-// type has one file; registry.go maps types to handlers.
 package handler
 
 import (

@@ -1,8 +1,24 @@
-// Package webui is the web UI's front door: the login, the refusal of
-// cross-site changes, a health route for probes, and behind them the
-// console's pages and the gocraft/work job UI, which has no login of its
-// own and exposes no http.Handler (JobUI serves it on a private loopback
-// port and proxies to it).
+// Package webui is the web UI's front door, `worker webui` on WEBUI_ADDR:
+// the login, the refusal of cross-site changes, a health route for probes,
+// and behind them the console's pages (package console) and the
+// gocraft/work job UI: queues, busy workers, retrying and dead jobs, and
+// buttons to retry or delete dead ones. The job UI has no login of its own
+// and exposes no http.Handler, so JobUI serves it on a private loopback
+// port and proxies to it at /.
+//
+//   - Login: HTTP basic auth with WEBUI_USERNAME and WEBUI_PASSWORD,
+//     compared in constant time; without them the configuration refuses
+//     any WEBUI_ADDR but a loopback one (exit 2). The login header is
+//     removed before a request reaches the job UI.
+//   - Cross-site state-changing requests (the job UI's retry and delete
+//     POSTs, the console's replays, sent from another site's page) get 403,
+//     judged by the browser's Sec-Fetch-Site and Origin headers
+//     (net/http.CrossOriginProtection).
+//   - GET /healthz answers 200 without a login, for the kubelet's probes.
+//   - The job UI's JSON API works through the proxy for scripts: GET
+//     /queues, /retry_jobs, /dead_jobs, POST
+//     /retry_dead_job/<died_at>/<job_id>, /retry_all_dead_jobs, …, such as
+//     curl -u ops:… -X POST http://127.0.0.1:5040/retry_all_dead_jobs.
 package webui
 
 import (
