@@ -19,8 +19,8 @@ import (
 	"stripe-webhooks/pkg/stripeevent"
 )
 
-// insertFlushers is how many group-commit batches are in flight at once.
-const insertFlushers = 2
+// batchesAtOnce is how many group-commit batches are in flight at once.
+const batchesAtOnce = 2
 
 // run starts the ingest and blocks until ctx is done or SIGTERM/SIGINT
 // arrives, then lets in-flight requests finish and returns.
@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	// then their jobs are queued in one round trip to Redis. Two batches are
 	// in flight at once: one gathers while the other commits. Four made
 	// smaller batches, and Postgres spent more per delivery.
-	inserter, err := st.NewInserter(store.InserterOptions{Flushers: insertFlushers, MaxBatch: 128,
+	inserter, err := st.NewInserter(store.InserterOptions{Batches: batchesAtOnce, MaxBatch: 128,
 		AfterCommit: queueCommitted(enqueuer, m, cfg.EnqueueTimeout),
 		BatchFailed: func(err error, deliveries int) {
 			m.batchFailures.Inc()

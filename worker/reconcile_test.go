@@ -37,7 +37,7 @@ func runCommand(t *testing.T, environ []string, args ...string) (string, error) 
 // processed: the events Stripe did deliver.
 func storeDelivered(t *testing.T, b *testkit.Backend, payloads [][]byte) {
 	t.Helper()
-	in, err := b.Store.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 128})
+	in, err := b.Store.NewInserter(store.InserterOptions{Batches: 2, MaxBatch: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

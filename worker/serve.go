@@ -111,7 +111,7 @@ func newJobPool(cfg config.Worker, logger *slog.Logger, st *store.Store, pool *r
 	// With a Stripe API key, a same-second tie the events cannot settle is
 	// settled by a resync of the account (a background service).
 	apply := handler.ApplyWith(handler.Options{Livemode: cfg.Livemode, ResyncTies: cfg.StripeAPI.Key != "", Tie: m.CountTie})
-	applier := st.NewApplier(apply, store.ApplierOptions{Flushers: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
+	applier := st.NewApplier(apply, store.ApplierOptions{Groups: groupsAtOnce, MaxJobs: cfg.Concurrency, Ahead: claimAhead,
 		Timeout: cfg.JobTimeout, AppliedAhead: m.AppliedAhead(logger), AccountOf: handler.AccountIn(cfg.Livemode),
 		GroupFailed: m.GroupFailed(logger)})
 	p := &jobPool{applier: applier}

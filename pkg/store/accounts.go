@@ -3,14 +3,52 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/tidwall/gjson"
+	"gorm.io/gorm"
 )
+
+// ConnectedAccount is the platform's view of one Stripe Connect account.
+type ConnectedAccount struct {
+	ID               int64 `gorm:"primaryKey"`
+	StripeAccountID  string
+	ChargesEnabled   bool
+	PayoutsEnabled   bool
+	DetailsSubmitted bool
+	Requirements     JSON
+	Capabilities     JSON
+	// CapabilitiesEventCreated maps a capability to the Stripe `created` time
+	// (unix seconds) of the newest event applied to it.
+	CapabilitiesEventCreated JSON
+	// AccountEventCreated is the Stripe `created` time of the newest
+	// account.updated applied to the account's own fields.
+	AccountEventCreated *time.Time
+	// AccountEventPrevious is that event's data.previous_attributes for the
+	// account's own fields (nil: it changed none, or a resync wrote them):
+	// what settles a tie with another event of the same second.
+	AccountEventPrevious JSON
+	// CapabilitiesEventPrevious maps a capability to its status before the
+	// newest event applied to it ("": it had none), for the capabilities
+	// that event changed.
+	CapabilitiesEventPrevious JSON
+	// DeauthorizedAt is when the account disconnected from the platform
+	// (the `created` time of its account.application.deauthorized); nil
+	// while it is connected.
+	DeauthorizedAt *time.Time
+	// AuthorizationEventCreated is the Stripe `created` time of the newest
+	// account.application.authorized or .deauthorized applied.
+	AuthorizationEventCreated *time.Time
+	CreatedAt                 time.Time
+	UpdatedAt                 time.Time
+}
+
+// TableName is the table of connected accounts.
+func (ConnectedAccount) TableName() string { return "stripe_connected_accounts" }
 
 // AccountUpdate is the state of a Connect account as of one event.
 type AccountUpdate struct {
@@ -81,77 +119,6 @@ func (tx *Tx) ApplyAccount(ctx context.Context, u AccountUpdate) error {
 	return tx.saveAccount(ctx, acct, caps)
 }
 
-// CapabilityUpdate is one capability of a Connect account as of a
-// capability.updated.
-type CapabilityUpdate struct {
-	AccountID  string
-	Capability string // such as card_payments
-	Status     string
-	// Previous is the event's data.previous_attributes (nil: none), which
-	// settles a tie with an event of the same second.
-	Previous JSON
-	// EventCreated is the event's Stripe `created` time.
-	EventCreated time.Time
-}
-
-// ApplyCapability writes a capability.updated: that capability's status,
-// unless a newer event already wrote it, or one of the same second that
-// this one is not shown to follow (or to be). It creates the account's row
-// if the account is new.
-func (tx *Tx) ApplyCapability(ctx context.Context, u CapabilityUpdate) error {
-	acct, err := tx.lockAccount(ctx, u.AccountID)
-	if err != nil {
-		return err
-	}
-	caps, err := capabilityMaps(acct)
-	if err != nil {
-		return err
-	}
-	at := u.EventCreated.UTC().Truncate(time.Second)
-	status := gjson.GetBytes(u.Previous, "status")
-	if !tx.writeCapability(u.AccountID, caps, u.Capability, u.Status, status.Str, status.Exists(), at) {
-		return nil
-	}
-	return tx.saveAccount(ctx, acct, caps)
-}
-
-// writeCapability sets capability name in caps to status ("": removes it)
-// as of an event of the `created` second at, unless a newer event wrote it,
-// or an event of the same second that this one is not shown to follow (or
-// to be). prev is its status before the event, if changed. It reports
-// whether it wrote.
-func (tx *Tx) writeCapability(accountID string, caps capabilitySet, name, status, prev string, changed bool, at time.Time) bool {
-	if t, seen := caps.created[name]; seen && at.Unix() <= t {
-		if at.Unix() < t {
-			return false
-		}
-		stored := caps.status[name]
-		storedPrev, storedChanged := caps.previous[name]
-		sameEvent := storedChanged && changed && storedPrev == prev
-		if !storedChanged {
-			storedPrev = stored
-		}
-		if !changed {
-			prev = status
-		}
-		if !applies(tx.tie(TieCapability, accountID, at, settleTie(stored, storedPrev, status, prev, sameEvent))) {
-			return false
-		}
-	}
-	if status == "" {
-		delete(caps.status, name)
-	} else {
-		caps.status[name] = status
-	}
-	caps.created[name] = at.Unix() // of a removal too: a late, older event must not bring it back
-	if changed {
-		caps.previous[name] = prev
-	} else {
-		delete(caps.previous, name)
-	}
-	return true
-}
-
 // ApplyAuthorization writes an account.application.deauthorized
 // (deauthorized true: deauthorized_at becomes the event's `created` time)
 // or an account.application.authorized (deauthorized_at is cleared), unless
@@ -180,133 +147,6 @@ func (tx *Tx) ApplyAuthorization(ctx context.Context, accountID string, deauthor
 	return nil
 }
 
-// ExternalAccountUpdate is a bank account or card as of one event. Only the
-// last four digits are kept, never full numbers.
-type ExternalAccountUpdate struct {
-	ID                 string
-	AccountID          string
-	Object             string // bank_account or card
-	Last4              string
-	BankName           string
-	Brand              string
-	Currency           string
-	Status             string
-	DefaultForCurrency bool
-	Deleted            bool
-	// Previous is the event's data.previous_attributes (nil: none), which
-	// settles a tie with an event of the same second.
-	Previous     JSON
-	EventCreated time.Time
-}
-
-// ApplyExternalAccount writes an account.external_account.* event unless a
-// newer event already wrote that external account, or one of the same
-// second that this one is not shown to follow (or to be). A deletion sets
-// deleted_at, and wins a tie; an external account once deleted stays
-// deleted. It creates the account's row if the account is new.
-func (tx *Tx) ApplyExternalAccount(ctx context.Context, u ExternalAccountUpdate) error {
-	if u.AccountID == "" {
-		return fmt.Errorf("store: event names no connected account")
-	}
-	if u.Object != "bank_account" && u.Object != "card" {
-		return fmt.Errorf("store: external account %s: object %q is neither bank_account nor card", u.ID, u.Object)
-	}
-	stored, err := tx.lockExternalAccount(ctx, u.AccountID, u.ID)
-	if err != nil {
-		return err
-	}
-	at := u.EventCreated.UTC().Truncate(time.Second)
-	if stored.EventCreated != nil && !at.After(*stored.EventCreated) {
-		if at.Before(*stored.EventCreated) {
-			return nil
-		}
-		settled, write, err := externalAccountTie(stored, u)
-		if err != nil {
-			return fmt.Errorf("store: external account %s: %w", u.ID, err)
-		}
-		if tx.tie(TieExternalAccount, u.AccountID, at, settled); !write {
-			return nil
-		}
-	}
-	tx.saveExternalAccount(stored, u, at)
-	return nil
-}
-
-// saveExternalAccount queues the write of u over stored (a zero row: none)
-// and keeps the result as the transaction's view of the row.
-func (tx *Tx) saveExternalAccount(stored ExternalAccount, u ExternalAccountUpdate, at time.Time) {
-	now := time.Now().UTC()
-	r := ExternalAccount{ID: stored.ID, StripeExternalAccountID: u.ID, StripeAccountID: u.AccountID, Object: u.Object,
-		Last4: nullable(u.Last4), BankName: nullable(u.BankName), Brand: nullable(u.Brand), Currency: nullable(u.Currency),
-		Status: nullable(u.Status), DefaultForCurrency: u.DefaultForCurrency, DeletedAt: stored.DeletedAt,
-		EventCreated: &at, EventPrevious: pickPrevious(u.Previous, externalAccountKeys...), CreatedAt: stored.CreatedAt, UpdatedAt: now}
-	if u.Deleted {
-		r.DeletedAt = &at
-	}
-	tx.externals[u.ID] = r
-	var previous *string
-	if r.EventPrevious != nil {
-		previous = nullable(string(r.EventPrevious))
-	}
-	tx.pending.Queue(`INSERT INTO stripe_external_accounts (stripe_external_account_id, stripe_account_id, object,
-			last4, bank_name, brand, currency, status, default_for_currency, deleted_at, event_created, event_previous,
-			created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $13)
-		ON CONFLICT (stripe_external_account_id) DO UPDATE SET
-			stripe_account_id = excluded.stripe_account_id, object = excluded.object, last4 = excluded.last4,
-			bank_name = excluded.bank_name, brand = excluded.brand, currency = excluded.currency,
-			status = excluded.status, default_for_currency = excluded.default_for_currency,
-			deleted_at = excluded.deleted_at, event_created = excluded.event_created,
-			event_previous = excluded.event_previous, updated_at = excluded.updated_at`,
-		u.ID, u.AccountID, u.Object, r.Last4, r.BankName, r.Brand, r.Currency, r.Status, u.DefaultForCurrency,
-		r.DeletedAt, at, previous, now)
-}
-
-// lockExternalAccount returns the row of external account id (a zero row
-// if none is stored), locked for this transaction, and the row of its
-// account, created if new: one round trip, with the writes earlier
-// handlers of this transaction queued. Locking the account first, as
-// ApplySnapshot does, makes the writes of its external accounts, new ones
-// included, wait for each other.
-func (tx *Tx) lockExternalAccount(ctx context.Context, accountID, id string) (ExternalAccount, error) {
-	if tx.externals == nil {
-		tx.externals = map[string]ExternalAccount{}
-	}
-	if r, ok := tx.externals[id]; ok {
-		return r, nil
-	}
-	b := tx.pending
-	tx.pending = &pgx.Batch{}
-	if _, ok := tx.accounts[accountID]; !ok {
-		tx.queueLockAccounts(b, []string{accountID}, true)
-	}
-	var r ExternalAccount
-	b.Queue(`SELECT id, stripe_external_account_id, stripe_account_id, object, last4, bank_name, brand, currency, status,
-			default_for_currency, deleted_at, event_created, event_previous::text, created_at
-		FROM stripe_external_accounts WHERE stripe_external_account_id = $1 FOR UPDATE`, id).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var previous *string
-			if err := rows.Scan(&r.ID, &r.StripeExternalAccountID, &r.StripeAccountID, &r.Object, &r.Last4, &r.BankName,
-				&r.Brand, &r.Currency, &r.Status, &r.DefaultForCurrency, &r.DeletedAt, &r.EventCreated, &previous,
-				&r.CreatedAt); err != nil {
-				return err
-			}
-			if previous != nil {
-				r.EventPrevious = JSON(*previous)
-			}
-		}
-		return rows.Err()
-	})
-	if err := tx.conn.SendBatch(ctx, b).Close(); err != nil {
-		return ExternalAccount{}, fmt.Errorf("store: lock external account %s: %w", id, err)
-	}
-	if _, ok := tx.accounts[accountID]; !ok {
-		return ExternalAccount{}, fmt.Errorf("store: lock account %s: no row after creating it", accountID)
-	}
-	tx.externals[id] = r
-	return r, nil
-}
-
 // lockAccount returns the account's row, locked for this transaction,
 // creating it first (booleans false) if the account is new: one round trip,
 // with the writes earlier handlers of this transaction queued.
@@ -327,36 +167,12 @@ func (tx *Tx) lockAccount(ctx context.Context, accountID string) (ConnectedAccou
 	return a, nil
 }
 
-const accountColumns = `id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
-	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created,
-	account_event_previous::text, capabilities_event_previous::text,
-	deauthorized_at, authorization_event_created, created_at, updated_at`
-
-const selectAccounts = `SELECT ` + accountColumns + ` FROM stripe_connected_accounts`
-
-func scanAccount(row pgx.Row, a *ConnectedAccount) error {
-	var requirements, capabilities, capTimes, capPrevious string
-	var previous *string
-	err := row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
-		&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &previous, &capPrevious,
-		&a.DeauthorizedAt, &a.AuthorizationEventCreated, &a.CreatedAt, &a.UpdatedAt)
-	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
-	a.CapabilitiesEventPrevious, a.AccountEventPrevious = JSON(capPrevious), nil
-	if previous != nil {
-		a.AccountEventPrevious = JSON(*previous)
-	}
-	return err
-}
-
 // lockAccounts locks the rows of accountIDs in one round trip, creating the
 // missing ones first if create is set, and keeps them for the handlers'
 // reads. The writes earlier handlers of this transaction queued go first,
 // so the read sees them.
 func (tx *Tx) lockAccounts(ctx context.Context, accountIDs []string, create bool) error {
-	b := tx.pending
-	tx.pending = &pgx.Batch{}
-	tx.queueLockAccounts(b, accountIDs, create)
-	if err := tx.conn.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.send(ctx, func(b *pgx.Batch) { tx.queueLockAccounts(b, accountIDs, create) }); err != nil {
 		return fmt.Errorf("store: lock accounts: %w", err)
 	}
 	return nil
@@ -385,34 +201,25 @@ func (tx *Tx) queueLockAccounts(b *pgx.Batch, accountIDs []string, create bool) 
 	})
 }
 
-// capabilitySet is an account's capabilities: each one's status, the
-// `created` second (unix) of the newest event applied to it, and its status
-// before that event if the event changed it.
-type capabilitySet struct {
-	status   map[string]string
-	created  map[string]int64
-	previous map[string]string
-}
+const accountColumns = `id, stripe_account_id, charges_enabled, payouts_enabled, details_submitted,
+	requirements::text, capabilities::text, capabilities_event_created::text, account_event_created,
+	account_event_previous::text, capabilities_event_previous::text,
+	deauthorized_at, authorization_event_created, created_at, updated_at`
 
-func capabilityMaps(acct ConnectedAccount) (capabilitySet, error) {
-	caps := capabilitySet{status: map[string]string{}, created: map[string]int64{}, previous: map[string]string{}}
-	for _, m := range []struct {
-		what string
-		raw  JSON
-		into any
-	}{
-		{"capabilities", acct.Capabilities, &caps.status},
-		{"capability times", acct.CapabilitiesEventCreated, &caps.created},
-		{"capabilities' previous statuses", acct.CapabilitiesEventPrevious, &caps.previous},
-	} {
-		if len(m.raw) == 0 {
-			continue
-		}
-		if err := json.Unmarshal(m.raw, m.into); err != nil {
-			return capabilitySet{}, fmt.Errorf("store: account %s %s: %w", acct.StripeAccountID, m.what, err)
-		}
+const selectAccounts = `SELECT ` + accountColumns + ` FROM stripe_connected_accounts`
+
+func scanAccount(row pgx.Row, a *ConnectedAccount) error {
+	var requirements, capabilities, capTimes, capPrevious string
+	var previous *string
+	err := row.Scan(&a.ID, &a.StripeAccountID, &a.ChargesEnabled, &a.PayoutsEnabled, &a.DetailsSubmitted,
+		&requirements, &capabilities, &capTimes, &a.AccountEventCreated, &previous, &capPrevious,
+		&a.DeauthorizedAt, &a.AuthorizationEventCreated, &a.CreatedAt, &a.UpdatedAt)
+	a.Requirements, a.Capabilities, a.CapabilitiesEventCreated = JSON(requirements), JSON(capabilities), JSON(capTimes)
+	a.CapabilitiesEventPrevious, a.AccountEventPrevious = JSON(capPrevious), nil
+	if previous != nil {
+		a.AccountEventPrevious = JSON(*previous)
 	}
-	return caps, nil
+	return err
 }
 
 // saveAccount queues the write of the account's fields and capabilities
@@ -448,11 +255,45 @@ func (tx *Tx) saveAccount(_ context.Context, acct ConnectedAccount, caps capabil
 	return nil
 }
 
-func nullable(s string) *string {
-	if s == "" {
-		return nil
+// accountKeys are the account's own fields, as Stripe names them.
+var accountKeys = []string{"charges_enabled", "payouts_enabled", "details_submitted", "requirements"}
+
+// accountTie settles a tie of u with the account's own fields as stored.
+// An update that does not carry requirements is compared on the booleans.
+func accountTie(acct ConnectedAccount, u AccountUpdate) (string, error) {
+	state := func(charges, payouts, details bool, requirements JSON) (map[string]any, error) {
+		s := map[string]any{"charges_enabled": charges, "payouts_enabled": payouts, "details_submitted": details}
+		if u.Requirements != nil {
+			r, err := decoded(requirements)
+			if err != nil {
+				return nil, err
+			}
+			s["requirements"] = r
+		}
+		return s, nil
 	}
-	return &s
+	stored, err := state(acct.ChargesEnabled, acct.PayoutsEnabled, acct.DetailsSubmitted, acct.Requirements)
+	if err != nil {
+		return "", err
+	}
+	next, err := state(u.ChargesEnabled, u.PayoutsEnabled, u.DetailsSubmitted, u.Requirements)
+	if err != nil {
+		return "", err
+	}
+	storedPrev, err := before(stored, acct.AccountEventPrevious)
+	if err != nil {
+		return "", err
+	}
+	previous := pickPrevious(u.Previous, accountKeys...)
+	prev, err := before(next, previous)
+	if err != nil {
+		return "", err
+	}
+	if u.Requirements == nil {
+		delete(storedPrev, "requirements")
+		delete(prev, "requirements")
+	}
+	return settleTie(stored, storedPrev, next, prev, samePrevious(acct.AccountEventPrevious, previous)), nil
 }
 
 // Account returns the stored row of a Connect account.
@@ -462,9 +303,47 @@ func (s *Store) Account(ctx context.Context, accountID string) (ConnectedAccount
 	return a, err
 }
 
-// ExternalAccounts returns the stored external accounts of a Connect account.
-func (s *Store) ExternalAccounts(ctx context.Context, accountID string) ([]ExternalAccount, error) {
-	var rows []ExternalAccount
-	err := s.db.WithContext(ctx).Where("stripe_account_id = ?", accountID).Order("stripe_external_account_id").Find(&rows).Error
-	return rows, err
+// KnownAccount is a connected account with a row, as reconcile sees it.
+type KnownAccount struct {
+	StripeAccountID string
+	// Deauthorized is true while the account has deauthorized the platform
+	// (deauthorized_at is set).
+	Deauthorized bool
+}
+
+// KnownAccounts returns every connected account with a row, in id order.
+func (s *Store) KnownAccounts(ctx context.Context) ([]KnownAccount, error) {
+	var accounts []KnownAccount
+	err := s.db.WithContext(ctx).Model(&ConnectedAccount{}).
+		Select("stripe_account_id", "deauthorized_at IS NOT NULL AS deauthorized").
+		Order("stripe_account_id").Scan(&accounts).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: known accounts: %w", err)
+	}
+	return accounts, nil
+}
+
+// AccountDetail is a connected account's stored state.
+type AccountDetail struct {
+	Account ConnectedAccount
+	// External are its bank accounts and cards (last four digits only),
+	// removed ones included, newest first.
+	External []ExternalAccount
+}
+
+// AccountDetail returns the stored state of stripeAccountID; IsNotFound
+// tells an account no event has created.
+func (s *Store) AccountDetail(ctx context.Context, stripeAccountID string) (AccountDetail, error) {
+	var d AccountDetail
+	db := s.db.WithContext(ctx)
+	if err := db.Where("stripe_account_id = ?", stripeAccountID).Take(&d.Account).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return d, err
+		}
+		return d, fmt.Errorf("store: account %s: %w", stripeAccountID, err)
+	}
+	if err := db.Where("stripe_account_id = ?", stripeAccountID).Order("created_at DESC, id DESC").Find(&d.External).Error; err != nil {
+		return d, fmt.Errorf("store: external accounts of %s: %w", stripeAccountID, err)
+	}
+	return d, nil
 }

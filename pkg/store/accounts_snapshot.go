@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"time"
 
@@ -106,20 +104,15 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap AccountSnapshot) (Snapsh
 	if err != nil {
 		return SnapshotReport{}, err
 	}
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return SnapshotReport{}, err
-	}
 	var report SnapshotReport
-	err = withConn(ctx, sqlDB, func(conn *pgx.Conn) error {
+	err = s.withConn(ctx, func(conn *pgx.Conn) error {
 		report = SnapshotReport{}
-		tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
-		tx.pending.Queue("BEGIN")
+		tx := newTx(conn)
+		tx.pending.Queue("BEGIN") // sent with the account's locking read
 		if err := tx.applySnapshot(ctx, snap, want, &report); err != nil {
 			return err
 		}
-		tx.pending.Queue("COMMIT")
-		if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
+		if err := tx.commit(ctx); err != nil {
 			return fmt.Errorf("store: snapshot of %s: apply and commit: %w", snap.AccountID, err)
 		}
 		return nil
@@ -174,27 +167,50 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 	if err != nil {
 		return err
 	}
-
-	written := false
-	if acct.AccountEventCreated == nil || at.After(*acct.AccountEventCreated) {
-		report.AccountChanged = acct.AccountEventCreated == nil ||
-			acct.ChargesEnabled != snap.ChargesEnabled || acct.PayoutsEnabled != snap.PayoutsEnabled ||
-			acct.DetailsSubmitted != snap.DetailsSubmitted ||
-			(snap.Requirements != nil && !sameJSON(acct.Requirements, snap.Requirements))
-		acct.ChargesEnabled = snap.ChargesEnabled
-		acct.PayoutsEnabled = snap.PayoutsEnabled
-		acct.DetailsSubmitted = snap.DetailsSubmitted
-		if snap.Requirements != nil {
-			acct.Requirements = snap.Requirements
-		}
-		acct.AccountEventCreated, acct.AccountEventPrevious = &at, nil
-		written = true
-	}
+	fieldsWritten := snapshotFields(&acct, snap, at, report)
 	caps, err := capabilityMaps(acct)
 	if err != nil {
 		return err
 	}
-	for name, status := range snap.Capabilities {
+	if capsWritten := snapshotCapabilities(caps, snap.Capabilities, at, report); fieldsWritten || capsWritten {
+		if err := tx.saveAccount(ctx, acct, caps); err != nil {
+			return err
+		}
+	}
+	// Same-second ties of the account's events before the snapshot's second
+	// are settled now.
+	tx.settleResync(snap.AccountID, at)
+	tx.snapshotExternalAccounts(snap.AccountID, at, want, stored, report)
+	return nil
+}
+
+// snapshotFields writes the snapshot's account fields over acct unless an
+// event of the snapshot's second at, or newer, wrote them, and reports
+// whether it did.
+func snapshotFields(acct *ConnectedAccount, snap AccountSnapshot, at time.Time, report *SnapshotReport) bool {
+	if acct.AccountEventCreated != nil && !at.After(*acct.AccountEventCreated) {
+		return false
+	}
+	report.AccountChanged = acct.AccountEventCreated == nil ||
+		acct.ChargesEnabled != snap.ChargesEnabled || acct.PayoutsEnabled != snap.PayoutsEnabled ||
+		acct.DetailsSubmitted != snap.DetailsSubmitted ||
+		(snap.Requirements != nil && !sameJSON(acct.Requirements, snap.Requirements))
+	acct.ChargesEnabled = snap.ChargesEnabled
+	acct.PayoutsEnabled = snap.PayoutsEnabled
+	acct.DetailsSubmitted = snap.DetailsSubmitted
+	if snap.Requirements != nil {
+		acct.Requirements = snap.Requirements
+	}
+	acct.AccountEventCreated, acct.AccountEventPrevious = &at, nil
+	return true
+}
+
+// snapshotCapabilities sets in caps the snapshot's capabilities, and
+// removes those it lacks, except where an event of the snapshot's second at,
+// or newer, wrote them; it reports whether it changed caps.
+func snapshotCapabilities(caps capabilitySet, snapshot map[string]string, at time.Time, report *SnapshotReport) bool {
+	written := false
+	for name, status := range snapshot {
 		if t, seen := caps.created[name]; seen && at.Unix() <= t {
 			continue
 		}
@@ -207,7 +223,7 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 		written = true
 	}
 	for name := range caps.status {
-		if _, inSnapshot := snap.Capabilities[name]; !inSnapshot && at.Unix() > caps.created[name] {
+		if _, inSnapshot := snapshot[name]; !inSnapshot && at.Unix() > caps.created[name] {
 			delete(caps.status, name)
 			caps.created[name] = at.Unix() // a late, older event must not bring it back
 			delete(caps.previous, name)
@@ -217,23 +233,21 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 	}
 	slices.Sort(report.CapabilitiesWritten)
 	slices.Sort(report.CapabilitiesRemoved)
-	if written {
-		if err := tx.saveAccount(ctx, acct, caps); err != nil {
-			return err
-		}
-	}
-	// Same-second ties of the account's events before the snapshot's second
-	// are settled now.
-	tx.pending.Queue(`DELETE FROM resync_requests WHERE stripe_account_id = $1 AND tied_at < $2`, snap.AccountID, at)
+	return written
+}
 
-	// External accounts in the order of their ids, the order their rows
-	// were locked in.
+// snapshotExternalAccounts queues the upsert of the snapshot's external
+// accounts and marks deleted the account's stored ones it lacks, except
+// those an event of the snapshot's second at, or newer, wrote; in the order
+// of their ids, the order their rows were locked in.
+func (tx *Tx) snapshotExternalAccounts(accountID string, at time.Time, want map[string]ExternalAccountUpdate,
+	stored map[string]ExternalAccount, report *SnapshotReport) {
 	ids := make([]string, 0, len(want)+len(stored))
 	for id := range want {
 		ids = append(ids, id)
 	}
 	for id, r := range stored {
-		if _, ok := want[id]; !ok && r.StripeAccountID == snap.AccountID {
+		if _, ok := want[id]; !ok && r.StripeAccountID == accountID {
 			ids = append(ids, id)
 		}
 	}
@@ -259,17 +273,13 @@ func (tx *Tx) applySnapshot(ctx context.Context, snap AccountSnapshot, want map[
 		if r.DeletedAt != nil {
 			continue
 		}
-		tx.pending.Queue(`UPDATE stripe_external_accounts SET deleted_at = $2, event_created = $2, event_previous = NULL,
-				updated_at = $3
-			WHERE stripe_external_account_id = $1 AND deleted_at IS NULL AND (event_created IS NULL OR event_created < $2)
-			RETURNING stripe_external_account_id`, id, at, now).Query(func(rows pgx.Rows) error {
+		tx.pending.Queue(deleteSnapshotExternalAccount, id, at, now).Query(func(rows pgx.Rows) error {
 			if returned(rows) {
 				report.ExternalAccountsDeleted = append(report.ExternalAccountsDeleted, id)
 			}
 			return rows.Err()
 		})
 	}
-	return nil
 }
 
 // upsertSnapshotExternalAccount writes an external account Stripe listed
@@ -286,6 +296,13 @@ const upsertSnapshotExternalAccount = `INSERT INTO stripe_external_accounts (str
 	WHERE stripe_external_accounts.event_created IS NULL OR stripe_external_accounts.event_created < excluded.event_created
 	RETURNING stripe_external_account_id`
 
+// deleteSnapshotExternalAccount marks deleted an external account Stripe no
+// longer lists unless an event as new as the snapshot, or newer, wrote it.
+const deleteSnapshotExternalAccount = `UPDATE stripe_external_accounts SET deleted_at = $2, event_created = $2,
+		event_previous = NULL, updated_at = $3
+	WHERE stripe_external_account_id = $1 AND deleted_at IS NULL AND (event_created IS NULL OR event_created < $2)
+	RETURNING stripe_external_account_id`
+
 // lockExternalAccounts reads and locks, in the order of their ids, the
 // stored external accounts of the account and those of want wherever they
 // are stored.
@@ -295,40 +312,27 @@ func (tx *Tx) lockExternalAccounts(ctx context.Context, accountID string, want m
 		ids = append(ids, id)
 	}
 	stored := map[string]ExternalAccount{}
-	b := tx.pending
-	tx.pending = &pgx.Batch{}
-	b.Queue(`SELECT stripe_external_account_id, stripe_account_id, object, last4, bank_name, brand, currency, status,
-			default_for_currency, deleted_at, event_created
-		FROM stripe_external_accounts
-		WHERE stripe_account_id = $1 OR stripe_external_account_id = ANY($2::text[])
-		ORDER BY stripe_external_account_id FOR UPDATE`, accountID, ids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var r ExternalAccount
-			if err := rows.Scan(&r.StripeExternalAccountID, &r.StripeAccountID, &r.Object, &r.Last4, &r.BankName,
-				&r.Brand, &r.Currency, &r.Status, &r.DefaultForCurrency, &r.DeletedAt, &r.EventCreated); err != nil {
-				return err
+	err := tx.send(ctx, func(b *pgx.Batch) {
+		b.Queue(`SELECT stripe_external_account_id, stripe_account_id, object, last4, bank_name, brand, currency, status,
+				default_for_currency, deleted_at, event_created
+			FROM stripe_external_accounts
+			WHERE stripe_account_id = $1 OR stripe_external_account_id = ANY($2::text[])
+			ORDER BY stripe_external_account_id FOR UPDATE`, accountID, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var r ExternalAccount
+				if err := rows.Scan(&r.StripeExternalAccountID, &r.StripeAccountID, &r.Object, &r.Last4, &r.BankName,
+					&r.Brand, &r.Currency, &r.Status, &r.DefaultForCurrency, &r.DeletedAt, &r.EventCreated); err != nil {
+					return err
+				}
+				stored[r.StripeExternalAccountID] = r
 			}
-			stored[r.StripeExternalAccountID] = r
-		}
-		return rows.Err()
+			return rows.Err()
+		})
 	})
-	if err := tx.conn.SendBatch(ctx, b).Close(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("store: lock external accounts of %s: %w", accountID, err)
 	}
 	return stored, nil
-}
-
-// externalAccountDiffers reports whether writing u would change the stored r.
-func externalAccountDiffers(r ExternalAccount, u ExternalAccountUpdate) bool {
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	return r.StripeAccountID != u.AccountID || r.Object != u.Object || str(r.Last4) != u.Last4 ||
-		str(r.BankName) != u.BankName || str(r.Brand) != u.Brand || str(r.Currency) != u.Currency ||
-		str(r.Status) != u.Status || r.DefaultForCurrency != u.DefaultForCurrency || r.DeletedAt != nil
 }
 
 // returned drains rows and reports whether there was one.
@@ -338,14 +342,4 @@ func returned(rows pgx.Rows) bool {
 		found = true
 	}
 	return found
-}
-
-// sameJSON reports whether a and b hold the same document, whatever their
-// spacing and key order.
-func sameJSON(a, b JSON) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
 }

@@ -364,78 +364,84 @@ func TestApplySnapshotAndNewerEventConcurrently(t *testing.T) {
 		if snapshotFirst {
 			name = "snapshot first"
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			s, _ := setup(t)
-			const id = "acct_snaprace"
-			snapEvent(t, s, func(ctx context.Context, tx *store.Tx) error {
-				return tx.ApplyAccount(ctx, store.AccountUpdate{AccountID: id,
-					Capabilities: map[string]string{"card_payments": "inactive", "transfers": "inactive"}, EventCreated: snapshotBase})
-			})
-			takenAt := snapshotBase.Add(time.Hour + 400*time.Millisecond)
-			eventCreated := takenAt.Add(10 * time.Second).Truncate(time.Second)
+		t.Run(name, func(t *testing.T) { snapshotAndEventRace(t, snapshotFirst) })
+	}
+}
 
-			holder := s.DB().Begin()
-			if err := holder.Exec(`SELECT 1 FROM stripe_connected_accounts WHERE stripe_account_id = ? FOR UPDATE`, id).Error; err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { holder.Rollback() })
-			waiting := func(n int64) func() bool {
-				return func() bool {
-					var got int64
-					err := s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
-						WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&got).Error
-					return err == nil && got == n
-				}
-			}
-			errs := make(chan error, 2)
-			snapshot := func() {
-				_, err := s.ApplySnapshot(context.Background(), store.AccountSnapshot{AccountID: id, TakenAt: takenAt,
-					Capabilities: map[string]string{"card_payments": "inactive", "transfers": "active"}})
-				errs <- err
-			}
-			row, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_snaprace", EventType: "account.updated",
-				Payload: []byte(`{"id":"evt_snaprace","type":"account.updated"}`), ReceivedAt: time.Now()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			event := func() {
-				_, _, err := s.ProcessEvent(context.Background(), row.WebhookID, store.Attempt{}, func(ctx context.Context, tx *store.Tx, _ store.WebhookEvent) error {
-					return tx.ApplyAccount(ctx, store.AccountUpdate{AccountID: id, ChargesEnabled: true, PayoutsEnabled: true,
-						Capabilities: map[string]string{"card_payments": "active"}, EventCreated: eventCreated})
-				})
-				errs <- err
-			}
-			first, second := event, snapshot
-			if snapshotFirst {
-				first, second = snapshot, event
-			}
-			go first()
-			testenv.Eventually(t, 10*time.Second, "the first to wait on the account's row", waiting(1))
-			go second()
-			testenv.Eventually(t, 10*time.Second, "the second to wait on the account's row", waiting(2))
-			if err := holder.Rollback().Error; err != nil {
-				t.Fatal(err)
-			}
-			for range 2 {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+// snapshotAndEventRace applies a snapshot and a newer account.updated of
+// one account at the same time, the one named first queued first behind a
+// transaction that holds the account's row, and checks that the account
+// ends with the event's fields.
+func snapshotAndEventRace(t *testing.T, snapshotFirst bool) {
+	t.Parallel()
+	s, _ := setup(t)
+	const id = "acct_snaprace"
+	snapEvent(t, s, func(ctx context.Context, tx *store.Tx) error {
+		return tx.ApplyAccount(ctx, store.AccountUpdate{AccountID: id,
+			Capabilities: map[string]string{"card_payments": "inactive", "transfers": "inactive"}, EventCreated: snapshotBase})
+	})
+	takenAt := snapshotBase.Add(time.Hour + 400*time.Millisecond)
+	eventCreated := takenAt.Add(10 * time.Second).Truncate(time.Second)
 
-			a := snapAccount(t, s, id)
-			if !a.ChargesEnabled || !a.PayoutsEnabled || !snapSameTime(a.AccountEventCreated, eventCreated) {
-				t.Errorf("account = charges %v payouts %v account_event_created %v; want the event's", a.ChargesEnabled, a.PayoutsEnabled, a.AccountEventCreated)
-			}
-			caps, times := snapCapabilities(t, a)
-			if diff := cmp.Diff(map[string]string{"card_payments": "active"}, caps); diff != "" {
-				t.Errorf("capabilities (-want +got):\n%s", diff)
-			}
-			wantTimes := map[string]int64{"card_payments": eventCreated.Unix(), "transfers": eventCreated.Unix()}
-			if diff := cmp.Diff(wantTimes, times); diff != "" {
-				t.Errorf("capability created-times (-want +got):\n%s", diff)
-			}
+	holder := s.DB().Begin()
+	if err := holder.Exec(`SELECT 1 FROM stripe_connected_accounts WHERE stripe_account_id = ? FOR UPDATE`, id).Error; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Rollback() })
+	waiting := func(n int64) func() bool {
+		return func() bool {
+			var got int64
+			err := s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&got).Error
+			return err == nil && got == n
+		}
+	}
+	errs := make(chan error, 2)
+	snapshot := func() {
+		_, err := s.ApplySnapshot(context.Background(), store.AccountSnapshot{AccountID: id, TakenAt: takenAt,
+			Capabilities: map[string]string{"card_payments": "inactive", "transfers": "active"}})
+		errs <- err
+	}
+	row, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: "evt_snaprace", EventType: "account.updated",
+		Payload: []byte(`{"id":"evt_snaprace","type":"account.updated"}`), ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func() {
+		_, _, err := s.ProcessEvent(context.Background(), row.WebhookID, store.Attempt{}, func(ctx context.Context, tx *store.Tx, _ store.WebhookEvent) error {
+			return tx.ApplyAccount(ctx, store.AccountUpdate{AccountID: id, ChargesEnabled: true, PayoutsEnabled: true,
+				Capabilities: map[string]string{"card_payments": "active"}, EventCreated: eventCreated})
 		})
+		errs <- err
+	}
+	first, second := event, snapshot
+	if snapshotFirst {
+		first, second = snapshot, event
+	}
+	go first()
+	testenv.Eventually(t, 10*time.Second, "the first to wait on the account's row", waiting(1))
+	go second()
+	testenv.Eventually(t, 10*time.Second, "the second to wait on the account's row", waiting(2))
+	if err := holder.Rollback().Error; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := snapAccount(t, s, id)
+	if !a.ChargesEnabled || !a.PayoutsEnabled || !snapSameTime(a.AccountEventCreated, eventCreated) {
+		t.Errorf("account = charges %v payouts %v account_event_created %v; want the event's", a.ChargesEnabled, a.PayoutsEnabled, a.AccountEventCreated)
+	}
+	caps, times := snapCapabilities(t, a)
+	if diff := cmp.Diff(map[string]string{"card_payments": "active"}, caps); diff != "" {
+		t.Errorf("capabilities (-want +got):\n%s", diff)
+	}
+	wantTimes := map[string]int64{"card_payments": eventCreated.Unix(), "transfers": eventCreated.Unix()}
+	if diff := cmp.Diff(wantTimes, times); diff != "" {
+		t.Errorf("capability created-times (-want +got):\n%s", diff)
 	}
 }
 

@@ -257,13 +257,7 @@ func concurrentGroups(t *testing.T, accountOf func(store.WebhookEvent) string) {
 	const n = 120
 	ids := make([]string, n)
 	for i := range n {
-		id := fmt.Sprintf("evt_two_%03d", i)
-		res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: id, EventType: "capability.updated", ReceivedAt: time.Now(),
-			Payload: fmt.Appendf(nil, `{"id":%q,"type":"capability.updated","account":"acct_two_%d"}`, id, i%3)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = res.WebhookID
+		ids[i] = insertFor(t, s, fmt.Sprintf("evt_two_%03d", i), "capability.updated", fmt.Sprintf("acct_two_%d", i%3))
 	}
 	var mu sync.Mutex
 	calls := map[string]int{}
@@ -276,7 +270,7 @@ func concurrentGroups(t *testing.T, accountOf func(store.WebhookEvent) string) {
 		return tx.ApplyCapability(ctx, store.CapabilityUpdate{AccountID: fmt.Sprintf("acct_two_%d", i%3), Capability: "cap_" + e.StripeEventID, Status: "active",
 			EventCreated: time.Unix(1_700_000_000, 0)})
 	}
-	a := s.NewApplier(apply, store.ApplierOptions{Flushers: 2, MaxJobs: 4, Ahead: 8, Timeout: 30 * time.Second, AccountOf: accountOf})
+	a := s.NewApplier(apply, store.ApplierOptions{Groups: 2, MaxJobs: 4, Ahead: 8, Timeout: 30 * time.Second, AccountOf: accountOf})
 	defer a.Close()
 	var wg sync.WaitGroup
 	outcomes := map[store.Outcome]int{}
@@ -462,8 +456,8 @@ func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
 			res <- result{out, err}
 		}()
 	}
-	// The gate's job holds the only flusher while the others' jobs line up
-	// for it; released, the flusher takes them as one group.
+	// The gate's job holds the only group loop while the others' jobs line
+	// up for it; released, the loop takes them as one group.
 	process("evt_sg_gate")
 	select {
 	case <-sa.open:
@@ -473,7 +467,7 @@ func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
 	for _, name := range names[1:] {
 		process(name)
 	}
-	testenv.Eventually(t, 10*time.Second, "three jobs waiting for the flusher", func() bool { return waitingForFlusher() == 3 })
+	testenv.Eventually(t, 10*time.Second, "three jobs waiting for the group loop", func() bool { return waitingForAGroup() == 3 })
 	close(sa.shut)
 	for _, name := range names {
 		r := <-results[name]
@@ -500,9 +494,9 @@ func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
 	}
 }
 
-// waitingForFlusher counts the goroutines blocked in Applier.Process until
-// a flusher takes their request.
-func waitingForFlusher() int {
+// waitingForAGroup counts the goroutines blocked in Applier.Process until
+// a group loop takes their job.
+func waitingForAGroup() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -537,18 +531,10 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 	if _, err := other.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ('acct_up_old')`); err != nil {
 		t.Fatal(err)
 	}
-	event := func(id, typ, account string) string {
-		res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: id, EventType: typ, ReceivedAt: time.Now(),
-			Payload: fmt.Appendf(nil, `{"id":%q,"type":%q,"account":%q}`, id, typ, account)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.WebhookID
-	}
 	ids := []string{
-		event("evt_up_0", "capability.updated", "acct_up_old"),
-		event("evt_up_1", "capability.updated", "acct_up_new"),
-		event("evt_up_2", "charge.succeeded", "acct_up_none"),
+		insertFor(t, s, "evt_up_0", "capability.updated", "acct_up_old"),
+		insertFor(t, s, "evt_up_1", "capability.updated", "acct_up_new"),
+		insertFor(t, s, "evt_up_2", "charge.succeeded", "acct_up_none"),
 	}
 	accountOf := func(e store.WebhookEvent) string {
 		if e.EventType == "charge.succeeded" {
@@ -557,25 +543,6 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 		var env struct{ Account string }
 		_ = json.Unmarshal(e.Payload, &env)
 		return env.Account
-	}
-	// lockedElsewhere tells whether another transaction holds the account:
-	// its row locked, or its insert not yet committed.
-	lockedElsewhere := func(account string) (bool, error) {
-		tx, err := other.Begin(ctx)
-		if err != nil {
-			return false, err
-		}
-		defer func() { _ = tx.Rollback(ctx) }()
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '200ms'"); err != nil {
-			return false, err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
-			ON CONFLICT (stripe_account_id) DO UPDATE SET updated_at = excluded.updated_at`, account)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
-			return true, nil
-		}
-		return false, err
 	}
 	var mu sync.Mutex
 	var checked bool
@@ -586,7 +553,7 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 			// The group's first handler: every account is already held.
 			checked = true
 			for account, want := range map[string]bool{"acct_up_old": true, "acct_up_new": true, "acct_up_none": false} {
-				got, err := lockedElsewhere(account)
+				got, err := lockedElsewhere(ctx, other, account)
 				if err != nil {
 					return fmt.Errorf("checking %s: %w", account, err)
 				}
@@ -626,6 +593,26 @@ func TestApplierCreatesAndLocksAccountsUpFront(t *testing.T) {
 	if _, err := s.Account(ctx, "acct_up_none"); err == nil {
 		t.Error("acct_up_none has a row; AccountOf named no account for its event")
 	}
+}
+
+// lockedElsewhere tells, through other, whether another transaction holds
+// the account: its row locked, or its insert not yet committed.
+func lockedElsewhere(ctx context.Context, other *pgx.Conn, account string) (bool, error) {
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '200ms'"); err != nil {
+		return false, err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO stripe_connected_accounts (stripe_account_id) VALUES ($1)
+		ON CONFLICT (stripe_account_id) DO UPDATE SET updated_at = excluded.updated_at`, account)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+		return true, nil
+	}
+	return false, err
 }
 
 // A group transaction that fails is not silent: GroupFailed is told its

@@ -139,31 +139,6 @@ func (s *Store) EventDetail(ctx context.Context, stripeEventID string) (EventDet
 	return EventDetail{WebhookEvent: e, Status: eventStatus(e.Processed, e.DeadAt, e.Error)}, nil
 }
 
-// AccountDetail is a connected account's stored state.
-type AccountDetail struct {
-	Account ConnectedAccount
-	// External are its bank accounts and cards (last four digits only),
-	// removed ones included, newest first.
-	External []ExternalAccount
-}
-
-// AccountDetail returns the stored state of stripeAccountID; IsNotFound
-// tells an account no event has created.
-func (s *Store) AccountDetail(ctx context.Context, stripeAccountID string) (AccountDetail, error) {
-	var d AccountDetail
-	db := s.db.WithContext(ctx)
-	if err := db.Where("stripe_account_id = ?", stripeAccountID).Take(&d.Account).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return d, err
-		}
-		return d, fmt.Errorf("store: account %s: %w", stripeAccountID, err)
-	}
-	if err := db.Where("stripe_account_id = ?", stripeAccountID).Order("created_at DESC, id DESC").Find(&d.External).Error; err != nil {
-		return d, fmt.Errorf("store: external accounts of %s: %w", stripeAccountID, err)
-	}
-	return d, nil
-}
-
 // StatusCounts is the number of events in each status.
 type StatusCounts struct {
 	Waiting, Failing, Dead, Processed int64

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/testenv"
 )
@@ -32,28 +34,7 @@ func TestConsoleListQueriesUseIndexesOnAMillionEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	db := st.DB().WithContext(ctx)
-	began := time.Now()
-	// One event a second back from now, over 2,000 accounts and five types;
-	// 1 % not processed: of those a third failing, a third dead.
-	if err := db.Exec(`SET synchronous_commit = off`).Error; err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Exec(`INSERT INTO webhook_events (stripe_event_id, event_type, payload, processed, processed_at, error, retry_count,
-			dead_at, received_at, created_at, livemode, stripe_account_id)
-		SELECT 'evt_plan_' || i, (ARRAY['account.updated','capability.updated','account.external_account.created',
-				'account.external_account.updated','payout.paid'])[1 + i % 5],
-			jsonb_build_object('id', 'evt_plan_' || i, 'account', 'acct_plan_' || (i % 2000)),
-			i % 100 <> 0, CASE WHEN i % 100 <> 0 THEN t END,
-			CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 'handler: boom' END, CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 1 ELSE 0 END,
-			CASE WHEN i % 300 = 100 THEN t END, t, t, true, 'acct_plan_' || (i % 2000)
-		FROM generate_series(1, ?::int) AS i, LATERAL (SELECT (now() AT TIME ZONE 'UTC') - i * interval '1 second' AS t) AS s`,
-		planEvents).Error; err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Exec(`ANALYZE webhook_events`).Error; err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d events generated and analysed in %s", planEvents, time.Since(began).Round(100*time.Millisecond))
+	generatePlanEvents(t, db)
 
 	// A cursor half-way down the newest-first list.
 	var deep store.Cursor
@@ -83,51 +64,87 @@ func TestConsoleListQueriesUseIndexesOnAMillionEvents(t *testing.T) {
 		{"account and time range", store.EventFilter{Account: "acct_plan_17", From: now.Add(-72 * time.Hour), To: now.Add(-24 * time.Hour)}, store.Cursor{}},
 	}
 	for _, c := range cases {
-		sql, err := st.ListEventsSQL(c.filter, c.before, 50)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var raw string
-		if err := db.Raw("EXPLAIN (FORMAT JSON) " + sql).Row().Scan(&raw); err != nil {
-			t.Fatalf("%s: explain: %v", c.name, err)
-		}
-		var plan []struct{ Plan planNode }
-		if err := json.Unmarshal([]byte(raw), &plan); err != nil || len(plan) != 1 {
-			t.Fatalf("%s: plan %s: %v", c.name, raw, err)
-		}
-		if seq := plan[0].Plan.seqScans(); len(seq) > 0 {
-			t.Errorf("%s: sequential scan of %v:\n%s", c.name, seq, raw)
-		}
-		var times []time.Duration
-		for range 5 {
-			start := time.Now()
-			rows, err := st.ListEvents(ctx, c.filter, c.before, 50)
-			if err != nil {
-				t.Fatalf("%s: %v", c.name, err)
-			}
-			times = append(times, time.Since(start))
-			if len(rows) == 0 {
-				t.Errorf("%s: no rows", c.name)
-			}
-		}
-		var server []float64
-		for range 5 {
-			if err := db.Raw("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).Row().Scan(&raw); err != nil {
-				t.Fatalf("%s: explain analyze: %v", c.name, err)
-			}
-			var analysed []struct {
-				ExecutionTime float64 `json:"Execution Time"`
-			}
-			if err := json.Unmarshal([]byte(raw), &analysed); err != nil || len(analysed) != 1 {
-				t.Fatalf("%s: %s: %v", c.name, raw, err)
-			}
-			server = append(server, analysed[0].ExecutionTime)
-		}
-		slices.Sort(times)
-		slices.Sort(server)
-		t.Logf("%-24s median of 5: %.2f ms in Postgres, %s through ListEvents (indexes: %v)", c.name, server[2],
-			times[2].Round(10*time.Microsecond), plan[0].Plan.indexes())
+		checkListPlan(t, ctx, st, c.name, c.filter, c.before)
 	}
+}
+
+// generatePlanEvents stores planEvents events: one a second back from now,
+// over 2,000 accounts and five types; 1 % not processed: of those a third
+// failing, a third dead.
+func generatePlanEvents(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	began := time.Now()
+	if err := db.Exec(`SET synchronous_commit = off`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`INSERT INTO webhook_events (stripe_event_id, event_type, payload, processed, processed_at, error, retry_count,
+			dead_at, received_at, created_at, livemode, stripe_account_id)
+		SELECT 'evt_plan_' || i, (ARRAY['account.updated','capability.updated','account.external_account.created',
+				'account.external_account.updated','payout.paid'])[1 + i % 5],
+			jsonb_build_object('id', 'evt_plan_' || i, 'account', 'acct_plan_' || (i % 2000)),
+			i % 100 <> 0, CASE WHEN i % 100 <> 0 THEN t END,
+			CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 'handler: boom' END, CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 1 ELSE 0 END,
+			CASE WHEN i % 300 = 100 THEN t END, t, t, true, 'acct_plan_' || (i % 2000)
+		FROM generate_series(1, ?::int) AS i, LATERAL (SELECT (now() AT TIME ZONE 'UTC') - i * interval '1 second' AS t) AS s`,
+		planEvents).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`ANALYZE webhook_events`).Error; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events generated and analysed in %s", planEvents, time.Since(began).Round(100*time.Millisecond))
+}
+
+// checkListPlan fails t if ListEvents' query for filter and before scans
+// webhook_events sequentially or returns nothing, and logs its times
+// (median of 5: in Postgres, and through ListEvents).
+func checkListPlan(t *testing.T, ctx context.Context, st *store.Store, name string, filter store.EventFilter, before store.Cursor) {
+	t.Helper()
+	db := st.DB().WithContext(ctx)
+	sql, err := st.ListEventsSQL(filter, before, 50)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var raw string
+	if err := db.Raw("EXPLAIN (FORMAT JSON) " + sql).Row().Scan(&raw); err != nil {
+		t.Fatalf("%s: explain: %v", name, err)
+	}
+	var plan []struct{ Plan planNode }
+	if err := json.Unmarshal([]byte(raw), &plan); err != nil || len(plan) != 1 {
+		t.Fatalf("%s: plan %s: %v", name, raw, err)
+	}
+	if seq := plan[0].Plan.seqScans(); len(seq) > 0 {
+		t.Errorf("%s: sequential scan of %v:\n%s", name, seq, raw)
+	}
+	var times []time.Duration
+	for range 5 {
+		start := time.Now()
+		rows, err := st.ListEvents(ctx, filter, before, 50)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		times = append(times, time.Since(start))
+		if len(rows) == 0 {
+			t.Errorf("%s: no rows", name)
+		}
+	}
+	var server []float64
+	for range 5 {
+		if err := db.Raw("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).Row().Scan(&raw); err != nil {
+			t.Fatalf("%s: explain analyze: %v", name, err)
+		}
+		var analysed []struct {
+			ExecutionTime float64 `json:"Execution Time"`
+		}
+		if err := json.Unmarshal([]byte(raw), &analysed); err != nil || len(analysed) != 1 {
+			t.Fatalf("%s: %s: %v", name, raw, err)
+		}
+		server = append(server, analysed[0].ExecutionTime)
+	}
+	slices.Sort(times)
+	slices.Sort(server)
+	t.Logf("%-24s median of 5: %.2f ms in Postgres, %s through ListEvents (indexes: %v)", name, server[2],
+		times[2].Round(10*time.Microsecond), plan[0].Plan.indexes())
 }
 
 // planNode is a node of EXPLAIN (FORMAT JSON).

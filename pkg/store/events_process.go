@@ -2,13 +2,11 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 )
 
@@ -37,28 +35,6 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// Tx is the transaction a handler runs in; its methods are the only writes
-// handlers make. Reads that decide something (an account's row, locked) go
-// to Postgres at once; writes are sent with the commit, in one round trip.
-type Tx struct {
-	conn    *pgx.Conn
-	pending *pgx.Batch
-	// accounts are the rows this transaction holds locked, as its queued
-	// writes leave them.
-	accounts map[string]ConnectedAccount
-	// externals are the external accounts' rows it holds locked, as its
-	// queued writes leave them (a zero row: none stored); made on first use.
-	externals map[string]ExternalAccount
-	// resyncTies and reportTie are set by SettleTies.
-	resyncTies bool
-	reportTie  func(Tie)
-	// afterCommit runs once the transaction has committed.
-	afterCommit []func()
-}
-
-// ApplyFunc applies one event inside tx.
-type ApplyFunc func(ctx context.Context, tx *Tx, event WebhookEvent) error
-
 // Attempt says what follows if this attempt fails.
 type Attempt struct {
 	// Final: a failure sends the job to the dead set (dead_at is set).
@@ -79,13 +55,13 @@ type Attempt struct {
 // recorded.
 //
 // It speaks to Postgres through pgx on one of the pool's connections, in
-// three round trips for a typical event: BEGIN with the row's lock and
-// processed mark (one UPDATE … RETURNING); the handler's locking read; the
-// handler's writes and COMMIT. The worker opens its store with AsyncCommit: applying is
-// idempotent and the event row is the record, so should Postgres crash
-// before a commit reaches disk, the handler's writes and the processed mark
-// are lost together, the event reads unprocessed, and the sweeper queues it
-// again.
+// three round trips for a typical event: BEGIN with the row's claim (lock
+// and processed mark in one UPDATE … RETURNING); the handler's locking
+// read; the handler's writes and COMMIT. The worker opens its store with
+// AsyncCommit: applying is idempotent and the event row is the record, so
+// should Postgres crash before a commit reaches disk, the handler's writes
+// and the processed mark are lost together, the event reads unprocessed,
+// and the sweeper queues it again.
 func (s *Store) ProcessEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc) (Outcome, WebhookEvent, error) {
 	return s.processEvent(ctx, webhookID, attempt, apply, false)
 }
@@ -98,15 +74,11 @@ func (s *Store) ReplayEvent(ctx context.Context, webhookID string, apply ApplyFu
 }
 
 func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Attempt, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return 0, WebhookEvent{}, &notAttempted{err: err}
-	}
 	var (
 		outcome Outcome
 		event   WebhookEvent
 	)
-	err = withConn(ctx, sqlDB, func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, func(conn *pgx.Conn) error {
 		var err error
 		outcome, event, err = runEvent(ctx, conn, webhookID, apply, replay)
 		return err
@@ -129,81 +101,92 @@ func (s *Store) processEvent(ctx context.Context, webhookID string, attempt Atte
 	return 0, event, err
 }
 
-// withConn lends fn a pgx connection of the pool, and makes sure it goes
-// back with no transaction open.
-func withConn(ctx context.Context, db *sql.DB, fn func(*pgx.Conn) error) error {
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer c.Close()
-	return c.Raw(func(driverConn any) error {
-		conn := driverConn.(*stdlib.Conn).Conn()
-		err := fn(conn)
-		if conn.PgConn().TxStatus() != 'I' && !conn.IsClosed() {
-			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if _, rbErr := conn.Exec(rbCtx, "ROLLBACK"); rbErr != nil && err == nil {
-				err = rbErr
-			}
-		}
-		return err
-	})
-}
-
-// claimEvent locks the event's row and marks it processed in one
-// statement; the handler's failure rolls the mark back with everything else.
-// A row already processed is not returned (unless replaying).
-const claimEvent = `UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL,
-	next_attempt_at = NULL
-WHERE id = $1 AND (NOT processed OR $3)
-RETURNING stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`
-
+// runEvent is ProcessEvent's transaction on conn.
 func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply ApplyFunc, replay bool) (Outcome, WebhookEvent, error) {
 	now := time.Now().UTC()
-	e := WebhookEvent{ID: webhookID, Processed: true, ProcessedAt: &now}
+	var (
+		e       WebhookEvent
+		claimed bool
+	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(claimEvent, webhookID, now, replay).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&e.StripeEventID, &e.EventType, (*[]byte)(&e.Payload), &e.RetryCount, &e.ReceivedAt, &e.CreatedAt)
-	})
-	err := conn.SendBatch(ctx, b).Close()
-	if errors.Is(err, pgx.ErrNoRows) {
+	b.Queue(claimEvent, webhookID, now, replay).Query(scanClaimed(now, func(c WebhookEvent) {
+		c.ID = webhookID // as the caller names it
+		e, claimed = c, true
+	}))
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return 0, WebhookEvent{ID: webhookID}, fmt.Errorf("store: lock event: %w", err)
+	}
+	if !claimed {
 		// Already processed, or no such row: tell which.
-		var processed bool
-		err := conn.QueryRow(ctx, "SELECT processed FROM webhook_events WHERE id = $1", webhookID).Scan(&processed)
+		_, found, err := readProcessed(ctx, conn, webhookID)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return Missing, WebhookEvent{ID: webhookID}, nil
 		case err != nil:
 			return 0, WebhookEvent{ID: webhookID}, fmt.Errorf("store: read event: %w", err)
+		case !found:
+			return Missing, WebhookEvent{ID: webhookID}, nil
 		}
 		return AlreadyProcessed, WebhookEvent{ID: webhookID, Processed: true}, nil
 	}
-	if err != nil {
-		return 0, e, fmt.Errorf("store: lock event: %w", err)
-	}
-	tx := &Tx{conn: conn, pending: &pgx.Batch{}, accounts: map[string]ConnectedAccount{}}
+	tx := newTx(conn)
 	if err := safeApply(ctx, tx, e, apply); err != nil {
 		return 0, e, &applyError{err: err}
 	}
-	tx.pending.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, tx.pending).Close(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return 0, e, &applyError{err: fmt.Errorf("store: apply and commit: %w", err)}
 	}
-	tx.committed()
 	return Applied, e, nil
 }
 
-// safeApply runs apply, turning a panic into an error so that it is rolled
-// back and recorded like any other failure.
-func safeApply(ctx context.Context, tx *Tx, event WebhookEvent, apply ApplyFunc) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("handler panicked: %v", p)
+// claimWhere is the statement that claims the events where picks, as of
+// $2: it locks their rows and marks them processed in one UPDATE, and
+// returns claimColumns of each, for scanClaimed. A failure rolls the mark
+// back with everything else the transaction did.
+func claimWhere(where string) string {
+	return `UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL, next_attempt_at = NULL
+WHERE ` + where + `
+RETURNING ` + claimColumns
+}
+
+// claimColumns are what a claim returns of each event.
+const claimColumns = `id, stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`
+
+// The claims: ProcessEvent's of one event ($1), also when processed if
+// replaying ($3); a group's of its jobs' events ($1); and a group's look
+// ahead (lookAheadClaim). Each waits for a row another transaction holds
+// (the look ahead skips them), and none returns a row already processed
+// unless replaying. One statement for one id and for many would cost
+// ProcessEvent a plan per execution: Postgres plans id = ANY($1) afresh
+// each time, its generic plan being a bitmap scan built for ten rows.
+var (
+	claimEvent  = claimWhere(`id = $1 AND (NOT processed OR $3)`)
+	claimEvents = claimWhere(`id = ANY($1::uuid[]) AND NOT processed`)
+)
+
+// scanClaimed reads the rows of a claim run at now: each event, as the
+// claim left it, goes to add.
+func scanClaimed(now time.Time, add func(WebhookEvent)) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		for rows.Next() {
+			e := WebhookEvent{Processed: true, ProcessedAt: &now}
+			if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, (*[]byte)(&e.Payload), &e.RetryCount,
+				&e.ReceivedAt, &e.CreatedAt); err != nil {
+				return err
+			}
+			add(e)
 		}
-	}()
-	return apply(ctx, tx, event)
+		return rows.Err()
+	}
+}
+
+// readProcessed reads whether the event's row is processed; found is false
+// when there is no such row.
+func readProcessed(ctx context.Context, conn *pgx.Conn, webhookID string) (processed, found bool, err error) {
+	err = conn.QueryRow(ctx, "SELECT processed FROM webhook_events WHERE id = $1", webhookID).Scan(&processed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
+	}
+	return processed, err == nil, err
 }
 
 // applyError is a failure of the event's handler or of its commit: the

@@ -11,16 +11,6 @@ import (
 	"stripe-webhooks/pkg/testenv"
 )
 
-func insert(t *testing.T, s *store.Store, id string) string {
-	t.Helper()
-	res, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: id, EventType: "account.updated",
-		Payload: []byte(`{"id":"` + id + `","type":"account.updated"}`), ReceivedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.WebhookID
-}
-
 // Two jobs for one event at once: the second waits on the row lock, then
 // finds the event processed. The handler runs once.
 func TestProcessEventConcurrentJobsApplyOnce(t *testing.T) {

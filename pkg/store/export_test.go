@@ -23,18 +23,18 @@ func (s *Store) ListEventsSQL(f EventFilter, before Cursor, limit int) (string, 
 	return sql, err
 }
 
-// Flush stores evs as one batch on the calling goroutine, as a flusher
-// does with the deliveries it gathered, and returns each one's error.
-func (in *Inserter) Flush(evs []NewEvent) []error {
-	batch := make([]*insertReq, len(evs))
+// StoreBatch stores evs as one batch on the calling goroutine, as a batch
+// loop does with the deliveries it gathered, and returns each one's error.
+func (in *Inserter) StoreBatch(evs []NewEvent) []error {
+	batch := make([]*delivery, len(evs))
 	for i, ev := range evs {
-		batch[i] = &insertReq{ev: ev, done: make(chan struct{})}
+		batch[i] = &delivery{ev: ev, done: make(chan struct{})}
 	}
-	in.flush(batch, &batchParams{})
+	in.storeBatch(batch, &batchParams{})
 	errs := make([]error, len(batch))
-	for i, r := range batch {
-		<-r.done
-		errs[i] = r.err
+	for i, d := range batch {
+		<-d.done
+		errs[i] = d.err
 	}
 	return errs
 }

@@ -12,8 +12,9 @@ const (
 	oidTimestamp = 1114
 )
 
-// maxKeptParamBytes bounds the encoding buffer an Inserter flusher keeps
-// between batches; a larger one (a batch of very large events) is dropped.
+// maxKeptParamBytes bounds the encoding buffer each of an Inserter's batch
+// loops keeps between batches; a larger one (a batch of very large events)
+// is dropped.
 const maxKeptParamBytes = 1 << 20
 
 // batchParams encodes a batch's arrays in Postgres's binary array format
@@ -25,35 +26,35 @@ type batchParams struct {
 	values [][]byte
 }
 
-// encode returns the six parameters of insertBatch, in binary format. They
-// are valid until the next call.
-func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []time.Time, livemode []bool, accounts []string) [][]byte {
+// encode returns the six parameters of insertBatch for rows, in binary
+// format. They are valid until the next call.
+func (p *batchParams) encode(rows eventRows) [][]byte {
 	if cap(p.buf) > maxKeptParamBytes {
 		p.buf = nil
 	}
 	size := 6 * 20
-	for i := range ids {
-		size += 6*4 + 8 + 1 + len(ids[i]) + len(types[i]) + len(payloads[i]) + len(accounts[i])
+	for i := range rows.ids {
+		size += 6*4 + 8 + 1 + len(rows.ids[i]) + len(rows.types[i]) + len(rows.payloads[i]) + len(rows.accounts[i])
 	}
 	if cap(p.buf) < size {
 		p.buf = make([]byte, 0, size)
 	}
 	b := p.buf[:0]
 	var bounds [7]int
-	b = appendTextArray(b, ids)
+	b = appendTextArray(b, rows.ids)
 	bounds[1] = len(b)
-	b = appendTextArray(b, types)
+	b = appendTextArray(b, rows.types)
 	bounds[2] = len(b)
-	b = appendTextArray(b, payloads)
+	b = appendTextArray(b, rows.payloads)
 	bounds[3] = len(b)
-	b = appendArrayHeader(b, oidTimestamp, len(received))
-	for _, t := range received {
+	b = appendArrayHeader(b, oidTimestamp, len(rows.received))
+	for _, t := range rows.received {
 		b = binary.BigEndian.AppendUint32(b, 8)
 		b = binary.BigEndian.AppendUint64(b, uint64(timestampMicros(t)))
 	}
 	bounds[4] = len(b)
-	b = appendArrayHeader(b, oidBool, len(livemode))
-	for _, l := range livemode {
+	b = appendArrayHeader(b, oidBool, len(rows.livemode))
+	for _, l := range rows.livemode {
 		b = binary.BigEndian.AppendUint32(b, 1)
 		if l {
 			b = append(b, 1)
@@ -62,7 +63,7 @@ func (p *batchParams) encode(ids, types []string, payloads [][]byte, received []
 		}
 	}
 	bounds[5] = len(b)
-	b = appendTextArray(b, accounts)
+	b = appendTextArray(b, rows.accounts)
 	bounds[6] = len(b)
 	p.buf = b
 	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]],

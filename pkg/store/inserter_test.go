@@ -15,7 +15,7 @@ import (
 func TestInserterGroupCommit(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	in, err := s.NewInserter(store.InserterOptions{Flushers: 2, MaxBatch: 16})
+	in, err := s.NewInserter(store.InserterOptions{Batches: 2, MaxBatch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestInserterReportsAFailedBatch(t *testing.T) {
 		evs = append(evs, store.NewEvent{StripeEventID: fmt.Sprintf("evt_bf_%d", i), EventType: "account.updated",
 			Payload: []byte(payload), ReceivedAt: time.Now()})
 	}
-	errs := in.Flush(evs)
+	errs := in.StoreBatch(evs)
 	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
 		t.Fatalf("errors %v, want only the second row's", errs)
 	}
@@ -156,7 +156,7 @@ func TestInserterReportsAFailedBatch(t *testing.T) {
 		t.Fatalf("BatchFailed calls = %+v, want one for the batch of 3 with its cause", failures)
 	}
 	// Alone, a row's failure is its caller's to see: no batch failed.
-	in.Flush(evs[1:2])
+	in.StoreBatch(evs[1:2])
 	if len(failures) != 1 {
 		t.Errorf("a single-row statement's failure was reported as a failed batch: %+v", failures)
 	}

@@ -4,36 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm"
 )
-
-// EventRef points at a stored event: what a job carries.
-type EventRef struct {
-	WebhookID     string `gorm:"column:id"`
-	StripeEventID string
-	EventType     string
-	CreatedAt     time.Time
-}
-
-// Cursor is a position in created_at, id order, for keyset pagination.
-type Cursor struct {
-	CreatedAt time.Time
-	WebhookID string
-}
-
-// Next is the cursor after the last of refs.
-func Next(refs []EventRef) Cursor {
-	last := refs[len(refs)-1]
-	return Cursor{CreatedAt: last.CreatedAt, WebhookID: last.WebhookID}
-}
-
-func (c Cursor) apply(db *gorm.DB) *gorm.DB {
-	if c.WebhookID == "" {
-		return db
-	}
-	return db.Where("(created_at, id) > (?, ?)", c.CreatedAt, c.WebhookID)
-}
 
 // Unqueued returns up to limit events, after cursor, that the sweeper must
 // queue again: not processed, not dead, stored before before, and not
@@ -52,42 +23,6 @@ func (s *Store) Unqueued(ctx context.Context, before time.Time, after Cursor, li
 	err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: unqueued events: %w", err)
-	}
-	return refs, nil
-}
-
-// ReplayFilter chooses events to replay. Exactly one of StripeEventID,
-// Since and Failed is set; EventType narrows Since and Failed.
-type ReplayFilter struct {
-	StripeEventID string
-	Since         time.Time
-	Failed        bool // exhausted their retries (dead, not processed)
-	EventType     string
-	// Livemode, when set, leaves out the events stored with the other
-	// livemode (rows stored before the column existed are kept).
-	Livemode *bool
-}
-
-// ReplayBatch returns up to limit events after cursor matching f.
-func (s *Store) ReplayBatch(ctx context.Context, f ReplayFilter, after Cursor, limit int) ([]EventRef, error) {
-	q := s.db.WithContext(ctx).Model(&WebhookEvent{}).Select("id", "stripe_event_id", "event_type", "created_at")
-	switch {
-	case f.StripeEventID != "":
-		q = q.Where("stripe_event_id = ?", f.StripeEventID)
-	case f.Failed:
-		q = q.Where("processed = false AND dead_at IS NOT NULL")
-	default:
-		q = q.Where("created_at >= ?", f.Since.UTC())
-	}
-	if f.EventType != "" {
-		q = q.Where("event_type = ?", f.EventType)
-	}
-	if f.Livemode != nil {
-		q = q.Where("livemode IS DISTINCT FROM ?", !*f.Livemode)
-	}
-	var refs []EventRef
-	if err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error; err != nil {
-		return nil, fmt.Errorf("store: replay batch: %w", err)
 	}
 	return refs, nil
 }

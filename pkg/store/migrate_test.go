@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3/lock"
 
+	"stripe-webhooks/migrations"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/testenv"
 )
@@ -145,4 +147,35 @@ func connectPgx(t *testing.T, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
+}
+
+func TestMigrateTwiceIsANoOp(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t) // already migrated once
+	n, err := store.Migrate(context.Background(), url, store.MigrateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("second migrate applied %d migrations, want 0", n)
+	}
+}
+
+func TestCreateDatabase(t *testing.T) {
+	t.Parallel()
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	url := pg.URL("fresh_db")
+	created, err := store.CreateDatabase(ctx, url)
+	if err != nil || !created {
+		t.Fatalf("first create: %v, %v", created, err)
+	}
+	created, err = store.CreateDatabase(ctx, url)
+	if err != nil || created {
+		t.Fatalf("second create: %v, %v", created, err)
+	}
+	files, _ := fs.Glob(migrations.FS, "*.sql")
+	if n, err := store.Migrate(ctx, url, store.MigrateOptions{}); err != nil || n != len(files) || n < 4 {
+		t.Fatalf("migrate fresh database: %d, %v", n, err)
+	}
 }

@@ -6,26 +6,6 @@ import (
 	"time"
 )
 
-// KnownAccount is a connected account with a row, as reconcile sees it.
-type KnownAccount struct {
-	StripeAccountID string
-	// Deauthorized is true while the account has deauthorized the platform
-	// (deauthorized_at is set).
-	Deauthorized bool
-}
-
-// KnownAccounts returns every connected account with a row, in id order.
-func (s *Store) KnownAccounts(ctx context.Context) ([]KnownAccount, error) {
-	var accounts []KnownAccount
-	err := s.db.WithContext(ctx).Model(&ConnectedAccount{}).
-		Select("stripe_account_id", "deauthorized_at IS NOT NULL AS deauthorized").
-		Order("stripe_account_id").Scan(&accounts).Error
-	if err != nil {
-		return nil, fmt.Errorf("store: known accounts: %w", err)
-	}
-	return accounts, nil
-}
-
 // ReconcileMark is where periodic reconcile left one account (the platform
 // is the account "").
 type ReconcileMark struct {
@@ -74,22 +54,4 @@ func (s *Store) MarkReconciled(ctx context.Context, account string, until time.T
 		return fmt.Errorf("store: mark %q reconciled: %w", account, err)
 	}
 	return nil
-}
-
-// StoredEventIDs returns which of the Stripe event ids have a row.
-func (s *Store) StoredEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
-	stored := make(map[string]bool, len(ids))
-	if len(ids) == 0 {
-		return stored, nil
-	}
-	var found []string
-	err := s.db.WithContext(ctx).Model(&WebhookEvent{}).Where("stripe_event_id IN ?", ids).
-		Pluck("stripe_event_id", &found).Error
-	if err != nil {
-		return nil, fmt.Errorf("store: stored event ids: %w", err)
-	}
-	for _, id := range found {
-		stored[id] = true
-	}
-	return stored, nil
 }

@@ -1,5 +1,3 @@
-// Package store is the one boundary to Postgres: the GORM models and every
-// named operation the services run on them.
 package store
 
 import (
@@ -7,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/tidwall/gjson"
 	"log/slog"
 	"time"
 
@@ -35,7 +32,11 @@ type Options struct {
 
 // Store runs the named database operations of both services.
 type Store struct {
+	// db is the GORM handle, for simple reads and writes.
 	db *gorm.DB
+	// pool is the connection pool under db; withConn lends its
+	// connections to pgx.
+	pool *sql.DB
 }
 
 // Open connects to Postgres at databaseURL. Sessions run in UTC so that every
@@ -77,7 +78,7 @@ func Open(databaseURL string, opts Options) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, pool: sqlDB}, nil
 }
 
 // openSQL returns a database/sql handle over pgx whose sessions run in UTC.
@@ -119,96 +120,37 @@ func dropOffPrimary(next pgconn.PgErrorHandler) pgconn.PgErrorHandler {
 }
 
 // Close closes the pool.
-func (s *Store) Close() error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
-	}
-	return sqlDB.Close()
-}
+func (s *Store) Close() error { return s.pool.Close() }
 
-// DB exposes the GORM handle, for tests that set up or inspect rows.
+// DB exposes the GORM handle to tests (and the bench) that set up or
+// inspect rows directly. The services use only the named operations: add
+// one rather than reach for DB.
 func (s *Store) DB() *gorm.DB { return s.db }
 
 // Ping checks that Postgres answers.
-func (s *Store) Ping(ctx context.Context) error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
-	}
-	return sqlDB.PingContext(ctx)
-}
-
-// NewEvent is a verified delivery about to be stored.
-type NewEvent struct {
-	StripeEventID string
-	EventType     string
-	Payload       []byte
-	ReceivedAt    time.Time
-	// Livemode is the event's livemode (false: a test-mode event).
-	Livemode bool
-}
-
-// account is the connected account the event was sent for: the payload's
-// top-level "account" (Stripe puts it near the start), or empty.
-func (e NewEvent) account() string {
-	return gjson.GetBytes(e.Payload, "account").Str
-}
-
-// Stored is the row a delivery maps to.
-type Stored struct {
-	// WebhookID is the row's uuid.
-	WebhookID string
-	// Inserted is false when the event id was already stored.
-	Inserted bool
-	// Processed tells whether the worker has applied the event.
-	Processed bool
-	// AfterCommitErr is the error of the Inserter's AfterCommit hook, if any.
-	AfterCommitErr error
-}
-
-// InsertEvent stores one delivery once per Stripe event id, with the same
-// INSERT … ON CONFLICT (stripe_event_id) DO NOTHING the Inserter runs for a
-// batch: atomic under concurrent duplicates. When the id exists it reads the
-// existing row instead.
-func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return Stored{}, err
-	}
-	id := e.StripeEventID
-	inserted, err := insertRows(ctx, sqlDB, nil, []string{id}, []string{e.EventType}, [][]byte{e.Payload},
-		[]time.Time{e.ReceivedAt.UTC()}, []bool{e.Livemode}, []string{e.account()})
-	if err != nil {
-		return Stored{}, fmt.Errorf("store: insert event: %w", err)
-	}
-	if st, ok := inserted[id]; ok {
-		return st, nil
-	}
-	existing, err := lookupRows(ctx, sqlDB, []string{id})
-	if err != nil {
-		return Stored{}, fmt.Errorf("store: read duplicate event: %w", err)
-	}
-	st, ok := existing[id]
-	if !ok {
-		return Stored{}, fmt.Errorf("store: event %s neither inserted nor found", id)
-	}
-	return st, nil
-}
-
-// EventByStripeID returns the stored event with that Stripe id.
-func (s *Store) EventByStripeID(ctx context.Context, stripeEventID string) (WebhookEvent, error) {
-	var e WebhookEvent
-	err := s.db.WithContext(ctx).Where("stripe_event_id = ?", stripeEventID).Take(&e).Error
-	return e, err
-}
-
-// CountUnprocessed counts the events not yet applied.
-func (s *Store) CountUnprocessed(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.db.WithContext(ctx).Model(&WebhookEvent{}).Where("processed = false").Count(&n).Error
-	return n, err
-}
+func (s *Store) Ping(ctx context.Context) error { return s.pool.PingContext(ctx) }
 
 // IsNotFound reports whether err means no row matched.
 func IsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }
+
+// withConn lends fn a pgx connection of the pool, and makes sure it goes
+// back with no transaction open.
+func (s *Store) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	c, err := s.pool.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer c.Close()
+	return c.Raw(func(driverConn any) error {
+		conn := driverConn.(*stdlib.Conn).Conn()
+		err := fn(conn)
+		if conn.PgConn().TxStatus() != 'I' && !conn.IsClosed() {
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, rbErr := conn.Exec(rbCtx, "ROLLBACK"); rbErr != nil && err == nil {
+				err = rbErr
+			}
+		}
+		return err
+	})
+}

@@ -1,24 +1,16 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io/fs"
-	"reflect"
-	"strings"
-	"sync"
+	"fmt"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
-	"stripe-webhooks/migrations"
 	"stripe-webhooks/pkg/store"
-	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
 
+// setup returns a store on a new, migrated database, and its URL.
 func setup(t *testing.T) (*store.Store, string) {
 	t.Helper()
 	url := testenv.Database(t, "")
@@ -30,221 +22,25 @@ func setup(t *testing.T) (*store.Store, string) {
 	return s, url
 }
 
-func TestInsertEventConcurrentDuplicatesGiveOneRow(t *testing.T) {
-	t.Parallel()
-	s, _ := setup(t)
-	ctx := context.Background()
-	const n = 25
-	var wg sync.WaitGroup
-	results := make([]store.Stored, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i], errs[i] = s.InsertEvent(ctx, store.NewEvent{
-				StripeEventID: "evt_concurrent", EventType: "account.updated",
-				Payload: []byte(`{"id":"evt_concurrent","type":"account.updated"}`), ReceivedAt: time.Now(),
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
-	inserted := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("insert %d: %v", i, errs[i])
-		}
-		if results[i].Inserted {
-			inserted++
-		}
-		if results[i].WebhookID != results[0].WebhookID || results[i].WebhookID == "" {
-			t.Errorf("insert %d mapped to row %q, insert 0 to %q", i, results[i].WebhookID, results[0].WebhookID)
-		}
-	}
-	if inserted != 1 {
-		t.Errorf("inserted = %d, want 1", inserted)
-	}
-	var rows int64
-	if err := s.DB().Model(&store.WebhookEvent{}).Where("stripe_event_id = ?", "evt_concurrent").Count(&rows).Error; err != nil {
+// insert stores an account.updated with Stripe id id, and returns its row's id.
+func insert(t *testing.T, s *store.Store, id string) string {
+	t.Helper()
+	res, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: id, EventType: "account.updated",
+		Payload: []byte(`{"id":"` + id + `","type":"account.updated"}`), ReceivedAt: time.Now()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if rows != 1 {
-		t.Errorf("rows = %d, want 1", rows)
-	}
+	return res.WebhookID
 }
 
-func TestInsertEventPayloadRoundTrips(t *testing.T) {
-	t.Parallel()
-	s, _ := setup(t)
-	ctx := context.Background()
-	payload := []byte(`{
-	  "id": "evt_roundtrip", "object": "event", "type": "account.updated", "created": 1721948530,
-	  "data": {"object": {"id": "acct_1", "charges_enabled": true, "big": 12345678901234567890,
-	    "price": 19.99, "name": "Zoë \"quoted\" \u00e9 \ud83d\ude00", "nested": {"list": [1, null, "x", {"a": []}]}}},
-	  "api_version": "2023-10-16", "request": {"id": null, "idempotency_key": null}
-	}`)
-	// Stored as UTC, to the microsecond.
-	received := time.Date(2026, 1, 2, 4, 4, 5, 123456789, time.FixedZone("CET", 3600))
-	res, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_roundtrip", EventType: "account.updated", Payload: payload, ReceivedAt: received})
+// insertFor stores an event of type typ sent for account, and returns its
+// row's id.
+func insertFor(t *testing.T, s *store.Store, id, typ, account string) string {
+	t.Helper()
+	res, err := s.InsertEvent(context.Background(), store.NewEvent{StripeEventID: id, EventType: typ, ReceivedAt: time.Now(),
+		Payload: fmt.Appendf(nil, `{"id":%q,"type":%q,"account":%q}`, id, typ, account)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Inserted {
-		t.Fatal("first insert not reported as inserted")
-	}
-	got, err := s.EventByStripeID(ctx, "evt_roundtrip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want, have any
-	dec := func(b []byte, v *any) {
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.UseNumber()
-		if err := d.Decode(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dec(payload, &want)
-	dec(got.Payload, &have)
-	if diff := cmp.Diff(want, have); diff != "" {
-		t.Errorf("payload changed (-want +got):\n%s", diff)
-	}
-	if got.ID != res.WebhookID || got.EventType != "account.updated" || got.Processed || got.RetryCount != 0 || got.Error != nil {
-		t.Errorf("row = %+v", got)
-	}
-	if want := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC); !got.ReceivedAt.Equal(want) {
-		t.Errorf("received_at = %s, want %s", got.ReceivedAt, want)
-	}
-	if d := time.Since(got.CreatedAt); d < -time.Minute || d > time.Minute {
-		t.Errorf("created_at = %s is not UTC now", got.CreatedAt)
-	}
-	// A repeat reports the existing row.
-	again, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_roundtrip", EventType: "account.updated", Payload: payload, ReceivedAt: received})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.Inserted || again.WebhookID != res.WebhookID || again.Processed {
-		t.Errorf("duplicate = %+v, want the first row, not inserted", again)
-	}
-}
-
-func TestMigrateTwiceIsANoOp(t *testing.T) {
-	t.Parallel()
-	_, url := setup(t) // already migrated once
-	n, err := store.Migrate(context.Background(), url, store.MigrateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Errorf("second migrate applied %d migrations, want 0", n)
-	}
-}
-
-func TestCreateDatabase(t *testing.T) {
-	t.Parallel()
-	pg := testenv.StartPostgres(t)
-	ctx := context.Background()
-	url := pg.URL("fresh_db")
-	created, err := store.CreateDatabase(ctx, url)
-	if err != nil || !created {
-		t.Fatalf("first create: %v, %v", created, err)
-	}
-	created, err = store.CreateDatabase(ctx, url)
-	if err != nil || created {
-		t.Fatalf("second create: %v, %v", created, err)
-	}
-	files, _ := fs.Glob(migrations.FS, "*.sql")
-	if n, err := store.Migrate(ctx, url, store.MigrateOptions{}); err != nil || n != len(files) || n < 4 {
-		t.Fatalf("migrate fresh database: %d, %v", n, err)
-	}
-}
-
-// A realistic payload goes to TOAST compressed with lz4 (where the server has
-// it), and reads back as stored.
-func TestLargePayloadIsCompressedWithLZ4(t *testing.T) {
-	t.Parallel()
-	s, _ := setup(t)
-	ctx := context.Background()
-	var lz4 bool
-	if err := s.DB().Raw(`SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))`).Scan(&lz4).Error; err != nil {
-		t.Fatal(err)
-	}
-	payload := stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_lz4"})
-	if _, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: "evt_lz4", EventType: "account.updated", Payload: payload, ReceivedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	var method string
-	if err := s.DB().Raw(`SELECT coalesce(pg_column_compression(payload), 'none') FROM webhook_events WHERE stripe_event_id = 'evt_lz4'`).Scan(&method).Error; err != nil {
-		t.Fatal(err)
-	}
-	if want := map[bool]string{true: "lz4", false: "pglz"}[lz4]; method != want {
-		t.Errorf("payload compressed with %s, want %s", method, want)
-	}
-	got, err := s.EventByStripeID(ctx, "evt_lz4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a, b any
-	if err := json.Unmarshal(payload, &a); err != nil {
-		t.Fatalf("the stored payload is not JSON: %v", err)
-	}
-	if err := json.Unmarshal(got.Payload, &b); err != nil {
-		t.Fatalf("the payload read back is not JSON: %v", err)
-	}
-	if a == nil || !reflect.DeepEqual(a, b) {
-		t.Error("payload does not read back as stored")
-	}
-}
-
-// Both insert paths store the payload's top-level account in a column of
-// its own (the console's account index), and NULL when there is none.
-func TestInsertStoresTheConnectedAccount(t *testing.T) {
-	t.Parallel()
-	s, _ := setup(t)
-	ctx := context.Background()
-	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	for _, e := range []struct{ id, payload string }{
-		{"evt_acct_one", `{"id":"evt_acct_one","type":"account.updated","account":"acct_one","data":{"object":{}}}`},
-		{"evt_platform", `{"id":"evt_platform","type":"plan.created","data":{"object":{"account":"acct_nested"}}}`},
-	} {
-		if _, err := s.InsertEvent(ctx, store.NewEvent{StripeEventID: e.id, EventType: "x", Payload: []byte(e.payload), ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		batched := e.id + "_batched"
-		p := strings.Replace(e.payload, e.id, batched, 1)
-		if _, err := in.Insert(ctx, store.NewEvent{StripeEventID: batched, EventType: "x", Payload: []byte(p), ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := map[string]*string{}
-	rows, err := s.DB().Raw("SELECT stripe_event_id, stripe_account_id FROM webhook_events").Rows()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var acct *string
-		if err := rows.Scan(&id, &acct); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = acct
-	}
-	for _, id := range []string{"evt_acct_one", "evt_acct_one_batched"} {
-		if got[id] == nil || *got[id] != "acct_one" {
-			t.Errorf("%s: stripe_account_id %v, want acct_one", id, got[id])
-		}
-	}
-	for _, id := range []string{"evt_platform", "evt_platform_batched"} {
-		if a, ok := got[id]; !ok || a != nil {
-			t.Errorf("%s: stripe_account_id %v (stored %v), want NULL", id, a, ok)
-		}
-	}
+	return res.WebhookID
 }

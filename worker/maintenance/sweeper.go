@@ -56,7 +56,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		if len(refs) < s.page {
 			break
 		}
-		cursor = store.Next(refs)
+		cursor = refs[len(refs)-1].Cursor()
 	}
 	s.metrics.sweeps.Inc()
 	if lost > 0 {

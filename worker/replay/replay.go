@@ -130,7 +130,7 @@ func (r *Replayer) Matching(ctx context.Context, f Filter, each func(Result)) er
 		if len(refs) < batch {
 			return nil
 		}
-		cursor = store.Next(refs)
+		cursor = refs[len(refs)-1].Cursor()
 	}
 }
 

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// group is one transaction of an Applier: the events of its jobs, and
+// those it claims ahead of theirs. Its steps, in run's order: claim, lock
+// the accounts, apply, commit; then answer, once committed.
+type group struct {
+	a    *Applier
+	jobs []*job
+	ids  []string  // the jobs' events, one per job
+	now  time.Time // when it claims: the events' processed_at
+	look *look     // where it looks ahead; nil: it does not
+	// events are what it claimed, in the order it applies them once the
+	// accounts are locked.
+	events []member
+	// present are those of ids that have a row, claimed or not.
+	present map[string]bool
+	// failed is the event whose handler failed, or was running when the
+	// deadline passed.
+	failed *member
+}
+
+// member is an event a group claimed.
+type member struct {
+	WebhookEvent
+	ahead   bool   // claimed ahead of its job
+	account string // its connected account, as the Applier names it
+}
+
+func (a *Applier) newGroup(jobs []*job) *group {
+	g := &group{a: a, jobs: jobs, ids: make([]string, len(jobs)), now: time.Now().UTC(), look: a.ahead.next(),
+		present: map[string]bool{}}
+	for i, j := range jobs {
+		g.ids[i] = j.webhookID
+	}
+	return g
+}
+
+// run is the group's transaction on conn. Any error rolls it all back (as
+// withConn leaves the connection) and is returned.
+func (g *group) run(ctx context.Context, conn *pgx.Conn) error {
+	if err := g.claim(ctx, conn); err != nil {
+		return err
+	}
+	if len(g.events) == 0 {
+		_, err := conn.Exec(ctx, "COMMIT")
+		return err
+	}
+	tx := newTx(conn)
+	if err := g.lockAccounts(ctx, tx); err != nil {
+		return err
+	}
+	if err := g.applyEvents(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.commit(ctx); err != nil {
+		return fmt.Errorf("store: apply and commit: %w", err)
+	}
+	return nil
+}
+
+// lookAheadClaim claims up to $3 of the oldest unprocessed events from the
+// look's start ($4) that no transaction holds and that never failed (a
+// failed one waits for its job's retry), leaving the events $1, walking the
+// (processed, created_at) index.
+var lookAheadClaim = claimWhere(`id IN (SELECT id FROM webhook_events
+	WHERE processed = false AND created_at >= $4 AND error IS NULL AND NOT (id = ANY($1::uuid[]))
+	ORDER BY processed, created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+AND processed = false`)
+
+// claim begins the transaction and, in the same round trip, claims the
+// jobs' events first (waiting for a row another group holds), then, looking
+// ahead, others (never waiting), so that groups never wait on each other in
+// a cycle; last it reads which of the jobs' events exist at all.
+func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(claimEvents, g.ids, g.now).Query(scanClaimed(g.now, g.add(false)))
+	if g.look != nil {
+		// The look must walk the (processed, created_at) index from its
+		// start and stop at the limit. Statistics taken while the table
+		// was small (a new database, a quiet day before a burst) make the
+		// planner scan and sort the whole table instead, for every group;
+		// these settings last until the group's commit.
+		b.Queue("SET LOCAL enable_seqscan = off")
+		b.Queue("SET LOCAL enable_bitmapscan = off")
+		b.Queue(lookAheadClaim, slices.Concat(g.ids, g.look.leave), g.now, g.a.opts.Ahead, g.look.from).
+			Query(scanClaimed(g.now, g.add(true)))
+	}
+	b.Queue(`SELECT id FROM webhook_events WHERE id = ANY($1::uuid[])`, g.ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			g.present[id] = true
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("store: claim events: %w", err)
+	}
+	return nil
+}
+
+// add returns what keeps a claimed event, ahead of its job or not.
+func (g *group) add(ahead bool) func(WebhookEvent) {
+	return func(e WebhookEvent) { g.events = append(g.events, member{WebhookEvent: e, ahead: ahead}) }
+}
+
+// lockAccounts puts the events in the order every group locks in (by
+// connected account, then created_at and id), so that two groups never
+// wait on each other; then it locks their accounts in one round trip,
+// created first if new when the Applier has AccountOf, for the handlers
+// to read.
+func (g *group) lockAccounts(ctx context.Context, tx *Tx) error {
+	for i := range g.events {
+		g.events[i].account = g.a.accountOf(g.events[i].WebhookEvent)
+	}
+	slices.SortFunc(g.events, func(x, y member) int {
+		return cmp.Or(cmp.Compare(x.account, y.account),
+			cmp.Compare(x.CreatedAt.UnixNano(), y.CreatedAt.UnixNano()), cmp.Compare(x.ID, y.ID))
+	})
+	var accounts []string
+	for _, m := range g.events {
+		if m.account != "" && !slices.Contains(accounts, m.account) {
+			accounts = append(accounts, m.account)
+		}
+	}
+	if len(accounts) == 0 {
+		return nil
+	}
+	return tx.lockAccounts(ctx, accounts, g.a.opts.AccountOf != nil)
+}
+
+// applyEvents runs each event's handler in tx, in order, until one fails
+// or the deadline passes, and notes the event that failed.
+func (g *group) applyEvents(ctx context.Context, tx *Tx) error {
+	for i := range g.events {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := safeApply(ctx, tx, g.events[i].WebhookEvent, g.a.apply)
+		if err == nil {
+			// A handler that returns after the deadline has passed is the
+			// one the group waited on, whatever it returns.
+			err = ctx.Err()
+		}
+		if err != nil {
+			g.failed = &g.events[i]
+			return err
+		}
+	}
+	return nil
+}
+
+// answer tells each job of the committed group what became of its event:
+// applied by this group (the first of two jobs of one event; the second
+// finds it processed), applied before (its row is there but was not
+// claimed), or gone.
+func (g *group) answer() {
+	claimed := make(map[string]WebhookEvent, len(g.jobs))
+	for _, m := range g.events {
+		if !m.ahead {
+			claimed[m.ID] = m.WebhookEvent
+		}
+	}
+	answered := make(map[string]bool, len(g.jobs))
+	for _, j := range g.jobs {
+		e, ok := claimed[j.webhookID]
+		switch {
+		case ok && !answered[j.webhookID]:
+			j.outcome, j.event = Applied, e
+			answered[j.webhookID] = true
+		case ok:
+			j.outcome, j.event = AlreadyProcessed, e
+		case g.present[j.webhookID]:
+			j.outcome, j.event = AlreadyProcessed, WebhookEvent{ID: j.webhookID, Processed: true}
+		default:
+			j.outcome, j.event = Missing, WebhookEvent{ID: j.webhookID}
+		}
+	}
+}
+
+// claimedOwn and claimedAhead count the events claimed for the group's jobs
+// and ahead of theirs.
+func (g *group) claimedOwn() int { return len(g.events) - g.claimedAhead() }
+
+func (g *group) claimedAhead() int {
+	n := 0
+	for _, m := range g.events {
+		if m.ahead {
+			n++
+		}
+	}
+	return n
+}
+
+// newest is the latest created_at of the events claimed (zero for none).
+func (g *group) newest() time.Time {
+	var t time.Time
+	for _, m := range g.events {
+		if m.CreatedAt.After(t) {
+			t = m.CreatedAt
+		}
+	}
+	return t
+}
