@@ -170,3 +170,37 @@ func TestFailedReplayOfAProcessedEventKeepsItsRecord(t *testing.T) {
 			row.Processed, deref(row.Error), row.RetryCount, row.DeadAt)
 	}
 }
+
+// A claim that finds its event already processed, or gone, leaves the claim
+// statement prepared on its connection. Read with QueryRow, such a claim
+// failed its batch with ErrNoRows, pgx then dropped the batch's prepared
+// statements, and the next claim on that connection prepared them again:
+// two round trips more.
+func TestClaimOfAProcessedEventKeepsItsStatementPrepared(t *testing.T) {
+	t.Parallel()
+	url := testenv.Database(t, "")
+	s, err := store.Open(url, store.Options{MaxConns: 1}) // one session: the statements' own
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	id := insert(t, s, "evt_prepared")
+	noop := func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }
+	for _, want := range []store.Outcome{store.Applied, store.AlreadyProcessed} {
+		if out, _, err := s.ProcessEvent(ctx, id, store.Attempt{}, noop); err != nil || out != want {
+			t.Fatalf("outcome %v, error %v; want %v", out, err, want)
+		}
+	}
+	if out, _, err := s.ProcessEvent(ctx, "00000000-0000-4000-8000-000000000000", store.Attempt{}, noop); err != nil || out != store.Missing {
+		t.Fatalf("missing row: %v, %v", out, err)
+	}
+	var prepared int64
+	if err := s.DB().Raw(`SELECT count(*) FROM pg_prepared_statements
+		WHERE statement LIKE 'UPDATE webhook_events SET processed = true%'`).Scan(&prepared).Error; err != nil {
+		t.Fatal(err)
+	}
+	if prepared != 1 {
+		t.Errorf("%d claim statements prepared on the connection after an already processed and a missing event, want 1", prepared)
+	}
+}
