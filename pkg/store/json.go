@@ -17,7 +17,8 @@ import (
 // transaction pooling in PgBouncer 1.21 or later with max_prepared_statements
 // above 0 (it then tracks protocol-level prepared statements per server
 // connection). Statement pooling does not work: events are applied in
-// multi-statement transactions. README "Operating it" says the same.
+// multi-statement transactions. deploy/README.md ("Behind a connection
+// pooler") says the same.
 type JSON []byte
 
 // Value implements driver.Valuer.
