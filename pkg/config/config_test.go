@@ -2,13 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestLoadIngestDefaults(t *testing.T) {
@@ -28,38 +23,6 @@ func TestLoadIngestDefaults(t *testing.T) {
 	}
 	if c.Redis.Addr() != "127.0.0.1:6379" || c.Redis.Namespace != "stripe-webhooks" {
 		t.Errorf("redis defaults wrong: %+v", c.Redis)
-	}
-}
-
-func TestLoadWorkerDefaults(t *testing.T) {
-	t.Parallel()
-	c, err := LoadWorker(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Worker{
-		Database:       c.Database,
-		Redis:          c.Redis,
-		Log:            Log{Level: "info"},
-		Livemode:       Livemode{Mode: "any"},
-		Concurrency:    5,
-		MaxRetries:     5,
-		RetryBaseDelay: 60 * time.Second,
-		JobTimeout:     30 * time.Second,
-		HTTPPort:       8081,
-		SweepInterval:  30 * time.Second,
-		SweepAfter:     60 * time.Second,
-		Retention:      720 * time.Hour,
-		StripeAPI:      StripeAPI{Base: "https://api.stripe.com", Rate: 20},
-
-		ReconcileInterval: time.Hour,
-		ResyncDebounce:    30 * time.Second,
-	}
-	if !reflect.DeepEqual(c, want) {
-		t.Errorf("got %+v, want %+v", c, want)
-	}
-	if c, err := LoadWorker([]string{"WEBHOOK_RETENTION=0"}); err != nil || c.Retention != 0 {
-		t.Errorf("WEBHOOK_RETENTION=0: %v, %v", c.Retention, err)
 	}
 }
 
@@ -140,19 +103,6 @@ func TestCommandsRequireOnlyWhatTheyUse(t *testing.T) {
 	}
 }
 
-func TestWebUIBeyondLoopbackNeedsLogin(t *testing.T) {
-	t.Parallel()
-	for _, environ := range [][]string{
-		{"WEBUI_ADDR=localhost:5040"},
-		{"WEBUI_ADDR=[::1]:5040"},
-		{"WEBUI_ADDR=0.0.0.0:5040", "WEBUI_USERNAME=ops", "WEBUI_PASSWORD=s3cret"},
-	} {
-		if err := webui(environ); err != nil {
-			t.Errorf("%v: %v", environ, err)
-		}
-	}
-}
-
 func ingest(e []string) error  { _, err := LoadIngest(e); return err }
 func worker(e []string) error  { _, err := LoadWorker(e); return err }
 func webui(e []string) error   { _, err := LoadWebUI(e); return err }
@@ -164,146 +114,5 @@ func TestVarNames(t *testing.T) {
 	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,REDIS_SENTINEL_ADDRS,REDIS_SENTINEL_MASTER,REDIS_SENTINEL_PASSWORD,REDIS_SENTINEL_PASSWORD_FILE,STRIPE_LIVEMODE,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
 	if got != want {
 		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
-	}
-}
-
-// A secret may come from <NAME>_FILE; both set, or a file that cannot be
-// read, stops the command with a line naming the variable (never the value).
-func TestFileVariables(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	secrets := write("secret", "whsec_new\nwhsec_old\n")
-	dbURL := write("db", "postgres://app:s3cret@db:5432/x?sslmode=require\n")
-	c, err := LoadIngest([]string{"STRIPE_WEBHOOK_SECRET_FILE=" + secrets, "DATABASE_URL_FILE=" + dbURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(c.WebhookSecrets, "|"); got != "whsec_new|whsec_old" || c.WebhookSecretFile != secrets {
-		t.Errorf("secrets = %q from %q", got, c.WebhookSecretFile)
-	}
-	if c.Database.URL != "postgres://app:s3cret@db:5432/x?sslmode=require" {
-		t.Errorf("DATABASE_URL from its file = %q", c.Database.URL)
-	}
-	for _, tc := range []struct {
-		env  []string
-		want string
-	}{
-		{[]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_WEBHOOK_SECRET_FILE=" + secrets}, "STRIPE_WEBHOOK_SECRET and STRIPE_WEBHOOK_SECRET_FILE are both set"},
-		{[]string{"STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}, "STRIPE_WEBHOOK_SECRET_FILE: cannot read " + filepath.Join(dir, "missing")},
-		{[]string{"STRIPE_WEBHOOK_SECRET_FILE=" + write("empty", "\n")}, "STRIPE_WEBHOOK_SECRET is required"},
-		{[]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "DATABASE_URL_FILE=" + write("bad", "mysql://x")}, "DATABASE_URL must be a postgres:// URL"},
-	} {
-		err := ingest(tc.env)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%v: error %v, want one naming %q", tc.env, err, tc.want)
-		}
-		if err != nil && (strings.Contains(err.Error(), "whsec_x") || strings.Contains(err.Error(), "s3cret")) {
-			t.Errorf("an error quotes a secret: %v", err)
-		}
-	}
-	// An allowlist file may carry comments; a secret keeps its '#'.
-	allow := write("allow", "# Stripe, taken 2026-09-04\n3.18.12.63\n10.0.0.0/8 # the proxies\n")
-	hashed := write("hashed", "whsec_a#b\n")
-	c, err = LoadIngest([]string{"STRIPE_IP_ALLOWLIST_FILE=" + allow, "STRIPE_WEBHOOK_SECRET_FILE=" + hashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(c.IPAllowlist, ","); got != "3.18.12.63,10.0.0.0/8" || c.WebhookSecrets[0] != "whsec_a#b" {
-		t.Errorf("allowlist %q, secret kept whole: %v", got, c.WebhookSecrets[0] == "whsec_a#b")
-	}
-	if c.IPAllowlistFile != allow {
-		t.Errorf("IPAllowlistFile = %q, want %q", c.IPAllowlistFile, allow)
-	}
-	// A command reads only the files of the variables it uses.
-	if _, err := LoadAdmin([]string{"DATABASE_URL_FILE=" + dbURL, "STRIPE_WEBHOOK_SECRET_FILE=" + filepath.Join(dir, "missing")}); err != nil {
-		t.Errorf("migrate read another command's file: %v", err)
-	}
-}
-
-func TestLivemodeAndAllowlist(t *testing.T) {
-	t.Parallel()
-	for mode, applies := range map[string][2]bool{"live": {true, false}, "test": {false, true}, "any": {true, true}} {
-		c, err := LoadWorker([]string{"STRIPE_LIVEMODE=" + mode})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Applies(true) != applies[0] || c.Applies(false) != applies[1] {
-			t.Errorf("STRIPE_LIVEMODE=%s applies live %v, test %v", mode, c.Applies(true), c.Applies(false))
-		}
-	}
-	if err := worker([]string{"STRIPE_LIVEMODE=prod"}); err == nil || !strings.Contains(err.Error(), "STRIPE_LIVEMODE must be live, test or any") {
-		t.Errorf("STRIPE_LIVEMODE=prod: %v", err)
-	}
-	a, err := ParseAllowlist([]string{"stripe", " 10.0.0.0/8", "192.0.2.7", "::ffff:198.51.100.1", ""})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := fmt.Sprint(a.Prefixes)
-	if !a.Stripe || got != "[10.0.0.0/8 192.0.2.7/32 198.51.100.1/32]" {
-		t.Errorf("allowlist = %v %s", a.Stripe, got)
-	}
-	if err := ingest([]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_IP_ALLOWLIST=stripe,10.0.0.300"}); err == nil || !strings.Contains(err.Error(), "STRIPE_IP_ALLOWLIST") {
-		t.Errorf("a bad allowlist: %v", err)
-	}
-	if a, _ := ParseAllowlist(nil); a.On() {
-		t.Error("an empty allowlist restricts")
-	}
-}
-
-func TestLoadReconcile(t *testing.T) {
-	t.Parallel()
-	if _, err := LoadReconcile(nil); err == nil || !strings.Contains(err.Error(), "STRIPE_API_KEY is required") {
-		t.Errorf("reconcile without a key: %v", err)
-	}
-	err := worker([]string{"STRIPE_API_KEY=pk_live_secretish", "STRIPE_API_RATE=0", "STRIPE_API_BASE=ftp://x"})
-	for _, want := range []string{"STRIPE_API_KEY must be", "STRIPE_API_RATE must be", "STRIPE_API_BASE must be"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error %v lacks %q", err, want)
-		}
-	}
-	if err != nil && strings.Contains(err.Error(), "secretish") {
-		t.Errorf("an error quotes the key: %v", err)
-	}
-	c, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", "STRIPE_API_BASE=http://127.0.0.1:12111", "STRIPE_API_RATE=5"})
-	if err != nil || c.Key != "rk_test_x" || c.Base != "http://127.0.0.1:12111" || c.Rate != 5 {
-		t.Errorf("LoadReconcile = %+v, %v", c.StripeAPI, err)
-	}
-	// reconcile reads the workers' retention, and holds it to their rule.
-	if c.Retention != 720*time.Hour {
-		t.Errorf("LoadReconcile: retention %s, want the default 720h", c.Retention)
-	}
-	for env, want := range map[string]time.Duration{"WEBHOOK_RETENTION=0": 0, "WEBHOOK_RETENTION=96h": 96 * time.Hour} {
-		if c, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", env}); err != nil || c.Retention != want {
-			t.Errorf("LoadReconcile(%s) = %s, %v", env, c.Retention, err)
-		}
-	}
-	if _, err := LoadReconcile([]string{"STRIPE_API_KEY=rk_test_x", "WEBHOOK_RETENTION=24h"}); err == nil ||
-		!strings.Contains(err.Error(), "WEBHOOK_RETENTION must be 0 (keep forever) or at least 72h") {
-		t.Errorf("reconcile with a retention under three days: %v", err)
-	}
-}
-
-// An allowlist file that lists no address (a failed download of Stripe's
-// list) stops the ingest at start, naming the variable: taken as no
-// allowlist at all, it would let deliveries in from anywhere.
-func TestEmptyIPAllowlistFileIsAStartupError(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	for name, content := range map[string]string{"empty": "", "blank": " \n\n", "comments": "# Stripe webhook IPs\n# taken: 2026-12-01\n"} {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_, err := LoadIngest([]string{"STRIPE_WEBHOOK_SECRET=whsec_x", "STRIPE_IP_ALLOWLIST_FILE=" + path})
-		if err == nil || !strings.Contains(err.Error(), "STRIPE_IP_ALLOWLIST_FILE") || !strings.Contains(err.Error(), "lists no address") {
-			t.Errorf("%s allowlist file: error %v, want one naming STRIPE_IP_ALLOWLIST_FILE", name, err)
-		}
 	}
 }

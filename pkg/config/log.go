@@ -1,10 +1,17 @@
 package config
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 )
+
+// Log is the logging setup shared by every command.
+type Log struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `env:"LOG_LEVEL" envDefault:"info"`
+}
 
 // Logger returns the JSON logger every command writes to w.
 func (l Log) Logger(w io.Writer) *slog.Logger {
@@ -18,4 +25,12 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 		level = slog.LevelError
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func (p *problems) log(l Log) {
+	switch strings.ToLower(l.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add(fmt.Sprintf("LOG_LEVEL must be debug, info, warn or error, got %q", l.Level))
+	}
 }
