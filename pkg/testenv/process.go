@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"cmp"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +29,7 @@ func Build(dir string, pkgs ...string) error {
 type Process struct {
 	Cmd  *exec.Cmd
 	Base string // http://host:port the process serves
+	// Logs holds the process's output when StartProcess started it (else nil).
 	Logs *Buffer
 	Done chan struct{} // closed when the process has exited
 }
@@ -34,33 +38,87 @@ type Process struct {
 // and waits until GET base+probe answers 200.
 func StartProcess(t testing.TB, path string, args, environ []string, base, probe string) *Process {
 	t.Helper()
-	p := &Process{Cmd: exec.Command(path, args...), Base: base, Logs: &Buffer{}, Done: make(chan struct{})}
-	p.Cmd.Env = environ
-	p.Cmd.Stdout, p.Cmd.Stderr = p.Logs, p.Logs
-	if err := p.Cmd.Start(); err != nil {
+	logs := &Buffer{}
+	p, err := Launch(context.Background(), path, ProcessOptions{Args: args, Env: environ,
+		Base: base, Probe: probe, Stdout: logs, Stderr: logs})
+	if err != nil {
 		t.Fatal(err)
 	}
+	p.Logs = logs
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// ProcessOptions tune Launch.
+type ProcessOptions struct {
+	// Args are the arguments. Default: none.
+	Args []string
+	// Env is the whole environment of the process. Default: empty.
+	Env []string
+	// Base is http://host:port the process serves. Required.
+	Base string
+	// Probe is the path that answers 200 once the process serves, such as
+	// /healthz. Required.
+	Probe string
+	// Stdout and Stderr receive the process's output; nil discards it
+	// without a copying goroutine in this process. Default: nil.
+	Stdout, Stderr io.Writer
+	// Wait bounds how long the probe may take to answer 200. Default: 15s.
+	Wait time.Duration
+}
+
+// Launch runs the binary at path, and waits until GET Base+Probe answers
+// 200; the process is killed if ctx ends. It is StartProcess without a
+// test, for tools such as the bench: the caller stops the process with
+// Stop. If the process exits first or the probe does not answer in time,
+// it is killed and Launch returns an error quoting what it wrote to a
+// Stderr that is a *Buffer.
+func Launch(ctx context.Context, path string, o ProcessOptions) (*Process, error) {
+	p := &Process{Cmd: exec.CommandContext(ctx, path, o.Args...), Base: o.Base, Done: make(chan struct{})}
+	p.Cmd.Env = o.Env
+	p.Cmd.Stdout, p.Cmd.Stderr = o.Stdout, o.Stderr
+	if err := p.Cmd.Start(); err != nil {
+		return nil, err
+	}
 	go func() { _ = p.Cmd.Wait(); close(p.Done) }()
-	t.Cleanup(func() {
-		_ = p.Cmd.Process.Kill()
-		<-p.Done
-	})
 	name := filepath.Base(path)
-	Eventually(t, 15*time.Second, name+" to serve", func() bool {
+	exited := false
+	err := WaitFor(cmp.Or(o.Wait, 15*time.Second), name+" to serve", func() bool {
 		select {
 		case <-p.Done:
-			t.Fatalf("%s exited early: %v\n%s", name, p.Cmd.ProcessState, p.Logs.String())
+			exited = true
+			return true
 		default:
 		}
-		resp, err := http.Get(base + probe)
+		resp, err := http.Get(o.Base + o.Probe)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return p
+	if exited {
+		var logs string
+		if b, ok := o.Stderr.(*Buffer); ok {
+			logs = b.String()
+		}
+		err = fmt.Errorf("%s exited early: %v\n%s", name, p.Cmd.ProcessState, logs)
+	}
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
 }
+
+// Stop kills the process and waits until it has exited.
+func (p *Process) Stop() {
+	_ = p.Cmd.Process.Kill()
+	<-p.Done
+}
+
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
 
 // RunWithBinaries is a TestMain body: it builds pkgs into a temporary
 // directory, sets *dir to it, runs the tests, removes it and exits.

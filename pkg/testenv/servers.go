@@ -191,23 +191,45 @@ func StartRedis(t testing.TB) *Redis {
 	return r
 }
 
+// RunRedis starts a private redis-server on a free port without a test,
+// for tools such as the bench. The caller stops it with Stop; Start and
+// Pause are for the servers of StartRedis.
+func RunRedis() (*Redis, error) {
+	port, err := PickPort()
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{Port: port}
+	if err := r.start(); err != nil {
+		r.Stop()
+		return nil, err
+	}
+	return r, nil
+}
+
 // Addr is the server's host:port.
 func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.Port) }
 
 // Start starts the server (empty) and waits until it answers PING.
 func (r *Redis) Start() {
 	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *Redis) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", os.TempDir())
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("testenv: redis-server: %v", err)
+		return fmt.Errorf("testenv: redis-server: %w", err)
 	}
 	r.cmd = cmd
 	r.done = make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(r.done)
-	Eventually(r.t, 15*time.Second, "private Redis to answer", func() bool {
+	return WaitFor(15*time.Second, "private Redis to answer", func() bool {
 		c, err := redis.Dial("tcp", r.Addr(), redis.DialConnectTimeout(200*time.Millisecond))
 		if err != nil {
 			return false

@@ -9,7 +9,6 @@
 package testenv
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -23,9 +22,6 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/jackc/pgx/v5"
-
-	"stripe-webhooks/pkg/store"
 )
 
 // ServerURL is the shared Postgres server's maintenance database.
@@ -51,60 +47,6 @@ func RandomName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// Database creates a uniquely named, migrated database on the Postgres server
-// at serverURL (ServerURL when empty), drops it when the test ends, and returns
-// its URL.
-func Database(t testing.TB, serverURL string) string {
-	t.Helper()
-	dbURL := EmptyDatabase(t, serverURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := store.Migrate(ctx, dbURL, store.MigrateOptions{}); err != nil {
-		t.Fatalf("testenv: migrate: %v", err)
-	}
-	return dbURL
-}
-
-// EmptyDatabase creates a uniquely named database without any table on the
-// Postgres server at serverURL (ServerURL when empty), drops it when the test
-// ends, and returns its URL.
-func EmptyDatabase(t testing.TB, serverURL string) string {
-	t.Helper()
-	if serverURL == "" {
-		serverURL = ServerURL()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	name := RandomName("sw_test_")
-	conn, err := pgx.Connect(ctx, serverURL)
-	if err != nil {
-		t.Fatalf("testenv: connect to %s: %v", redact(serverURL), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, serverURL)
-		if err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
 // Namespace returns a unique gocraft/work namespace on the Redis at addr
 // (RedisAddr when empty) and deletes its keys when the test ends.
 func Namespace(t testing.TB, addr string) string {
@@ -127,12 +69,19 @@ func DeleteNamespace(t testing.TB, addr, ns string) {
 		return
 	}
 	defer conn.Close()
+	if err := ClearNamespace(conn, ns); err != nil {
+		t.Logf("testenv: clean namespace %s: %v", ns, err)
+	}
+}
+
+// ClearNamespace deletes every key of namespace ns through conn, and
+// nothing else. It needs no test, for tools such as the bench.
+func ClearNamespace(conn redis.Conn, ns string) error {
 	cursor := "0"
 	for {
 		reply, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", ns+":*", "COUNT", 1000))
 		if err != nil {
-			t.Logf("testenv: clean namespace %s: %v", ns, err)
-			return
+			return err
 		}
 		cursor, _ = redis.String(reply[0], nil)
 		keys, _ := redis.Strings(reply[1], nil)
@@ -142,7 +91,7 @@ func DeleteNamespace(t testing.TB, addr, ns string) {
 			}
 		}
 		if cursor == "0" {
-			return
+			return nil
 		}
 	}
 }
@@ -153,6 +102,15 @@ func DeleteNamespace(t testing.TB, addr, ns string) {
 // outbound connection of a test running in parallel can take it meanwhile.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := PickPort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return port
+}
+
+// PickPort is FreePort without a test, for tools such as the bench.
+func PickPort() (int, error) {
 	low, high := portRange()
 	for range 1000 {
 		port := low + mrand.IntN(high-low)
@@ -161,10 +119,9 @@ func FreePort(t testing.TB) int {
 			continue // in use
 		}
 		_ = l.Close()
-		return port
+		return port, nil
 	}
-	t.Fatalf("testenv: no free port in [%d, %d)", low, high)
-	return 0
+	return 0, fmt.Errorf("no free port in [%d, %d)", low, high)
 }
 
 // portRange is where FreePort draws from: [10000, the first ephemeral port).
@@ -216,13 +173,22 @@ func RedisHostPort(t testing.TB, addr string) (string, int) {
 // Eventually polls cond every 20ms until it is true or the timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if err := WaitFor(timeout, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitFor polls cond every 20ms until it is true, or returns an error
+// naming what once the timeout has passed: Eventually without a test.
+func WaitFor(timeout time.Duration, what string, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }
 
 func redact(u string) string {
