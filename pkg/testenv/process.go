@@ -55,10 +55,11 @@ type ProcessOptions struct {
 	Args []string
 	// Env is the whole environment of the process. Default: empty.
 	Env []string
-	// Base is http://host:port the process serves. Required.
+	// Base is http://host:port the process serves; empty: Launch returns
+	// once the process has started. Default: empty.
 	Base string
-	// Probe is the path that answers 200 once the process serves, such as
-	// /healthz. Required.
+	// Probe is the path under Base that answers 200 once the process
+	// serves, such as /healthz. Default: empty (Base itself).
 	Probe string
 	// Stdout and Stderr receive the process's output; nil discards it
 	// without a copying goroutine in this process. Default: nil.
@@ -67,12 +68,12 @@ type ProcessOptions struct {
 	Wait time.Duration
 }
 
-// Launch runs the binary at path, and waits until GET Base+Probe answers
-// 200; the process is killed if ctx ends. It is StartProcess without a
-// test, for tools such as the bench: the caller stops the process with
-// Stop. If the process exits first or the probe does not answer in time,
-// it is killed and Launch returns an error quoting what it wrote to a
-// Stderr that is a *Buffer.
+// Launch runs the binary at path and waits until GET Base+Probe answers
+// 200 (without a Base, it does not wait); the process is killed if ctx
+// ends. It is StartProcess without a test, for tools such as the bench:
+// the caller stops the process with Stop. If the process exits first or
+// the probe does not answer in time, it is killed and Launch returns an
+// error quoting what it wrote to a Stderr that is a *Buffer.
 func Launch(ctx context.Context, path string, o ProcessOptions) (*Process, error) {
 	p := &Process{Cmd: exec.CommandContext(ctx, path, o.Args...), Base: o.Base, Done: make(chan struct{})}
 	p.Cmd.Env = o.Env
@@ -81,6 +82,9 @@ func Launch(ctx context.Context, path string, o ProcessOptions) (*Process, error
 		return nil, err
 	}
 	go func() { _ = p.Cmd.Wait(); close(p.Done) }()
+	if o.Base == "" {
+		return p, nil
+	}
 	name := filepath.Base(path)
 	exited := false
 	err := WaitFor(cmp.Or(o.Wait, 15*time.Second), name+" to serve", func() bool {

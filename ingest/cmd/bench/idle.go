@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +14,7 @@ import (
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/testenv"
 )
 
 // Idle is what an idle worker and an idle ingest cost: the Redis commands
@@ -51,18 +49,17 @@ const idleJobs = 20
 // the CPU shares of the other measures, which sum processes by name, leave
 // them out while they idle beside them.
 type idleStack struct {
-	serverURL, dbName string
-	dir               string
-	redis             *exec.Cmd
-	redisAddr         string
-	worker, ingest    *proc
-	workerPath        string
-	lastJob           time.Time
+	serverURL, dbURL string
+	dir              string
+	redis            *testenv.Redis
+	worker, ingest   *testenv.Process
+	workerPath       string
+	lastJob          time.Time
 }
 
 // startIdle starts the idle stack, has the worker process idleJobs jobs,
 // and returns once they are processed.
-func startIdle(ctx context.Context, serverURL, dbName, bin string, env []string, ns string) (_ *idleStack, err error) {
+func startIdle(ctx context.Context, serverURL, bin string, env []string, ns string) (_ *idleStack, err error) {
 	s := &idleStack{serverURL: serverURL}
 	defer func() {
 		if err != nil {
@@ -72,6 +69,25 @@ func startIdle(ctx context.Context, serverURL, dbName, bin string, env []string,
 	if s.dir, err = os.MkdirTemp("", "sw-bench-idle-"); err != nil {
 		return nil, err
 	}
+	if s.redis, err = testenv.RunRedis(); err != nil {
+		return nil, err
+	}
+	if s.dbURL, err = testenv.CreateDatabase(ctx, serverURL, "sw_bench_idle_", true); err != nil {
+		return nil, err
+	}
+	if err := s.startServices(ctx, bin, env, ns); err != nil {
+		return nil, err
+	}
+	if err := s.work(ctx, ns); err != nil {
+		return nil, err
+	}
+	s.lastJob = time.Now()
+	return s, nil
+}
+
+// startServices starts the worker, alone on the private Redis server, and
+// the ingest, through their links.
+func (s *idleStack) startServices(ctx context.Context, bin string, env []string, ns string) error {
 	link := func(name string) (string, error) {
 		target, err := filepath.Abs(filepath.Join(bin, name))
 		if err != nil {
@@ -80,32 +96,14 @@ func startIdle(ctx context.Context, serverURL, dbName, bin string, env []string,
 		path := filepath.Join(s.dir, "idle-"+name)
 		return path, os.Symlink(target, path)
 	}
+	var err error
 	if s.workerPath, err = link("worker"); err != nil {
-		return nil, err
+		return err
 	}
 	ingestPath, err := link("ingest")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	port, err := serverPort()
-	if err != nil {
-		return nil, err
-	}
-	s.redisAddr = "127.0.0.1:" + strconv.Itoa(port)
-	s.redis = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", s.dir)
-	if err := s.redis.Start(); err != nil {
-		return nil, fmt.Errorf("redis-server: %w", err)
-	}
-	if err := waitRedis(s.redisAddr); err != nil {
-		return nil, err
-	}
-	dbURL, err := createDatabase(ctx, serverURL, dbName)
-	if err != nil {
-		return nil, err
-	}
-	s.dbName = dbName
-
 	// The worker's environment names the private server alone: every
 	// REDIS_* of the bench's own environment is left out.
 	var workerEnv []string
@@ -114,42 +112,43 @@ func startIdle(ctx context.Context, serverURL, dbName, bin string, env []string,
 			workerEnv = append(workerEnv, kv)
 		}
 	}
-	workerEnv = append(workerEnv, "DATABASE_URL="+dbURL, "REDIS_HOST=127.0.0.1", "REDIS_PORT="+strconv.Itoa(port), "WORK_NAMESPACE="+ns)
-	if s.worker, err = startProc(ctx, s.workerPath, nil, workerEnv, "WORKER_HTTP_PORT"); err != nil {
-		return nil, err
+	workerEnv = append(workerEnv, "DATABASE_URL="+s.dbURL, "REDIS_HOST=127.0.0.1", "REDIS_PORT="+strconv.Itoa(s.redis.Port), "WORK_NAMESPACE="+ns)
+	if s.worker, err = startService(ctx, s.workerPath, nil, workerEnv, "WORKER_HTTP_PORT"); err != nil {
+		return err
 	}
-	if s.ingest, err = startProc(ctx, ingestPath, nil, withEnv(env, "DATABASE_URL="+dbURL, "WORK_NAMESPACE="+ns+"-idle"), "PORT"); err != nil {
-		return nil, err
-	}
+	s.ingest, err = startService(ctx, ingestPath, nil, withEnv(env, "DATABASE_URL="+s.dbURL, "WORK_NAMESPACE="+ns+"-idle"), "PORT")
+	return err
+}
 
-	st, err := store.Open(dbURL, store.Options{MaxConns: 4})
+// work seeds idleJobs events through the private Redis server and waits
+// until the worker has processed them.
+func (s *idleStack) work(ctx context.Context, ns string) error {
+	st, err := store.Open(s.dbURL, store.Options{MaxConns: 4})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer st.Close()
-	pool := queue.NewPool(config.Redis{Host: "127.0.0.1", Port: port, Namespace: ns}, 4)
+	pool := queue.NewPool(config.Redis{Host: "127.0.0.1", Port: s.redis.Port, Namespace: ns}, 4)
 	defer pool.Close()
 	if err := seed(ctx, st, queue.NewEnqueuer(ns, pool), idleJobs); err != nil {
-		return nil, err
+		return err
 	}
 	deadline := time.Now().Add(settleWait)
 	for {
-		left, err := countEvents(st, false)
+		left, err := st.CountUnprocessed(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if left == 0 {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("idle worker: %d of %d seeded events unprocessed after %s", left, idleJobs, settleWait)
+			return fmt.Errorf("idle worker: %d of %d seeded events unprocessed after %s", left, idleJobs, settleWait)
 		}
 		if !sleep(ctx, 50*time.Millisecond) {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	s.lastJob = time.Now()
-	return s, nil
 }
 
 // measure waits until the worker has had no job for warmup, then counts,
@@ -163,13 +162,13 @@ func (s *idleStack) measure(ctx context.Context, warmup, window time.Duration) (
 		}
 	}
 	fmt.Fprintf(os.Stderr, "idle: counting for %s…\n", window)
-	conn, err := redis.Dial("tcp", s.redisAddr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(5*time.Second))
+	conn, err := redis.Dial("tcp", s.redis.Addr(), redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(5*time.Second))
 	if err != nil {
 		return Idle{}, err
 	}
 	defer conn.Close()
 	began := time.Now()
-	w0, i0 := processCPU(s.worker.pid()), processCPU(s.ingest.pid())
+	w0, i0 := processCPU(s.worker.Pid()), processCPU(s.ingest.Pid())
 	total0, before, err := commandStats(conn)
 	if err != nil {
 		return Idle{}, err
@@ -181,7 +180,7 @@ func (s *idleStack) measure(ctx context.Context, warmup, window time.Duration) (
 	if err != nil {
 		return Idle{}, err
 	}
-	w1, i1 := processCPU(s.worker.pid()), processCPU(s.ingest.pid())
+	w1, i1 := processCPU(s.worker.Pid()), processCPU(s.ingest.Pid())
 	took := time.Since(began).Seconds()
 	// The first INFO is counted in the second reading (a command counts
 	// once it has run); the second is in neither.
@@ -203,17 +202,16 @@ func (s *idleStack) measure(ctx context.Context, warmup, window time.Duration) (
 
 // close stops what startIdle started and drops its database.
 func (s *idleStack) close() {
-	for _, p := range []*proc{s.ingest, s.worker} {
+	for _, p := range []*testenv.Process{s.ingest, s.worker} {
 		if p != nil {
-			p.stop()
+			p.Stop()
 		}
 	}
-	if s.redis != nil && s.redis.Process != nil {
-		_ = s.redis.Process.Kill()
-		_ = s.redis.Wait()
+	if s.redis != nil {
+		s.redis.Stop()
 	}
-	if s.dbName != "" {
-		dropDatabase(s.serverURL, s.dbName)
+	if s.dbURL != "" {
+		_ = testenv.DropDatabase(context.Background(), s.serverURL, s.dbURL)
 	}
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
@@ -256,47 +254,4 @@ func commandStats(conn redis.Conn) (int64, map[string]int64, error) {
 		return 0, nil, fmt.Errorf("INFO stats: no total_commands_processed")
 	}
 	return total, by, nil
-}
-
-func waitRedis(addr string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(200*time.Millisecond))
-		if err == nil {
-			_, err = c.Do("PING")
-			c.Close()
-			if err == nil {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("redis-server at %s did not answer", addr)
-}
-
-// serverPort returns a free port for a server the bench starts, drawn from
-// below the kernel's ephemeral range so that no outbound connection takes
-// it meanwhile.
-func serverPort() (int, error) {
-	low, high := 10000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				high = n
-			}
-		}
-	}
-	if high-low < 1000 {
-		low, high = 61000, 65535
-	}
-	for range 1000 {
-		port := low + rand.IntN(high-low)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
-		return port, nil
-	}
-	return 0, fmt.Errorf("no free port in [%d, %d)", low, high)
 }

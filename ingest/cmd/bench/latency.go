@@ -86,30 +86,25 @@ const openLoopConns = 64
 const settleWait = time.Minute
 
 // endToEnd runs one bin/worker (default concurrency) and one bin/ingest
-// and, for each rate, idles for idle and sends deliveries open loop at that
-// rate; then idles again and sends a burst of burstN deliveries from
-// burstClients clients back to back. After each, it waits until every
-// answered event is processed and reads the processed_at times.
-func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate, idle time.Duration, burstN, burstClients, accounts int) ([]Latency, *Burst, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+// and, for each rate, idles for idle-before and sends deliveries open loop
+// at that rate; then idles again and sends a burst of deliveries back to
+// back. After each, it waits until every answered event is processed and
+// reads the processed_at times.
+func endToEnd(ctx context.Context, h *harness, opts options) ([]Latency, *Burst, error) {
+	w, err := startService(ctx, filepath.Join(opts.bin, "worker"), nil, h.env, "WORKER_HTTP_PORT")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer conn.Close(context.Background())
-	w, err := startProc(ctx, filepath.Join(bin, "worker"), nil, env, "WORKER_HTTP_PORT")
+	defer w.Stop()
+	in, err := startService(ctx, filepath.Join(opts.bin, "ingest"), nil, withEnv(h.env, "SHUTDOWN_TIMEOUT=5s"), "PORT")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer w.stop()
-	in, err := startProc(ctx, filepath.Join(bin, "ingest"), nil, withEnv(env, "SHUTDOWN_TIMEOUT=5s"), "PORT")
-	if err != nil {
-		return nil, nil, err
-	}
-	defer in.stop()
-	o := loadgen.Options{URL: in.base + webhookPath, Secret: secret, EventType: "account.updated", Accounts: accounts, Record: true}
-
+	defer in.Stop()
+	o := loadgen.Options{URL: in.Base + webhookPath, Secret: secret, EventType: "account.updated", Accounts: opts.accounts, Record: true}
+	idle := opts.idleBefore
 	var lats []Latency
-	for _, r := range rates {
+	for _, r := range opts.rates {
 		fmt.Fprintf(os.Stderr, "latency: %.0fs idle, then %g deliveries/s for %s…\n", idle.Seconds(), r.perSec, r.d)
 		if !sleep(ctx, idle) {
 			return nil, nil, ctx.Err()
@@ -119,7 +114,7 @@ func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := settle(ctx, conn, rep.Deliveries)
+		s, err := settle(ctx, h.conn, rep.Deliveries)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -128,23 +123,31 @@ func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate
 		l.Ingest.Deliveries = nil
 		lats = append(lats, l)
 	}
-	if burstN <= 0 {
+	if opts.burstN <= 0 {
 		return lats, nil, nil
 	}
-	fmt.Fprintf(os.Stderr, "burst: %.0fs idle, then %d deliveries from %d clients…\n", idle.Seconds(), burstN, burstClients)
+	b, err := burst(ctx, h, o, opts)
+	return lats, b, err
+}
+
+// burst idles for idle-before, then sends burst deliveries from burst-c
+// clients back to back through o, and waits until they are processed.
+func burst(ctx context.Context, h *harness, o loadgen.Options, opts options) (*Burst, error) {
+	idle := opts.idleBefore
+	fmt.Fprintf(os.Stderr, "burst: %.0fs idle, then %d deliveries from %d clients…\n", idle.Seconds(), opts.burstN, opts.burstC)
 	if !sleep(ctx, idle) {
-		return nil, nil, ctx.Err()
+		return nil, ctx.Err()
 	}
-	o.Concurrency, o.Rate, o.Duration, o.Requests = burstClients, 0, 0, burstN
+	o.Concurrency, o.Rate, o.Duration, o.Requests = opts.burstC, 0, 0, opts.burstN
 	rep, err := loadgen.Run(ctx, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s, err := settle(ctx, conn, rep.Deliveries)
+	s, err := settle(ctx, h.conn, rep.Deliveries)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	b := &Burst{Deliveries: len(rep.Deliveries), Clients: burstClients, IdleSec: idle.Seconds(), Non200: s.non200,
+	b := &Burst{Deliveries: len(rep.Deliveries), Clients: opts.burstC, IdleSec: idle.Seconds(), Non200: s.non200,
 		IngestP99Ms: rep.P99Ms, P50Ms: s.p.P50Ms, P99Ms: s.p.P99Ms, MaxMs: s.p.MaxMs, Unprocessed: s.unprocessed}
 	if !s.lastOK.IsZero() {
 		b.StoreSec = s.lastOK.Sub(s.firstSent).Seconds()
@@ -152,7 +155,7 @@ func endToEnd(ctx context.Context, dbURL, bin string, env []string, rates []rate
 		b.LastOKToAllSec = s.lastProcessed.Sub(s.lastOK).Seconds()
 		b.ProcessedByLastOK = s.processedByLastOK
 	}
-	return lats, b, nil
+	return b, nil
 }
 
 // settled is what became of a run's deliveries.

@@ -5,10 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
-
 	"stripe-webhooks/ingest/loadgen"
-	"stripe-webhooks/pkg/store"
 )
 
 // WithWorker is the ingest measured as deployed: one worker process
@@ -34,23 +31,23 @@ type WithWorker struct {
 // measureWithWorker starts one bin/worker and bin/ingest, loads the ingest
 // with c clients for d after a second's warm-up, as measureServer does, and
 // counts the events the worker processed meanwhile.
-func measureWithWorker(ctx context.Context, st *store.Store, pool *redis.Pool, ns, bin string, env []string, c int, d time.Duration, accounts int) (WithWorker, error) {
-	w, err := startProc(ctx, filepath.Join(bin, "worker"), nil, env, "WORKER_HTTP_PORT")
+func measureWithWorker(ctx context.Context, h *harness, bin string, c int, d time.Duration, accounts int) (WithWorker, error) {
+	w, err := startService(ctx, filepath.Join(bin, "worker"), nil, h.env, "WORKER_HTTP_PORT")
 	if err != nil {
 		return WithWorker{}, err
 	}
-	defer w.stop()
-	in, err := startProc(ctx, filepath.Join(bin, "ingest"), nil, withEnv(env, "SHUTDOWN_TIMEOUT=5s"), "PORT")
+	defer w.Stop()
+	in, err := startService(ctx, filepath.Join(bin, "ingest"), nil, withEnv(h.env, "SHUTDOWN_TIMEOUT=5s"), "PORT")
 	if err != nil {
 		return WithWorker{}, err
 	}
-	defer in.stop()
-	o := loadgen.Options{URL: in.base + webhookPath, Secret: secret, Concurrency: c, EventType: "account.updated", Accounts: accounts}
+	defer in.Stop()
+	o := loadgen.Options{URL: in.Base + webhookPath, Secret: secret, Concurrency: c, EventType: "account.updated", Accounts: accounts}
 	o.Duration = time.Second
 	if _, err := loadgen.Run(ctx, o); err != nil {
 		return WithWorker{}, err
 	}
-	before, err := countEvents(st, true)
+	before, err := h.processed(ctx)
 	if err != nil {
 		return WithWorker{}, err
 	}
@@ -61,25 +58,18 @@ func measureWithWorker(ctx context.Context, st *store.Store, pool *redis.Pool, n
 		return WithWorker{}, err
 	}
 	cpu := mark.since(max(rep.Status["200"], 1))
-	after, err := countEvents(st, true)
+	after, err := h.processed(ctx)
 	if err != nil {
 		return WithWorker{}, err
 	}
-	left, err := countEvents(st, false)
+	left, err := h.unprocessed(ctx)
 	if err != nil {
 		return WithWorker{}, err
 	}
-	jobs, err := queuedJobs(pool, ns)
+	jobs, err := queuedJobs(h.pool, h.ns)
 	if err != nil {
 		return WithWorker{}, err
 	}
 	return WithWorker{Ingest: rep, WorkerPerSecond: float64(after-before) / rep.Seconds, Unprocessed: left, QueuedJobs: jobs,
-		IngestPeakRSS: peakRSS(in.pid()), WorkerPeakRSS: peakRSS(w.pid()), CPU: cpu}, nil
-}
-
-// countEvents counts the stored events that are processed, or not.
-func countEvents(st *store.Store, processed bool) (int, error) {
-	var n int64
-	err := st.DB().Raw("SELECT count(*) FROM webhook_events WHERE processed = ?", processed).Scan(&n).Error
-	return int(n), err
+		IngestPeakRSS: peakRSS(in.Pid()), WorkerPeakRSS: peakRSS(w.Pid()), CPU: cpu}, nil
 }
