@@ -5,7 +5,12 @@
 // The shared servers are found through TEST_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable) and
 // TEST_REDIS_ADDR (default 127.0.0.1:6379). Nothing on them is touched but
-// what a test creates.
+// what a test creates. A migrated database is a copy of a template built
+// once per server and set of migrations (template.go), which stays on the
+// server: sw_template_<hash>, one per migration set.
+//
+// The functions that take no testing.TB (CreateDatabase, Launch, RunRedis,
+// PickPort, ClearNamespace, WaitFor) serve tools such as the bench.
 package testenv
 
 import (

@@ -80,7 +80,7 @@ func (h *harness) close() {
 		_ = h.st.Close()
 	}
 	if h.pool != nil {
-		h.clearNamespace()
+		_ = h.clearNamespace()
 		_ = h.pool.Close()
 	}
 	if h.dbURL != "" {

@@ -7,7 +7,8 @@
 // processing at fixed open-loop rates, and after a burst into an idle
 // pool, and (f) the Redis commands of an idle worker and the idle CPU of a
 // worker and an ingest. It prints tables with the ratios and writes the
-// same as JSON under .bench/.
+// same as JSON under .bench/. README.md beside this file describes each
+// row and how the harness is built.
 //
 //	make bench        (builds bin/ first)
 package main
