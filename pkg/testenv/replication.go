@@ -52,13 +52,16 @@ type redisProc struct {
 func (p *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
 
 // Sentinel timing. down-after-milliseconds is how long a master may be
-// silent before a sentinel calls it down. failover-timeout has no minimum
+// silent before a sentinel calls it down: 2 s, not less, since a sentinel
+// counts that silence from the moment it switched to a new master, and on a
+// loaded test machine its first ping of the new master can take over a
+// second, which made it fail the new master over again. failover-timeout has no minimum
 // but must be positive; besides bounding each step of a failover it makes a
 // sentinel wait 2×failover-timeout before it retries a failover that failed
 // (a split vote), so 10 s would make a rare retry cost 20 s. A promotion on
 // loopback takes well under a second, so 3 s leaves ample room.
 const (
-	sentinelDownAfter       = 1000
+	sentinelDownAfter       = 2000
 	sentinelFailoverTimeout = 3000
 )
 
