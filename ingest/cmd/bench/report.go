@@ -27,6 +27,8 @@ type Result struct {
 	Latency  []Latency `json:"latency"`
 	Burst    *Burst    `json:"burst,omitempty"`
 	Idle     *Idle     `json:"idle,omitempty"`
+	Storage  *Storage  `json:"storage,omitempty"`
+	Expiry   *Expiry   `json:"expiry,omitempty"`
 }
 
 // writeResult writes r as JSON into the folder out.
@@ -50,6 +52,7 @@ func printTable(w io.Writer, r Result) {
 	printWithWorker(w, r)
 	printLatency(w, r)
 	printIdle(w, r)
+	printStorage(w, r)
 	printEndToEnd(w, r)
 	printAt32(w, r)
 }
@@ -228,4 +231,26 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%d cores (%s)", numCPU(), model)
+}
+
+func printStorage(w io.Writer, r Result) {
+	if s := r.Storage; s != nil {
+		fmt.Fprintf(w, "\nwhat an event costs Postgres: %d account.updated deliveries from %d clients over %d accounts, through bin/ingest and bin/worker\n\n",
+			s.Events, s.Clients, s.Accounts)
+		t := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(t, "events\tWAL B/event\tdatabase growth B/event\tevent row updates\theap-only\tshare\tpostgres CPU µs/event\tseconds\t")
+		fmt.Fprintf(t, "%d\t%.0f\t%.0f\t%d\t%d\t%.2f\t%.0f\t%.1f\t\n", s.Events, s.WALBytes, s.DiskBytes, s.Updates, s.HOTUpdates,
+			s.HOTShare, s.PostgresCPU, s.Seconds)
+		t.Flush()
+		t = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(t, "\ttable\theap B/event\tTOAST B/event\tindexes B/event\tindexes\t")
+		slices.SortFunc(s.Relations, func(a, b RelationGrowth) int { return cmp.Compare(a.Table, b.Table) })
+		for _, g := range s.Relations {
+			fmt.Fprintf(t, "\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n", g.Table, g.Heap, g.TOAST, g.Indexes, g.NIndex)
+		}
+		t.Flush()
+	}
+	if e := r.Expiry; e != nil {
+		fmt.Fprintf(w, "\nexpiring a day of %d processed events past the retention: %.2f s, %d dead tuples left\n", e.Events, e.Seconds, e.DeadTuples)
+	}
 }

@@ -28,6 +28,9 @@ type options struct {
 	idle          bool
 	idleWarmup    time.Duration
 	idleWindow    time.Duration
+	storageN      int
+	storageC      int
+	expireN       int
 }
 
 func parseOptions(args []string) (options, error) {
@@ -47,6 +50,9 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.idle, "idle", true, "measure an idle worker's Redis commands and the idle CPU of a worker and an ingest")
 	fs.DurationVar(&o.idleWarmup, "idle-warmup", 60*time.Second, "how long the idle worker has had no job when the count starts")
 	fs.DurationVar(&o.idleWindow, "idle-window", 30*time.Second, "how long the idle count runs")
+	fs.IntVar(&o.storageN, "storage", 20000, "deliveries of the storage measure: what an event costs Postgres (0: none)")
+	fs.IntVar(&o.storageC, "storage-c", 16, "clients of the storage measure")
+	fs.IntVar(&o.expireN, "expire", 1000000, "events of the day retention expires in the expiry measure (0: none)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -99,6 +105,9 @@ func run(ctx context.Context, args []string) error {
 	if err := measureEndToEnd(ctx, h, o, idleRun, &res); err != nil {
 		return err
 	}
+	if err := measurePostgres(ctx, h, o, &res); err != nil {
+		return err
+	}
 	printTable(os.Stdout, res)
 	return writeResult(o.out, res)
 }
@@ -130,6 +139,27 @@ func measureEndToEnd(ctx context.Context, h *harness, o options, idleRun *idleSt
 			return fmt.Errorf("idle: %w", r.err)
 		}
 		res.Idle = &r.i
+	}
+	return nil
+}
+
+// measurePostgres runs the storage and expiry measures, each on a
+// database of its own.
+func measurePostgres(ctx context.Context, h *harness, o options, res *Result) error {
+	if o.storageN > 0 {
+		fmt.Fprintf(os.Stderr, "storage: %d deliveries from %d clients over %d accounts…\n", o.storageN, o.storageC, o.accounts)
+		s, err := measureStorage(ctx, h, o.bin, o.storageN, o.storageC, o.accounts)
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		res.Storage = &s
+	}
+	if o.expireN > 0 {
+		e, err := measureExpiry(ctx, h, o.expireN)
+		if err != nil {
+			return fmt.Errorf("expiry: %w", err)
+		}
+		res.Expiry = &e
 	}
 	return nil
 }
