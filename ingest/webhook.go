@@ -85,6 +85,7 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			StripeEventID: event.ID,
 			EventType:     event.Type,
 			Payload:       payload,
+			Created:       event.Created,
 			ReceivedAt:    began,
 			Livemode:      event.Livemode,
 		})

@@ -234,6 +234,7 @@ func seedBrowserEvents(t *testing.T, b *testkit.Backend) (string, *service) {
 		retry_count = 3, next_attempt_at = now() + interval '1 hour' WHERE stripe_event_id = ?`, failingID).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	pool := startWorker(t, b, nil)
 	applied := b.Seed(t,
 		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_browser_one", Mutate: testkit.Set("charges_enabled", true)}),

@@ -1,6 +1,6 @@
 // Command worker applies stored Stripe events (the gocraft/work pool, its
 // default command) and holds the operations commands: webui (the job UI and
-// the console behind a login), migrate, replay, reconcile and resync. Its
+// the console behind a login), migrate, replay, payload, reconcile and resync. Its
 // main package holds the entry point, the command dispatch (run.go) and the
 // wiring of the capability packages:
 //

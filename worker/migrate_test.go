@@ -154,14 +154,14 @@ func TestMigrateRebuildsAnInvalidIndexOfARecordedVersion(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.Database(t, "")
 	db := connect(t, dbURL)
-	index, table, def := "webhook_events_created_at_id", "webhook_events", "(created_at, id)"
+	index, table, def := "pending_events_created_at", "pending_events", "(created_at)"
 	if _, err := db.Exec(ctx, "DROP INDEX "+index); err != nil {
 		t.Fatal(err)
 	}
 	cutOff(t, dbURL, fmt.Sprintf("CREATE INDEX CONCURRENTLY %s ON %s %s", index, table, def))
-	cutOff(t, dbURL, "REINDEX INDEX CONCURRENTLY webhook_events_event_type_idx")
-	if got := invalidIndexes(t, db); !slices.Contains(got, index) || !slices.Contains(got, "webhook_events_event_type_idx_ccnew") {
-		t.Fatalf("set-up: invalid indexes %v, want %s and webhook_events_event_type_idx_ccnew", got, index)
+	cutOff(t, dbURL, "REINDEX INDEX CONCURRENTLY stripe_external_accounts_account_idx")
+	if got := invalidIndexes(t, db); !slices.Contains(got, index) || !slices.Contains(got, "stripe_external_accounts_account_idx_ccnew") {
+		t.Fatalf("set-up: invalid indexes %v, want %s and stripe_external_accounts_account_idx_ccnew", got, index)
 	}
 
 	runMigrateBinary(t, dbURL)

@@ -107,10 +107,7 @@ func TestPoisonEventGoesDeadAndIsRetriedFromTheWebUI(t *testing.T) {
 	}
 
 	// The cause is fixed (here: the stored payload), then ops retry it.
-	err = b.Store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,charges_enabled}', 'true') WHERE stripe_event_id = 'evt_poison'`).Error
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.EditPayload(t, "evt_poison", func(e map[string]any) { testkit.DataObject(e)["charges_enabled"] = true })
 	code, body := do(t, http.MethodPost, fmt.Sprintf("%s/retry_dead_job/%d/%s", ui.base, dead[0].DiedAt, dead[0].ID), auth)
 	if code != http.StatusOK {
 		t.Fatalf("retry through the web UI: %d %s", code, body)

@@ -62,6 +62,7 @@ func storeDelivered(t *testing.T, b *testkit.Backend, payloads [][]byte) {
 	if err := b.Store.DB().Exec("UPDATE webhook_events SET processed = true, processed_at = now()").Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 }
 
 // Reconcile against a scripted Stripe with 200 connected accounts and 5,000

@@ -61,6 +61,8 @@ func TestReplaySinceAndFailed(t *testing.T) {
 		stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_r1"}),
 		stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", Account: "acct_r2"}),
 		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", Account: "acct_r3"}),
+		// Created by Stripe a minute ago, stored three days ago (below): before --since 24h.
+		stripefixture.MustEvent(stripefixture.Options{Type: "capability.updated", ID: "evt_stored_long_ago", Account: "acct_r5"}),
 		stripefixture.MustEvent(stripefixture.Options{Type: "account.updated", ID: "evt_dead_one", Account: "acct_r4", Mutate: testkit.Set("payouts_enabled", "no")}),
 	)
 	processAll(t, b) // the poison one fails its (final) attempt: dead
@@ -68,7 +70,7 @@ func TestReplaySinceAndFailed(t *testing.T) {
 	if row.DeadAt == nil || row.Processed {
 		t.Fatalf("poison event not dead: %+v", row)
 	}
-	b.Store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE event_type = 'account.updated' AND stripe_event_id <> 'evt_dead_one'")
+	b.Store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '3 days' WHERE stripe_event_id = 'evt_stored_long_ago' OR (event_type = 'account.updated' AND stripe_event_id <> 'evt_dead_one')")
 
 	out, err := replayCmd(t, b, "--since", "24h", "--type", "capability.updated")
 	if err != nil || !strings.Contains(out, "replayed 2 events, 0 failed") {
@@ -79,7 +81,7 @@ func TestReplaySinceAndFailed(t *testing.T) {
 	if err == nil || !strings.Contains(out, "replayed 0 events, 1 failed") {
 		t.Errorf("--failed with the cause unfixed: %v %q", err, out)
 	}
-	b.Store.DB().Exec(`UPDATE webhook_events SET payload = jsonb_set(payload, '{data,object,payouts_enabled}', 'true') WHERE stripe_event_id = 'evt_dead_one'`)
+	b.EditPayload(t, "evt_dead_one", func(e map[string]any) { testkit.DataObject(e)["payouts_enabled"] = true })
 	out, err = replayCmd(t, b, "--failed")
 	if err != nil || !strings.Contains(out, "replayed 1 events, 0 failed") {
 		t.Errorf("--failed once fixed: %v %q", err, out)

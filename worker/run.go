@@ -21,6 +21,7 @@ commands:
   reconcile [--since 72h] [--account acct_…]
                                 list events from Stripe's API (STRIPE_API_KEY), store and queue
                                 those never delivered; print accounts, events listed, missing stored, skipped
+  payload evt_…                 print the event's stored payload, byte for byte as Stripe delivered it
   resync (--account acct_… | --all)
                                 apply accounts' current state from Stripe's API; newer events win
 
@@ -43,6 +44,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return runResync(ctx, rest, environ, stdout, stderr)
 	case "reconcile":
 		return runReconcile(ctx, rest, environ, stdout, stderr)
+	case "payload":
+		return runPayload(ctx, rest, environ, stdout)
 	case "migrate":
 		return runMigrate(ctx, rest, environ, stdout)
 	case "help", "-h", "--help":

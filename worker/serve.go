@@ -139,17 +139,22 @@ func (p *jobPool) stop() {
 }
 
 // backgroundServices are the worker's tasks besides the pool: the sweeper,
-// retention and dead-set trimming, and with a Stripe API key periodic
+// the partitions ahead, retention and dead-set trimming, and with a Stripe API key periodic
 // reconcile and the resyncs same-second ties ask for.
 func backgroundServices(cfg config.Worker, logger *slog.Logger, st *store.Store, pool *redis.Pool, reg prometheus.Registerer) []task {
 	enqueuer := queue.NewEnqueuer(cfg.Redis.Namespace, pool)
 	sweeper := maintenance.NewSweeper(logger, st, enqueuer, maintenance.NewMetrics(reg), cfg.SweepAfter)
+	partitions := maintenance.NewPartitions(logger, st)
 	services := []task{
 		maintenance.NewPeriodic("sweeper", cfg.SweepInterval, st, logger, func(ctx context.Context) error {
 			_, err := sweeper.Sweep(ctx)
 			return err
 		}),
 		maintenance.NewDeadSetTrimmer(logger, pool, cfg.Redis.Namespace),
+		maintenance.NewPeriodic("partitions", maintenance.PartitionsEvery, st, logger, func(ctx context.Context) error {
+			_, err := partitions.Run(ctx)
+			return err
+		}),
 	}
 	if cfg.Retention > 0 {
 		retention := maintenance.NewRetention(logger, st, cfg.Retention)

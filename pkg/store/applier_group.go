@@ -70,12 +70,17 @@ func (g *group) run(ctx context.Context, conn *pgx.Conn) error {
 
 // lookAheadClaim claims up to $3 of the oldest unprocessed events from the
 // look's start ($4) that no transaction holds and that never failed (a
-// failed one waits for its job's retry), leaving the events $1, walking the
-// (processed, created_at) index.
-var lookAheadClaim = claimWhere(`id IN (SELECT id FROM webhook_events
-	WHERE processed = false AND created_at >= $4 AND error IS NULL AND NOT (id = ANY($1::uuid[]))
-	ORDER BY processed, created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-AND processed = false`)
+// failed one waits for its job's retry), leaving the events $1: it takes
+// their pending rows first, walking pending_events' created_at index.
+var lookAheadClaim = `WITH taken AS (
+	DELETE FROM pending_events WHERE id IN (SELECT id FROM pending_events
+		WHERE NOT failed AND created_at >= $4 AND NOT (id = ANY($1::uuid[]))
+		ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+	RETURNING id)
+` + claimWhere(`FROM taken`, `e.id = taken.id AND NOT e.processed`)
+
+// presentEvents reads which of the events $1 have a row.
+const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id`
 
 // claim begins the transaction and, in the same round trip, claims the
 // jobs' events first (waiting for a row another group holds), then, looking
@@ -84,9 +89,10 @@ AND processed = false`)
 func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(unpendEvents, g.ids)
 	b.Queue(claimEvents, g.ids, g.now).Query(scanClaimed(g.now, g.add(false)))
 	if g.look != nil {
-		// The look must walk the (processed, created_at) index from its
+		// The look must walk pending_events' created_at index from its
 		// start and stop at the limit. Statistics taken while the table
 		// was small (a new database, a quiet day before a burst) make the
 		// planner scan and sort the whole table instead, for every group;
@@ -96,7 +102,7 @@ func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 		b.Queue(lookAheadClaim, slices.Concat(g.ids, g.look.leave), g.now, g.a.opts.Ahead, g.look.from).
 			Query(scanClaimed(g.now, g.add(true)))
 	}
-	b.Queue(`SELECT id FROM webhook_events WHERE id = ANY($1::uuid[])`, g.ids).Query(func(rows pgx.Rows) error {
+	b.Queue(presentEvents, g.ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {

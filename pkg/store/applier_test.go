@@ -149,8 +149,12 @@ func TestApplierAppliesAheadOldestFirst(t *testing.T) {
 	if err := s.RecordFailure(ctx, ids[3], fmt.Errorf("boom"), store.Attempt{RetryAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	// evt_ah_01 is held by another transaction.
+	// evt_ah_01 is held by another transaction, as a claim holds it: its
+	// pending row first, then its row.
 	held := s.DB().Begin()
+	if err := held.Exec("DELETE FROM pending_events WHERE id = ?", ids[1]).Error; err != nil {
+		t.Fatal(err)
+	}
 	if err := held.Exec("SELECT 1 FROM webhook_events WHERE id = ? FOR UPDATE", ids[1]).Error; err != nil {
 		t.Fatal(err)
 	}

@@ -7,21 +7,24 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tidwall/gjson"
-	"gorm.io/gorm"
+
+	"stripe-webhooks/pkg/payload"
 )
 
 // WebhookEvent is one Stripe event as delivered, stored once per event id.
 type WebhookEvent struct {
-	ID            string `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ID            string `gorm:"type:uuid;primaryKey"`
 	StripeEventID string
 	EventType     string
-	Payload       JSON
-	Processed     bool
-	ProcessedAt   *time.Time
-	Error         *string
-	RetryCount    int
-	ReceivedAt    time.Time
-	CreatedAt     time.Time
+	// Payload is the delivered body, byte for byte (compressed in the
+	// table; the store's reads give it back as it came).
+	Payload     JSON
+	Processed   bool
+	ProcessedAt *time.Time
+	Error       *string
+	RetryCount  int
+	ReceivedAt  time.Time
+	CreatedAt   time.Time
 	// DeadAt is set when the event's job exhausted its retries.
 	DeadAt *time.Time
 	// NextAttemptAt is when gocraft/work retries the failed job.
@@ -31,14 +34,33 @@ type WebhookEvent struct {
 	Livemode *bool
 }
 
+// Status is one of the Status constants.
+func (e WebhookEvent) Status() string {
+	return eventStatus(e.Processed, e.DeadAt, e.Error)
+}
+
 // NewEvent is a verified delivery about to be stored.
 type NewEvent struct {
 	StripeEventID string
 	EventType     string
-	Payload       []byte
-	ReceivedAt    time.Time
+	// Payload is the body as delivered.
+	Payload []byte
+	// Created is the event's Stripe `created`; zero: the payload's own
+	// (an event without one is keyed as created at the Unix epoch, so
+	// that its redeliveries have its id; its row goes to the default
+	// partition).
+	Created    time.Time
+	ReceivedAt time.Time
 	// Livemode is the event's livemode (false: a test-mode event).
 	Livemode bool
+}
+
+// key is the event's row id (EventKey).
+func (e NewEvent) key() string {
+	if e.Created.IsZero() {
+		return EventKey(payloadCreated(e.Payload), e.StripeEventID)
+	}
+	return EventKey(e.Created, e.StripeEventID)
 }
 
 // EventAccount is the connected account an event was sent for: its
@@ -63,8 +85,8 @@ type Stored struct {
 }
 
 // InsertEvent stores one delivery once per Stripe event id, with the same
-// INSERT … ON CONFLICT (stripe_event_id) DO NOTHING the Inserter runs for a
-// batch: atomic under concurrent duplicates. When the id exists it reads the
+// INSERT … ON CONFLICT (id) DO NOTHING the Inserter runs for a batch:
+// atomic under concurrent duplicates. When the id exists it reads the
 // existing row instead.
 func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 	var rows eventRows
@@ -77,7 +99,7 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 	if st, ok := inserted[id]; ok {
 		return st, nil
 	}
-	existing, err := s.lookupRows(ctx, []string{id})
+	existing, err := s.lookupRows(ctx, rows.keys)
 	if err != nil {
 		return Stored{}, fmt.Errorf("store: read duplicate event: %w", err)
 	}
@@ -88,39 +110,47 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 	return st, nil
 }
 
-// eventRows are deliveries to insert, as insertBatch's six arrays.
+// eventRows are deliveries to insert, as insertBatch's seven arrays.
 type eventRows struct {
-	ids, types []string
-	payloads   [][]byte
-	received   []time.Time
-	livemode   []bool
-	accounts   []string
+	keys, ids, types []string
+	payloads         [][]byte
+	received         []time.Time
+	livemode         []bool
+	accounts         []string
 }
 
 func (r *eventRows) add(e NewEvent) {
+	r.keys = append(r.keys, e.key())
 	r.ids = append(r.ids, e.StripeEventID)
 	r.types = append(r.types, e.EventType)
-	r.payloads = append(r.payloads, e.Payload)
+	r.payloads = append(r.payloads, payload.Encode(e.Payload))
 	r.received = append(r.received, e.ReceivedAt.UTC())
 	r.livemode = append(r.livemode, e.Livemode)
 	r.accounts = append(r.accounts, EventAccount(e.Payload))
 }
 
 // insertBatch is one statement for any batch size, so it is prepared once.
-const insertBatch = `INSERT INTO webhook_events (stripe_event_id, event_type, payload, received_at, livemode, stripe_account_id)
-SELECT e.id, e.type, e.payload::jsonb, e.received_at, e.livemode, NULLIF(e.account, '')
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp[], $5::boolean[], $6::text[])
-	AS e(id, type, payload, received_at, livemode, account)
-ON CONFLICT (stripe_event_id) DO NOTHING
-RETURNING id, stripe_event_id`
+// It stores the events new to the table, each in its partition (by its
+// id), and notes each new one pending.
+const insertBatch = `WITH stored AS (
+	INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, received_at, livemode, stripe_account_id)
+	SELECT e.key, e.id, e.type, e.payload, e.received_at, e.livemode, NULLIF(e.account, '')
+	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamp[], $6::boolean[], $7::text[])
+		AS e(key, id, type, payload, received_at, livemode, account)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING id, stripe_event_id, created_at
+), pending AS (
+	INSERT INTO pending_events (id, created_at) SELECT id, created_at FROM stored
+)
+SELECT id, stripe_event_id FROM stored`
 
 // insertBatchName names insertBatch's prepared statement on each connection
 // (behind PgBouncer: session pooling, or transaction pooling with
 // max_prepared_statements; see JSON).
-const insertBatchName = "sw_insert_batch"
+const insertBatchName = "sw_insert_batch_v2"
 
 // binaryParams sends each of insertBatch's parameters in binary format.
-var binaryParams = [6]int16{1, 1, 1, 1, 1, 1}
+var binaryParams = [7]int16{1, 1, 1, 1, 1, 1, 1}
 
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
 // The parameters are encoded into params' kept buffer (nil: a new one) and
@@ -149,13 +179,14 @@ func (s *Store) insertRows(ctx context.Context, params *batchParams, rows eventR
 	return out, nil
 }
 
-// lookupRows reads the rows of event ids that were already stored. ON
-// CONFLICT waited for any concurrent insert of them to commit, so they are
-// visible.
-func (s *Store) lookupRows(ctx context.Context, ids []string) (map[string]Stored, error) {
-	out := make(map[string]Stored, len(ids))
+// lookupRows reads the stored rows of the event row ids keys, by Stripe
+// event id. ON CONFLICT waited for any concurrent insert of them to
+// commit, so they are visible.
+func (s *Store) lookupRows(ctx context.Context, keys []string) (map[string]Stored, error) {
+	out := make(map[string]Stored, len(keys))
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, `SELECT id, stripe_event_id, processed FROM webhook_events WHERE stripe_event_id = ANY($1::text[])`, ids)
+		rows, err := conn.Query(ctx, `SELECT e.id, e.stripe_event_id, e.processed
+			FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id`, keys)
 		if err != nil {
 			return err
 		}
@@ -176,33 +207,44 @@ func (s *Store) lookupRows(ctx context.Context, ids []string) (map[string]Stored
 	return out, nil
 }
 
-// EventByStripeID returns the stored event with that Stripe id.
+// EventByStripeID returns the stored event with that Stripe id, its
+// payload as delivered.
 func (s *Store) EventByStripeID(ctx context.Context, stripeEventID string) (WebhookEvent, error) {
 	var e WebhookEvent
-	err := s.db.WithContext(ctx).Where("stripe_event_id = ?", stripeEventID).Take(&e).Error
-	return e, err
+	if err := s.db.WithContext(ctx).Where("stripe_event_id = ?", stripeEventID).Take(&e).Error; err != nil {
+		return e, err
+	}
+	raw, err := payload.Decode(e.Payload)
+	if err != nil {
+		return e, fmt.Errorf("store: event %s: %w", stripeEventID, err)
+	}
+	e.Payload = raw
+	return e, nil
 }
 
 // CountUnprocessed counts the events not yet applied.
 func (s *Store) CountUnprocessed(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Model(&WebhookEvent{}).Where("processed = false").Count(&n).Error
+	err := s.db.WithContext(ctx).Table("pending_events").Count(&n).Error
 	return n, err
 }
 
-// StoredEventIDs returns which of the Stripe event ids have a row.
-func (s *Store) StoredEventIDs(ctx context.Context, ids []string) (map[string]bool, error) {
-	stored := make(map[string]bool, len(ids))
-	if len(ids) == 0 {
+// StoredEventIDs returns which of the events (Stripe event id → its
+// `created`) have a row: looked up by row id (EventKey), in its partition.
+func (s *Store) StoredEventIDs(ctx context.Context, created map[string]time.Time) (map[string]bool, error) {
+	stored := make(map[string]bool, len(created))
+	if len(created) == 0 {
 		return stored, nil
 	}
-	var found []string
-	err := s.db.WithContext(ctx).Model(&WebhookEvent{}).Where("stripe_event_id IN ?", ids).
-		Pluck("stripe_event_id", &found).Error
+	keys := make([]string, 0, len(created))
+	for id, at := range created {
+		keys = append(keys, EventKey(at, id))
+	}
+	rows, err := s.lookupRows(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("store: stored event ids: %w", err)
 	}
-	for _, id := range found {
+	for id := range rows {
 		stored[id] = true
 	}
 	return stored, nil
@@ -216,57 +258,65 @@ type EventRef struct {
 	CreatedAt     time.Time
 }
 
-// Cursor is the event's position in created_at, id order: given as after,
-// the next page starts behind it.
+// Cursor is the event's position in created_at, id order (the sweeper's)
+// and in id order (the others'): given as after, the next page starts
+// behind it.
 func (r EventRef) Cursor() Cursor {
 	return Cursor{CreatedAt: r.CreatedAt, WebhookID: r.WebhookID}
 }
 
-// Cursor is a position in created_at, id order, for keyset pagination.
+// Cursor is a position for keyset pagination: in id order (an event's id
+// orders it by its Stripe `created`), or in created_at, id order where a
+// query says so.
 type Cursor struct {
 	CreatedAt time.Time
 	WebhookID string
-}
-
-// apply narrows q to the events after c (all of them for the zero Cursor).
-func (c Cursor) apply(q *gorm.DB) *gorm.DB {
-	if c.WebhookID == "" {
-		return q
-	}
-	return q.Where("(created_at, id) > (?, ?)", c.CreatedAt, c.WebhookID)
 }
 
 // ReplayFilter chooses events to replay. Exactly one of StripeEventID,
 // Since and Failed is set; EventType narrows Since and Failed.
 type ReplayFilter struct {
 	StripeEventID string
-	Since         time.Time
-	Failed        bool // exhausted their retries (dead, not processed)
-	EventType     string
+	// Since: the events stored since then.
+	Since     time.Time
+	Failed    bool // exhausted their retries (dead, not processed)
+	EventType string
 	// Livemode, when set, leaves out the events stored with the other
 	// livemode (rows stored before the column existed are kept).
 	Livemode *bool
 }
 
-// ReplayBatch returns up to limit events after cursor matching f.
+// ReplayBatch returns up to limit events after cursor matching f: the
+// events stored since f.Since in created_at, id order (each day's
+// partition's (created_at, id) index), the dead ones in id order (walking
+// their pending rows).
 func (s *Store) ReplayBatch(ctx context.Context, f ReplayFilter, after Cursor, limit int) ([]EventRef, error) {
-	q := s.db.WithContext(ctx).Model(&WebhookEvent{}).Select("id", "stripe_event_id", "event_type", "created_at")
+	q := s.db.WithContext(ctx).Table("webhook_events AS e").Select("e.id", "e.stripe_event_id", "e.event_type", "e.created_at")
+	order := "e.created_at, e.id"
 	switch {
 	case f.StripeEventID != "":
-		q = q.Where("stripe_event_id = ?", f.StripeEventID)
+		q = q.Where("e.stripe_event_id = ?", f.StripeEventID)
 	case f.Failed:
-		q = q.Where("processed = false AND dead_at IS NOT NULL")
+		q = q.Joins("JOIN pending_events AS p ON p.id = e.id").Where("p.dead AND NOT e.processed")
+		order = "e.id"
 	default:
-		q = q.Where("created_at >= ?", f.Since.UTC())
+		q = q.Where("e.created_at >= ?", f.Since.UTC())
 	}
 	if f.EventType != "" {
-		q = q.Where("event_type = ?", f.EventType)
+		q = q.Where("e.event_type = ?", f.EventType)
 	}
 	if f.Livemode != nil {
-		q = q.Where("livemode IS DISTINCT FROM ?", !*f.Livemode)
+		q = q.Where("e.livemode IS DISTINCT FROM ?", !*f.Livemode)
+	}
+	switch {
+	case after.WebhookID == "":
+	case order == "e.id":
+		q = q.Where("e.id > ?", after.WebhookID)
+	default:
+		q = q.Where("(e.created_at, e.id) > (?, ?)", after.CreatedAt, after.WebhookID)
 	}
 	var refs []EventRef
-	if err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error; err != nil {
+	if err := q.Order(order).Limit(limit).Find(&refs).Error; err != nil {
 		return nil, fmt.Errorf("store: replay batch: %w", err)
 	}
 	return refs, nil

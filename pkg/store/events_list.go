@@ -50,7 +50,7 @@ func (e EventSummary) Status() string {
 
 // Cursor is the position after this row, newest first.
 func (e EventSummary) Cursor() Cursor {
-	return Cursor{CreatedAt: e.CreatedAt, WebhookID: e.ID}
+	return Cursor{WebhookID: e.ID}
 }
 
 func eventStatus(processed bool, deadAt *time.Time, errMsg *string) string {
@@ -69,10 +69,13 @@ func eventStatus(processed bool, deadAt *time.Time, errMsg *string) string {
 // ErrUnknownStatus is returned by ListEvents for a status it does not know.
 var ErrUnknownStatus = errors.New("store: unknown event status")
 
-// ListEvents returns up to limit events matching f, newest first (by
-// created_at, then id), strictly before cursor before (none when its
-// WebhookID is empty). Each filter and the order are served by an index
-// (migrations 00001 and 00008), so a deep page costs what the first does.
+// ListEvents returns up to limit events matching f, newest first (by id:
+// the order of their Stripe `created`), strictly before cursor before (none
+// when its WebhookID is empty). Each filter and the order are served by an
+// index of each day's partition, walked newest partition first, so a page
+// reads about limit rows whatever the number of partitions, and a deep page
+// costs what the first does. The waiting, failing and dead lists walk
+// pending_events, the events not yet processed, by its primary key.
 func (s *Store) ListEvents(ctx context.Context, f EventFilter, before Cursor, limit int) ([]EventSummary, error) {
 	q, err := listEventsQuery(s.db.WithContext(ctx), f, before, limit)
 	if err != nil {
@@ -87,41 +90,55 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, before Cursor, li
 
 // listEventsQuery is ListEvents' query on db, ready to Find.
 func listEventsQuery(db *gorm.DB, f EventFilter, before Cursor, limit int) (*gorm.DB, error) {
-	q := db.Model(&WebhookEvent{}).Select(
-		"id", "stripe_event_id", "event_type", "coalesce(stripe_account_id, payload->>'account') AS account", "processed", "error",
-		"retry_count", "dead_at", "next_attempt_at", "received_at", "processed_at", "created_at")
-	switch f.Status {
-	case "":
-	case StatusProcessed:
-		q = q.Where("processed = true")
-	case StatusDead:
-		q = q.Where("processed = false AND dead_at IS NOT NULL")
-	case StatusFailing:
-		q = q.Where("processed = false AND dead_at IS NULL AND error IS NOT NULL")
-	case StatusWaiting:
-		q = q.Where("processed = false AND dead_at IS NULL AND error IS NULL")
-	default:
-		return nil, fmt.Errorf("%w %q", ErrUnknownStatus, f.Status)
+	q, order, err := statusQuery(db, f.Status)
+	if err != nil {
+		return nil, err
 	}
+	q = q.Select("e.id", "e.stripe_event_id", "e.event_type", "coalesce(e.stripe_account_id, '') AS account", "e.processed",
+		"e.error", "e.retry_count", "e.dead_at", "e.next_attempt_at", "e.received_at", "e.processed_at", "e.created_at")
 	if f.EventType != "" {
-		q = q.Where("event_type = ?", f.EventType)
+		q = q.Where("e.event_type = ?", f.EventType)
 	}
 	if f.Account != "" {
-		q = q.Where("stripe_account_id = ?", f.Account)
+		q = q.Where("e.stripe_account_id = ?", f.Account)
 	}
 	if f.StripeEventID != "" {
-		q = q.Where("stripe_event_id = ?", f.StripeEventID)
+		q = q.Where("e.stripe_event_id = ?", f.StripeEventID)
 	}
 	if !f.From.IsZero() {
-		q = q.Where("created_at >= ?", f.From.UTC())
+		q = q.Where(order+" >= ?", idFloor(f.From))
 	}
 	if !f.To.IsZero() {
-		q = q.Where("created_at < ?", f.To.UTC())
+		q = q.Where(order+" < ?", idFloor(f.To))
 	}
 	if before.WebhookID != "" {
-		q = q.Where("(created_at, id) < (?, ?)", before.CreatedAt.UTC(), before.WebhookID)
+		q = q.Where(order+" < ?", before.WebhookID)
 	}
-	return q.Order("created_at DESC, id DESC").Limit(limit), nil
+	return q.Order(order + " DESC").Limit(limit), nil
+}
+
+// statusQuery is the rows of status on db, and the column they are in
+// order of: the events table for all events and the processed ones,
+// pending_events joined to it for the others.
+func statusQuery(db *gorm.DB, status string) (*gorm.DB, string, error) {
+	db = db.Session(&gorm.Session{}) // each query below starts from db as it is
+	pending := func(where string) *gorm.DB {
+		return db.Table("pending_events AS p").Joins("JOIN webhook_events AS e ON e.id = p.id").
+			Where("NOT e.processed AND " + where)
+	}
+	switch status {
+	case "":
+		return db.Table("webhook_events AS e"), "e.id", nil
+	case StatusProcessed:
+		return db.Table("webhook_events AS e").Where("e.processed"), "e.id", nil
+	case StatusDead:
+		return pending("p.dead"), "p.id", nil
+	case StatusFailing:
+		return pending("p.failed AND NOT p.dead"), "p.id", nil
+	case StatusWaiting:
+		return pending("NOT p.failed AND NOT p.dead"), "p.id", nil
+	}
+	return nil, "", fmt.Errorf("%w %q", ErrUnknownStatus, status)
 }
 
 // EventDetail is one stored event with its status.
@@ -172,36 +189,40 @@ type Overview struct {
 
 // Overview reads the counts per status, the oldest pending event, the
 // periodic runs, and the events stored and processed per minute since
-// since. The unprocessed counts and the oldest pending event are served by
-// the (processed, created_at) index, the processed count by an index-only
-// scan of it; the per-minute counts read only rows created since
-// since minus an hour, by the (created_at, id) index (processed_at has no
-// index, and an event is processed soon after it is stored).
+// since. The counts of unprocessed events and the oldest pending event read
+// pending_events; the processed count is every row less those (an
+// index-only count of each partition); the per-minute counts read only the
+// events Stripe created since since (by id, the partitions of those days):
+// an event created earlier and stored since (a redelivery after an outage,
+// a reconciled one) is not in them.
 func (s *Store) Overview(ctx context.Context, since time.Time) (Overview, error) {
 	var o Overview
 	db := s.db.WithContext(ctx)
 	since = since.UTC()
 	if err := db.Raw(`SELECT
-			count(*) FILTER (WHERE dead_at IS NULL AND error IS NULL) AS waiting,
-			count(*) FILTER (WHERE dead_at IS NULL AND error IS NOT NULL) AS failing,
-			count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
-			min(created_at) FILTER (WHERE dead_at IS NULL) AS oldest
-		FROM webhook_events WHERE processed = false`).Row().Scan(&o.Counts.Waiting, &o.Counts.Failing, &o.Counts.Dead, &o.OldestPending); err != nil {
+			count(*) FILTER (WHERE NOT failed AND NOT dead) AS waiting,
+			count(*) FILTER (WHERE failed AND NOT dead) AS failing,
+			count(*) FILTER (WHERE dead) AS dead,
+			min(created_at) FILTER (WHERE NOT dead) AS oldest
+		FROM pending_events`).Row().Scan(&o.Counts.Waiting, &o.Counts.Failing, &o.Counts.Dead, &o.OldestPending); err != nil {
 		return o, fmt.Errorf("store: overview counts: %w", err)
 	}
-	if err := db.Raw(`SELECT count(*) FROM webhook_events WHERE processed = true`).Row().Scan(&o.Counts.Processed); err != nil {
+	var all int64
+	if err := db.Raw(`SELECT count(*) FROM webhook_events`).Row().Scan(&all); err != nil {
 		return o, fmt.Errorf("store: overview processed count: %w", err)
 	}
+	o.Counts.Processed = max(all-o.Counts.Waiting-o.Counts.Failing-o.Counts.Dead, 0)
 	if err := db.Raw(`SELECT name, last_run_at FROM periodic_runs ORDER BY name`).Scan(&o.Runs).Error; err != nil {
 		return o, fmt.Errorf("store: periodic runs: %w", err)
 	}
 	if err := db.Raw(`SELECT date_trunc('minute', created_at) AS minute, count(*) AS count
-		FROM webhook_events WHERE created_at >= ? GROUP BY 1 ORDER BY 1`, since).Scan(&o.Deliveries).Error; err != nil {
+		FROM webhook_events WHERE id >= ? AND created_at >= ? GROUP BY 1 ORDER BY 1`, idFloor(since), since).
+		Scan(&o.Deliveries).Error; err != nil {
 		return o, fmt.Errorf("store: deliveries per minute: %w", err)
 	}
 	if err := db.Raw(`SELECT date_trunc('minute', processed_at) AS minute, count(*) AS count
-		FROM webhook_events WHERE created_at >= ? AND processed_at >= ? GROUP BY 1 ORDER BY 1`,
-		since.Add(-time.Hour), since).Scan(&o.Applications).Error; err != nil {
+		FROM webhook_events WHERE id >= ? AND processed_at >= ? GROUP BY 1 ORDER BY 1`, idFloor(since), since).
+		Scan(&o.Applications).Error; err != nil {
 		return o, fmt.Errorf("store: applications per minute: %w", err)
 	}
 	if err := db.Raw(`SELECT now() AT TIME ZONE 'UTC'`).Row().Scan(&o.Now); err != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"gorm.io/gorm"
+
+	"stripe-webhooks/pkg/payload"
 )
 
 // Outcome is what ProcessEvent did with an event.
@@ -110,6 +112,7 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(unpendEvent, webhookID)
 	b.Queue(claimEvent, webhookID, now, replay).Query(scanClaimed(now, func(c WebhookEvent) {
 		c.ID = webhookID // as the caller names it
 		e, claimed = c, true
@@ -138,29 +141,43 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 	return Applied, e, nil
 }
 
-// claimWhere is the statement that claims the events where picks, as of
-// $2: it locks their rows and marks them processed in one UPDATE, and
-// returns claimColumns of each, for scanClaimed. A failure rolls the mark
-// back with everything else the transaction did.
-func claimWhere(where string) string {
-	return `UPDATE webhook_events SET processed = true, processed_at = $2, error = NULL, dead_at = NULL, next_attempt_at = NULL
-WHERE ` + where + `
+// claimWhere is the statement that claims the events where picks (from
+// the rows of from, if any), as of $2: it locks their rows and marks them
+// processed in one UPDATE, and returns claimColumns of each, for
+// scanClaimed. A failure rolls the mark back with everything else the
+// transaction did.
+func claimWhere(from, where string) string {
+	return `UPDATE webhook_events AS e SET processed = true, processed_at = $2, error = NULL, dead_at = NULL, next_attempt_at = NULL
+` + from + ` WHERE ` + where + `
 RETURNING ` + claimColumns
 }
 
 // claimColumns are what a claim returns of each event.
-const claimColumns = `id, stripe_event_id, event_type, payload::text, retry_count, received_at, created_at`
+const claimColumns = `e.id, e.stripe_event_id, e.event_type, e.payload, e.retry_count, e.received_at, e.created_at`
+
+// unpendEvent and unpendEvents remove the pending rows of the events about
+// to be claimed, in the claim's transaction (a failure puts them back), and
+// before the claim: every path takes pending_events' row lock before
+// webhook_events', so two transactions never wait on each other in a
+// cycle. A pending row whose event is processed already is removed too.
+const (
+	unpendEvent  = `DELETE FROM pending_events WHERE id = $1`
+	unpendEvents = `DELETE FROM pending_events WHERE id = ANY($1::uuid[])`
+)
 
 // The claims: ProcessEvent's of one event ($1), also when processed if
 // replaying ($3); a group's of its jobs' events ($1); and a group's look
 // ahead (lookAheadClaim). Each waits for a row another transaction holds
 // (the look ahead skips them), and none returns a row already processed
-// unless replaying. One statement for one id and for many would cost
-// ProcessEvent a plan per execution: Postgres plans id = ANY($1) afresh
-// each time, its generic plan being a bitmap scan built for ten rows.
+// unless replaying. Many events are joined to a list of ids, never matched
+// by id = ANY($1): Postgres prunes the partitions of a prepared statement
+// for each row of a join (and for id = $1), but not for an array
+// parameter, with which it would read the primary key of every partition.
+// One statement for one id and for many would cost ProcessEvent a plan of
+// the join per execution.
 var (
-	claimEvent  = claimWhere(`id = $1 AND (NOT processed OR $3)`)
-	claimEvents = claimWhere(`id = ANY($1::uuid[]) AND NOT processed`)
+	claimEvent  = claimWhere("", `e.id = $1 AND (NOT e.processed OR $3)`)
+	claimEvents = claimWhere(`FROM unnest($1::uuid[]) AS k(id)`, `e.id = k.id AND NOT e.processed`)
 )
 
 // scanClaimed reads the rows of a claim run at now: each event, as the
@@ -169,10 +186,16 @@ func scanClaimed(now time.Time, add func(WebhookEvent)) func(pgx.Rows) error {
 	return func(rows pgx.Rows) error {
 		for rows.Next() {
 			e := WebhookEvent{Processed: true, ProcessedAt: &now}
-			if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, (*[]byte)(&e.Payload), &e.RetryCount,
+			var stored []byte
+			if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, &stored, &e.RetryCount,
 				&e.ReceivedAt, &e.CreatedAt); err != nil {
 				return err
 			}
+			raw, err := payload.Decode(stored)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", e.StripeEventID, err)
+			}
+			e.Payload = raw
 			add(e)
 		}
 		return rows.Err()
@@ -208,19 +231,35 @@ func (e *notAttempted) Error() string   { return e.err.Error() }
 func (e *notAttempted) Unwrap() []error { return []error{e.err, ErrNotAttempted} }
 
 // RecordFailure sets the event's error, counts one more failed attempt, and
-// notes what follows: the dead set, or a retry at attempt.RetryAt. A
-// processed event (a failed replay) keeps its state.
+// notes what follows: the dead set, or a retry at attempt.RetryAt; its
+// pending row says the same, for the sweeper and the console. A processed
+// event (a failed replay) keeps its state.
 func (s *Store) RecordFailure(ctx context.Context, webhookID string, cause error, attempt Attempt) error {
 	msg := cause.Error()
 	if len(msg) > 4000 {
-		msg = msg[:4000]
+		msg = strings.ToValidUTF8(msg[:4000], "")
 	}
-	set := map[string]any{"error": msg, "retry_count": gorm.Expr("retry_count + 1")}
+	var deadAt, nextAt *time.Time
+	now := time.Now().UTC()
+	keep := !attempt.Final && attempt.RetryAt.IsZero() // leave dead_at and next_attempt_at
 	if attempt.Final {
-		set["dead_at"], set["next_attempt_at"] = time.Now().UTC(), nil
+		deadAt = &now
 	} else if !attempt.RetryAt.IsZero() {
-		set["dead_at"], set["next_attempt_at"] = nil, attempt.RetryAt.UTC()
+		retryAt := attempt.RetryAt.UTC()
+		nextAt = &retryAt
 	}
-	return s.db.WithContext(ctx).Model(&WebhookEvent{}).
-		Where("id = ? AND processed = false", webhookID).Updates(set).Error
+	return s.withConn(ctx, func(conn *pgx.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(`UPDATE pending_events SET failed = true,
+				next_attempt_at = CASE WHEN $4 THEN next_attempt_at ELSE $2 END,
+				dead = CASE WHEN $4 THEN dead ELSE $3 END
+			WHERE id = $1`, webhookID, nextAt, deadAt != nil, keep)
+		b.Queue(`UPDATE webhook_events SET error = $2, retry_count = retry_count + 1,
+				dead_at = CASE WHEN $5 THEN dead_at ELSE $3 END,
+				next_attempt_at = CASE WHEN $5 THEN next_attempt_at ELSE $4 END
+			WHERE id = $1 AND NOT processed`, webhookID, msg, deadAt, nextAt, keep)
+		b.Queue("COMMIT")
+		return conn.SendBatch(ctx, b).Close()
+	})
 }

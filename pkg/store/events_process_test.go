@@ -197,7 +197,7 @@ func TestClaimOfAProcessedEventKeepsItsStatementPrepared(t *testing.T) {
 	}
 	var prepared int64
 	if err := s.DB().Raw(`SELECT count(*) FROM pg_prepared_statements
-		WHERE statement LIKE 'UPDATE webhook_events SET processed = true%'`).Scan(&prepared).Error; err != nil {
+		WHERE statement LIKE 'UPDATE webhook_events AS e SET processed = true%'`).Scan(&prepared).Error; err != nil {
 		t.Fatal(err)
 	}
 	if prepared != 1 {

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -42,4 +45,42 @@ func (in *Inserter) StoreBatch(evs []NewEvent) []error {
 // MigrateFS is Migrate with the migrations of fsys.
 func MigrateFS(ctx context.Context, databaseURL string, fsys fs.FS, opts MigrateOptions) (int, error) {
 	return migrate(ctx, databaseURL, fsys, opts)
+}
+
+// ExplainGroupClaim runs a group's claim statements (of its jobs' events
+// ids, looking ahead for ahead more from from) under EXPLAIN (ANALYZE,
+// FORMAT JSON) with generic plans, as prepared statements end up with, in
+// a transaction it rolls back; it returns each statement's plan.
+func (s *Store) ExplainGroupClaim(ctx context.Context, ids []string, ahead int, from time.Time) (map[string]string, error) {
+	plans := map[string]string{}
+	now := time.Now().UTC()
+	err := s.withConn(ctx, func(conn *pgx.Conn) error {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		for _, set := range []string{"plan_cache_mode = force_generic_plan", "enable_seqscan = off", "enable_bitmapscan = off"} {
+			if _, err := tx.Exec(ctx, "SET LOCAL "+set); err != nil {
+				return err
+			}
+		}
+		for _, st := range []struct {
+			name, sql string
+			args      []any
+		}{
+			{"unpend", unpendEvents, []any{ids}},
+			{"claim", claimEvents, []any{ids, now}},
+			{"look ahead", lookAheadClaim, []any{ids, now, ahead, from}},
+			{"present", presentEvents, []any{ids}},
+		} {
+			var plan string
+			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+st.sql, st.args...).Scan(&plan); err != nil {
+				return fmt.Errorf("%s: %w", st.name, err)
+			}
+			plans[st.name] = plan
+		}
+		return nil
+	})
+	return plans, err
 }

@@ -165,8 +165,8 @@ func (in *Inserter) insert(ctx context.Context, batch []*delivery, first map[str
 	params *batchParams) (map[string]Stored, error) {
 	stored, err := in.store.insertRows(ctx, params, rows)
 	if err != nil && len(rows.ids) > 1 && ctx.Err() == nil {
-		// One bad row (say, a payload jsonb refuses) must not fail its
-		// neighbours: store them one by one, so only it gets the error.
+		// One bad row (say, a value longer than its column) must not fail
+		// its neighbours: store them one by one, so only it gets the error.
 		if in.batchFailed != nil {
 			in.batchFailed(err, len(rows.ids))
 		}
@@ -176,9 +176,9 @@ func (in *Inserter) insert(ctx context.Context, batch []*delivery, first map[str
 		return stored, err
 	}
 	var missing []string
-	for _, id := range rows.ids {
+	for i, id := range rows.ids {
 		if _, ok := stored[id]; !ok {
-			missing = append(missing, id)
+			missing = append(missing, rows.keys[i])
 		}
 	}
 	existing, err := in.store.lookupRows(ctx, missing)

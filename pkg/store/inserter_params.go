@@ -8,8 +8,10 @@ import (
 // Postgres type OIDs of the batch insert's array elements.
 const (
 	oidBool      = 16
+	oidBytea     = 17
 	oidText      = 25
 	oidTimestamp = 1114
+	oidUUID      = 2950
 )
 
 // maxKeptParamBytes bounds the encoding buffer each of an Inserter's batch
@@ -26,33 +28,35 @@ type batchParams struct {
 	values [][]byte
 }
 
-// encode returns the six parameters of insertBatch for rows, in binary
+// encode returns the seven parameters of insertBatch for rows, in binary
 // format. They are valid until the next call.
 func (p *batchParams) encode(rows eventRows) [][]byte {
 	if cap(p.buf) > maxKeptParamBytes {
 		p.buf = nil
 	}
-	size := 6 * 20
+	size := 7 * 20
 	for i := range rows.ids {
-		size += 6*4 + 8 + 1 + len(rows.ids[i]) + len(rows.types[i]) + len(rows.payloads[i]) + len(rows.accounts[i])
+		size += 7*4 + 16 + 8 + 1 + len(rows.ids[i]) + len(rows.types[i]) + len(rows.payloads[i]) + len(rows.accounts[i])
 	}
 	if cap(p.buf) < size {
 		p.buf = make([]byte, 0, size)
 	}
 	b := p.buf[:0]
-	var bounds [7]int
-	b = appendTextArray(b, rows.ids)
+	var bounds [8]int
+	b = appendUUIDArray(b, rows.keys)
 	bounds[1] = len(b)
-	b = appendTextArray(b, rows.types)
+	b = appendTextArray(b, rows.ids)
 	bounds[2] = len(b)
-	b = appendTextArray(b, rows.payloads)
+	b = appendTextArray(b, rows.types)
 	bounds[3] = len(b)
+	b = appendArray(b, oidBytea, rows.payloads)
+	bounds[4] = len(b)
 	b = appendArrayHeader(b, oidTimestamp, len(rows.received))
 	for _, t := range rows.received {
 		b = binary.BigEndian.AppendUint32(b, 8)
 		b = binary.BigEndian.AppendUint64(b, uint64(timestampMicros(t)))
 	}
-	bounds[4] = len(b)
+	bounds[5] = len(b)
 	b = appendArrayHeader(b, oidBool, len(rows.livemode))
 	for _, l := range rows.livemode {
 		b = binary.BigEndian.AppendUint32(b, 1)
@@ -62,12 +66,14 @@ func (p *batchParams) encode(rows eventRows) [][]byte {
 			b = append(b, 0)
 		}
 	}
-	bounds[5] = len(b)
-	b = appendTextArray(b, rows.accounts)
 	bounds[6] = len(b)
+	b = appendTextArray(b, rows.accounts)
+	bounds[7] = len(b)
 	p.buf = b
-	p.values = append(p.values[:0], b[bounds[0]:bounds[1]], b[bounds[1]:bounds[2]], b[bounds[2]:bounds[3]],
-		b[bounds[3]:bounds[4]], b[bounds[4]:bounds[5]], b[bounds[5]:bounds[6]])
+	p.values = p.values[:0]
+	for i := range 7 {
+		p.values = append(p.values, b[bounds[i]:bounds[i+1]])
+	}
 	return p.values
 }
 
@@ -82,12 +88,55 @@ func appendArrayHeader(b []byte, elemOID uint32, n int) []byte {
 
 // appendTextArray writes a text[] of elems, each as its length and bytes.
 func appendTextArray[T string | []byte](b []byte, elems []T) []byte {
-	b = appendArrayHeader(b, oidText, len(elems))
+	return appendArray(b, oidText, elems)
+}
+
+// appendArray writes an array of elems of the type elemOID whose binary
+// form is the bytes themselves (text, bytea).
+func appendArray[T string | []byte](b []byte, elemOID uint32, elems []T) []byte {
+	b = appendArrayHeader(b, elemOID, len(elems))
 	for _, e := range elems {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(e)))
 		b = append(b, e...)
 	}
 	return b
+}
+
+// appendUUIDArray writes a uuid[] of ids in their text form.
+func appendUUIDArray(b []byte, ids []string) []byte {
+	b = appendArrayHeader(b, oidUUID, len(ids))
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint32(b, 16)
+		b = append(b, parseUUID(id)...)
+	}
+	return b
+}
+
+// parseUUID is the 16 bytes of a uuid's canonical text (EventKey's).
+func parseUUID(id string) []byte {
+	var u [16]byte
+	j := 0
+	for i := 0; i < len(id) && j < 32; i++ {
+		c := id[i]
+		if c == '-' {
+			continue
+		}
+		u[j/2] |= unhex(c) << (4 * (1 - j%2))
+		j++
+	}
+	return u[:]
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 0
 }
 
 // postgresEpoch is where Postgres counts timestamps from.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,12 +103,12 @@ func TestInserterIsolatesABadRowAndRunsTheHook(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			payload := fmt.Sprintf(`{"id":"evt_iso_%d"}`, i)
+			typ := "account.updated"
 			if i == 7 {
-				payload = `{"id":"evt_iso_7","bad":"\u0000"}` // jsonb refuses NUL
+				typ = tooLongType // event_type is varchar(100)
 			}
 			results[i], errs[i] = in.Insert(context.Background(), store.NewEvent{StripeEventID: fmt.Sprintf("evt_iso_%d", i),
-				EventType: "account.updated", Payload: []byte(payload), ReceivedAt: time.Now()})
+				EventType: typ, Payload: fmt.Appendf(nil, `{"id":"evt_iso_%d"}`, i), ReceivedAt: time.Now()})
 		}()
 	}
 	wg.Wait()
@@ -144,9 +145,9 @@ func TestInserterReportsAFailedBatch(t *testing.T) {
 	}
 	defer in.Close()
 	var evs []store.NewEvent
-	for i, payload := range []string{`{"id":"evt_bf_0"}`, `{"id":"evt_bf_1","bad":"\u0000"}`, `{"id":"evt_bf_2"}`} {
-		evs = append(evs, store.NewEvent{StripeEventID: fmt.Sprintf("evt_bf_%d", i), EventType: "account.updated",
-			Payload: []byte(payload), ReceivedAt: time.Now()})
+	for i, typ := range []string{"account.updated", tooLongType, "account.updated"} {
+		evs = append(evs, store.NewEvent{StripeEventID: fmt.Sprintf("evt_bf_%d", i), EventType: typ,
+			Payload: fmt.Appendf(nil, `{"id":"evt_bf_%d"}`, i), ReceivedAt: time.Now()})
 	}
 	errs := in.StoreBatch(evs)
 	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
@@ -161,3 +162,7 @@ func TestInserterReportsAFailedBatch(t *testing.T) {
 		t.Errorf("a single-row statement's failure was reported as a failed batch: %+v", failures)
 	}
 }
+
+// tooLongType is an event type the table refuses: event_type is
+// varchar(100).
+var tooLongType = "account." + strings.Repeat("x", 100)

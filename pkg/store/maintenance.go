@@ -10,33 +10,26 @@ import (
 // queue again: not processed, not dead, stored before before, and not
 // waiting for a retry due after before (backoff stays backoff). Given ids
 // (webhook_events.id, at most 65,000: each is a statement parameter), it
-// looks only at those events.
+// looks only at those events. It walks pending_events, the events not yet
+// processed, by its created_at index, and reads each event's row by id.
 func (s *Store) Unqueued(ctx context.Context, before time.Time, after Cursor, limit int, ids ...string) ([]EventRef, error) {
 	var refs []EventRef
-	q := s.db.WithContext(ctx).Model(&WebhookEvent{}).
-		Select("id", "stripe_event_id", "event_type", "created_at").
-		Where("processed = false AND dead_at IS NULL AND created_at < ?", before.UTC()).
-		Where("next_attempt_at IS NULL OR next_attempt_at < ?", before.UTC())
+	q := s.db.WithContext(ctx).Table("pending_events AS p").
+		Joins("JOIN webhook_events AS e ON e.id = p.id").
+		Select("p.id", "e.stripe_event_id", "e.event_type", "p.created_at").
+		Where("NOT p.dead AND NOT e.processed AND p.created_at < ?", before.UTC()).
+		Where("p.next_attempt_at IS NULL OR p.next_attempt_at < ?", before.UTC())
 	if len(ids) > 0 {
-		q = q.Where("id IN ?", ids)
+		q = q.Where("p.id IN ?", ids)
 	}
-	err := after.apply(q).Order("created_at, id").Limit(limit).Find(&refs).Error
+	if after.WebhookID != "" {
+		q = q.Where("(p.created_at, p.id) > (?, ?)", after.CreatedAt, after.WebhookID)
+	}
+	err := q.Order("p.created_at, p.id").Limit(limit).Find(&refs).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: unqueued events: %w", err)
 	}
 	return refs, nil
-}
-
-// DeleteProcessed deletes up to limit processed events stored before
-// before, and returns how many. Unprocessed events are never deleted.
-func (s *Store) DeleteProcessed(ctx context.Context, before time.Time, limit int) (int64, error) {
-	res := s.db.WithContext(ctx).Exec(`DELETE FROM webhook_events WHERE id IN (
-		SELECT id FROM webhook_events WHERE processed = true AND created_at < ? ORDER BY created_at LIMIT ?)`,
-		before.UTC(), limit)
-	if res.Error != nil {
-		return 0, fmt.Errorf("store: delete processed events: %w", res.Error)
-	}
-	return res.RowsAffected, nil
 }
 
 // ClaimPeriodic claims this period's run of the task name: it answers true

@@ -44,3 +44,12 @@ func insertFor(t *testing.T, s *store.Store, id, typ, account string) string {
 	}
 	return res.WebhookID
 }
+
+// syncPending brings pending_events in line with the state a test gave
+// webhook_events' rows by hand.
+func syncPending(t *testing.T, s *store.Store) {
+	t.Helper()
+	if err := s.DB().Exec("SELECT sw_sync_pending()").Error; err != nil {
+		t.Fatal(err)
+	}
+}

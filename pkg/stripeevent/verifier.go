@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/stripe/stripe-go/v76/webhook"
 	"github.com/tidwall/gjson"
@@ -19,6 +20,9 @@ type Event struct {
 	// Livemode is the event's livemode: false for test mode. An event
 	// without it counts as live.
 	Livemode bool
+	// Created is the event's Stripe `created`, the zero time when it has
+	// none.
+	Created time.Time
 }
 
 // Reason says why a delivery was rejected; it is safe to show the sender and
@@ -108,16 +112,19 @@ func (v *Verifier) Verify(payload []byte, header string) (Event, error) {
 	if firstErr != nil {
 		return Event{}, classify(firstErr)
 	}
-	// Validate the whole document (Postgres stores it as jsonb), then read
-	// three top-level fields without decoding the rest.
+	// Validate the whole document, then read four top-level fields without
+	// decoding the rest.
 	if !gjson.ValidBytes(payload) {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it is not valid JSON"}
 	}
-	f := gjson.GetManyBytes(payload, "id", "type", "livemode")
+	f := gjson.GetManyBytes(payload, "id", "type", "livemode", "created")
 	if !isObject(payload) || f[0].Type != gjson.String || f[1].Type != gjson.String {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}
 	ev := Event{ID: f[0].String(), Type: f[1].String(), Livemode: f[2].Type != gjson.False}
+	if f[3].Type == gjson.Number {
+		ev.Created = time.Unix(f[3].Int(), 0)
+	}
 	if ev.ID == "" || ev.Type == "" {
 		return Event{}, &RejectError{NotAnEvent, "signed body is not a Stripe event: it lacks an id or a type"}
 	}

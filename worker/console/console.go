@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -280,20 +281,21 @@ func withQuery(path string, q url.Values) string {
 	return path + "?" + q.Encode()
 }
 
-// formatCursor writes a cursor as created_at (UTC, microseconds) and the
-// row id, joined by '_'.
+// formatCursor writes a cursor: the row id of the page's last event (ids
+// order events by their Stripe `created`).
 func formatCursor(c store.Cursor) string {
-	return c.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000Z") + "_" + c.WebhookID
+	return c.WebhookID
 }
 
 func parseCursor(s string) (store.Cursor, error) {
-	at, id, ok := strings.Cut(s, "_")
-	t, err := time.Parse(time.RFC3339Nano, at)
-	if !ok || err != nil || len(id) != 36 {
+	if !uuidPattern.MatchString(s) {
 		return store.Cursor{}, errors.New("before: not a cursor of this console")
 	}
-	return store.Cursor{CreatedAt: t, WebhookID: id}, nil
+	return store.Cursor{WebhookID: strings.ToLower(s)}, nil
 }
+
+// uuidPattern matches a row id.
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func parsePage(q url.Values) (store.Cursor, int, error) {
 	var before store.Cursor

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"stripe-webhooks/pkg/payload"
+	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/worker/internal/testkit"
 )
 
@@ -32,7 +34,7 @@ type consoleRow struct {
 func insertConsoleRows(t *testing.T, b *testkit.Backend, rows ...consoleRow) {
 	t.Helper()
 	for _, r := range rows {
-		payload := fmt.Sprintf(`{"id":%q,"type":%q,"account":%q,"data":{"object":{}}}`, r.id, r.typ, r.account)
+		raw := fmt.Sprintf(`{"id":%q,"type":%q,"account":%q,"created":%d,"data":{"object":{}}}`, r.id, r.typ, r.account, r.created.Unix())
 		var processed bool
 		var errMsg, deadAt any
 		switch r.status {
@@ -43,15 +45,18 @@ func insertConsoleRows(t *testing.T, b *testkit.Backend, rows ...consoleRow) {
 		case "dead":
 			errMsg, deadAt = "handler failed", r.created
 		}
-		// As the insert path stores them: the account in its own column too.
+		// As the insert path stores them: keyed by Stripe id and `created`,
+		// the payload compressed, the account in its own column too.
 		err := b.Store.DB().Exec(`INSERT INTO webhook_events
-			(stripe_event_id, event_type, payload, stripe_account_id, created_at, received_at, processed, error, dead_at)
-			VALUES (?, ?, ?::jsonb, NULLIF(?, ''), ?, ?, ?, ?, ?)`,
-			r.id, r.typ, payload, r.account, r.created.UTC(), r.created.UTC(), processed, errMsg, deadAt).Error
+			(id, stripe_event_id, event_type, payload, stripe_account_id, created_at, received_at, processed, error, dead_at)
+			VALUES (?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?)`,
+			store.EventKey(r.created, r.id), r.id, r.typ, payload.Encode([]byte(raw)), r.account, r.created.UTC(), r.created.UTC(),
+			processed, errMsg, deadAt).Error
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+	b.SyncPending(t)
 }
 
 // consoleGet fetches path from the console, with the test login unless
@@ -176,13 +181,14 @@ func TestConsoleKeysetPaging(t *testing.T) {
 	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	var rows []consoleRow
 	for i := range 23 {
-		// Pairs of events share a created_at: the id breaks the tie.
+		// Pairs of events share a second (Stripe's `created`): the id breaks the tie.
 		rows = append(rows, consoleRow{fmt.Sprintf("evt_page_%02d", i), "account.updated", "acct_page", base.Add(time.Duration(i/2) * time.Second), "processed"})
 	}
 	insertConsoleRows(t, b, rows...)
 	for _, start := range []string{"/events?limit=5", "/accounts/acct_page?limit=5"} {
 		var ordered []struct{ StripeEventID string }
-		if err := b.Store.DB().Raw("SELECT stripe_event_id FROM webhook_events ORDER BY created_at DESC, id DESC").Scan(&ordered).Error; err != nil {
+		// Newest first: ids order events by their Stripe `created`.
+		if err := b.Store.DB().Raw("SELECT stripe_event_id FROM webhook_events ORDER BY id DESC").Scan(&ordered).Error; err != nil {
 			t.Fatal(err)
 		}
 		want := make([]string, 0, len(ordered))
@@ -226,6 +232,7 @@ func TestConsoleEventPage(t *testing.T) {
 		next_attempt_at = '2030-01-02 03:04:05' WHERE stripe_event_id = 'evt_xss'`).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	resp, body := consoleGet(t, ui, "/events/evt_xss", false)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)

@@ -138,6 +138,7 @@ func TestConsoleReplay(t *testing.T) {
 	if err := db.Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 2`).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	idOf := func(acct string) string {
 		var id string
 		db.Raw("SELECT stripe_event_id FROM webhook_events WHERE stripe_account_id = ?", acct).Scan(&id)
@@ -230,6 +231,7 @@ func TestConsoleReplaySkipsTheExcludedMode(t *testing.T) {
 	if err := b.Store.DB().Exec(`UPDATE webhook_events SET error = 'handler failed', retry_count = 1`).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	unchanged := func(when string) {
 		t.Helper()
 		if n := b.Count(t, "stripe_event_id = 'evt_cm_test' AND NOT processed AND error = 'handler failed'"); n != 1 {

@@ -96,6 +96,7 @@ func queueBacklog(t *testing.T, b *testkit.Backend, n int) []queue.Job {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	jobs := make([]queue.Job, n)
 	for i := range jobs {
 		id := fmt.Sprintf("evt_backlog_%d", i+1)
@@ -137,6 +138,7 @@ func loseJobs(t *testing.T, b *testkit.Backend, admin redis.Conn, jobs []queue.J
 	if err := b.Store.DB().Exec(`UPDATE webhook_events SET processed = true WHERE id = ?`, jobs[3].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	const far = 60_000
 	n := len(jobs)
 	raw, err := redis.Bytes(admin.Do("LINDEX", queue.ListKey(b.Namespace), n-1-far))
@@ -171,6 +173,7 @@ func TestSweeperSkipsEventsDoneSinceItsPageWasRead(t *testing.T) {
 	if err := db.Exec(`UPDATE webhook_events SET next_attempt_at = ? WHERE id = ?`, time.Now().Add(time.Hour).UTC(), refs[1].WebhookID).Error; err != nil {
 		t.Fatal(err)
 	}
+	b.SyncPending(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	sweeper := NewSweeper(testkit.Discard(), b.Store, b.Enqueuer, m, time.Minute)

@@ -358,11 +358,11 @@ func (r *Reconciler) storeMissing(ctx context.Context, account string, events []
 	if len(events) == 0 {
 		return 0, nil
 	}
-	ids := make([]string, len(events))
-	for i, e := range events {
-		ids[i] = e.ID
+	created := make(map[string]time.Time, len(events))
+	for _, e := range events {
+		created[e.ID] = e.Created
 	}
-	stored, err := r.store.StoredEventIDs(ctx, ids)
+	stored, err := r.store.StoredEventIDs(ctx, created)
 	if err != nil {
 		return 0, err
 	}
@@ -372,7 +372,7 @@ func (r *Reconciler) storeMissing(ctx context.Context, account string, events []
 			continue
 		}
 		row, err := r.store.InsertEvent(ctx, store.NewEvent{StripeEventID: e.ID, EventType: e.Type,
-			Payload: withAccount(e.Raw, account), ReceivedAt: time.Now(), Livemode: e.Livemode})
+			Payload: withAccount(e.Raw, account), Created: e.Created, ReceivedAt: time.Now(), Livemode: e.Livemode})
 		if err != nil {
 			return len(jobs), err
 		}

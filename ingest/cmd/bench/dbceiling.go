@@ -11,11 +11,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"stripe-webhooks/ingest/loadgen"
+	payloadcodec "stripe-webhooks/pkg/payload"
+	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 )
 
-// dbCeiling runs single-row INSERT … ON CONFLICT DO NOTHING autocommits of
-// the same payloads, from c goroutines, for d: what Postgres alone allows.
+// ceilingInsert stores one event as the store does (its row, compressed
+// payload, and pending row), once per id.
+const ceilingInsert = `WITH stored AS (
+	INSERT INTO webhook_events (id, stripe_event_id, event_type, payload) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (id) DO NOTHING RETURNING id, created_at)
+INSERT INTO pending_events (id, created_at) SELECT id, created_at FROM stored`
+
+// dbCeiling runs single-row autocommits of ceilingInsert with the same
+// payloads, from c goroutines, for d: what Postgres alone allows.
 func dbCeiling(ctx context.Context, dbURL string, c int, d time.Duration) (loadgen.Report, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
@@ -48,8 +57,8 @@ func dbCeiling(ctx context.Context, dbURL string, c int, d time.Duration) (loadg
 				id := fmt.Sprintf("evt_db%03d%0*d", w, len(placeholder)-9, i)
 				copy(payload[at:], id)
 				t0 := time.Now()
-				_, err := pool.Exec(ctx, `INSERT INTO webhook_events (stripe_event_id, event_type, payload)
-					VALUES ($1, $2, $3) ON CONFLICT (stripe_event_id) DO NOTHING`, id, "account.updated", string(payload))
+				_, err := pool.Exec(ctx, ceilingInsert, store.EventKey(time.Now(), id), id, "account.updated",
+					payloadcodec.Encode(payload))
 				if err != nil {
 					if ctx.Err() == nil {
 						localErrs++

@@ -22,7 +22,8 @@ type Expiry struct {
 
 // measureExpiry stores n processed events of one day 40 days ago (small
 // payloads: the removal, not the copy, is measured) in a database of its
-// own, and times the store's retention removing them.
+// own, and times the store's retention removing them: dropping the day's
+// partition.
 func measureExpiry(ctx context.Context, h *harness, n int) (Expiry, error) {
 	dbURL, err := testenv.CreateDatabase(ctx, h.serverURL, "sw_bench_expiry_", true)
 	if err != nil {
@@ -34,18 +35,23 @@ func measureExpiry(ctx context.Context, h *harness, n int) (Expiry, error) {
 		return Expiry{}, err
 	}
 	defer conn.Close(context.Background())
-	day := time.Now().UTC().Add(-40 * 24 * time.Hour).Truncate(24 * time.Hour)
-	fmt.Fprintf(os.Stderr, "expiry: storing %d processed events of %s…\n", n, day.Format(time.DateOnly))
-	if err := fillDay(ctx, conn, day, n); err != nil {
-		return Expiry{}, err
-	}
 	st, err := store.Open(dbURL, store.Options{MaxConns: 2})
 	if err != nil {
 		return Expiry{}, err
 	}
+	day := time.Now().UTC().Add(-40 * 24 * time.Hour).Truncate(24 * time.Hour)
+	if _, err := st.EnsurePartitions(ctx, day, day); err != nil {
+		_ = st.Close()
+		return Expiry{}, err
+	}
+	fmt.Fprintf(os.Stderr, "expiry: storing %d processed events of %s…\n", n, day.Format(time.DateOnly))
+	if err := fillDay(ctx, conn, day, n); err != nil {
+		_ = st.Close()
+		return Expiry{}, err
+	}
 	began := time.Now()
-	removed, err := expireBefore(ctx, st, day.Add(24*time.Hour))
-	e := Expiry{Events: int(removed), Seconds: time.Since(began).Seconds()}
+	ex, err := st.ExpireEvents(ctx, day.Add(24*time.Hour))
+	e := Expiry{Events: int(ex.Events - ex.Kept + ex.Past), Seconds: time.Since(began).Seconds()}
 	_ = st.Close() // its backends end, and their statistics reach the server
 	if err != nil {
 		return e, err
@@ -74,25 +80,18 @@ func deadTuples(ctx context.Context, conn *pgx.Conn) (int64, error) {
 	return most, nil
 }
 
-// fillDay inserts n processed events created and received during day.
+// fillDay inserts n processed events created, received and stored during
+// day, into day's partition, and VACUUMs them (so that no dead tuple of
+// the filling is counted).
 func fillDay(ctx context.Context, conn *pgx.Conn, day time.Time, n int) error {
-	_, err := conn.Exec(ctx, `INSERT INTO webhook_events (stripe_event_id, event_type, payload, processed, processed_at,
+	_, err := conn.Exec(ctx, `INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, processed, processed_at,
 			received_at, created_at)
-		SELECT 'evt_expiry_' || i, 'account.updated', '{"object":"event"}', true, $1::timestamp + i * interval '1 ms',
-			$1::timestamp + i * interval '1 ms', $1::timestamp + i * (interval '1 day' / $2)
-		FROM generate_series(1, $2) AS i`, day, n)
-	return err
-}
-
-// expireBefore removes the processed events stored before before, as
-// retention does: batches of 500.
-func expireBefore(ctx context.Context, st *store.Store, before time.Time) (int64, error) {
-	var total int64
-	for {
-		n, err := st.DeleteProcessed(ctx, before, 500)
-		total += n
-		if err != nil || n < 500 {
-			return total, err
-		}
+		SELECT sw_event_id(extract(epoch FROM t)::bigint, 'evt_expiry_' || i), 'evt_expiry_' || i, 'account.updated',
+			convert_to('{"object":"event"}', 'UTF8'), true, t, t, t
+		FROM generate_series(1, $2) AS i, LATERAL (SELECT $1::timestamp + i * (interval '1 day' / ($2 + 1)) AS t) AS s`, day, n)
+	if err != nil {
+		return err
 	}
+	_, err = conn.Exec(ctx, "VACUUM webhook_events")
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/payload"
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
@@ -129,6 +130,43 @@ func (b *Backend) StoreOnly(t *testing.T, payload []byte) {
 		t.Fatal(err)
 	}
 	b.Store.DB().Exec("UPDATE webhook_events SET created_at = now() - interval '1 hour' WHERE stripe_event_id = ?", id)
+	b.SyncPending(t)
+}
+
+// SyncPending brings pending_events in line with the state a test gave
+// webhook_events' rows by hand (sw_sync_pending).
+func (b *Backend) SyncPending(t *testing.T) {
+	t.Helper()
+	if err := b.Store.DB().Exec("SELECT sw_sync_pending()").Error; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// EditPayload changes the stored payload of the event stripeEventID with
+// edit, as ops fixing a bad payload by hand would.
+func (b *Backend) EditPayload(t *testing.T, stripeEventID string, edit func(event map[string]any)) {
+	t.Helper()
+	row, err := b.Store.EventByStripeID(context.Background(), stripeEventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var event map[string]any
+	if err := json.Unmarshal(row.Payload, &event); err != nil {
+		t.Fatal(err)
+	}
+	edit(event)
+	p, err := json.Marshal(event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Store.DB().Exec("UPDATE webhook_events SET payload = ? WHERE id = ?", payload.Encode(p), row.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// DataObject is the data.object of event, for EditPayload.
+func DataObject(event map[string]any) map[string]any {
+	return event["data"].(map[string]any)["object"].(map[string]any)
 }
 
 // Count is how many events match where.
