@@ -11,9 +11,11 @@
 //     connection of the pool. json.go: JSON, the jsonb column type.
 //   - events.go: WebhookEvent; storing a delivery (InsertEvent, the
 //     batch statement the Inserter shares), reads by id, EventRef and
-//     Cursor, replay batches. events_process.go: ProcessEvent and
-//     ReplayEvent, the claim statements and their one scan, RecordFailure.
-//     events_list.go: the console's listings and overview.
+//     Cursor, replay batches. eventid.go: EventKey, an event's row id.
+//     events_process.go: ProcessEvent and ReplayEvent, the claim
+//     statements and their one scan, RecordFailure. events_list.go: the
+//     console's listings and overview. partitions.go: the days'
+//     partitions, made ahead and expired.
 //   - inserter.go: Inserter, the ingest's group commit;
 //     inserter_params.go: its parameters' binary encoding.
 //   - applier.go: Applier, the worker's group commit; applier_group.go:
@@ -27,9 +29,39 @@
 //     resync's snapshot.
 //   - resync_requests.go and reconcile_marks.go: the per-account
 //     bookkeeping of resync and reconcile.
-//   - maintenance.go: periodic claims, retention deletes, the sweeper's
-//     scan.
+//   - maintenance.go: periodic claims, the sweeper's scan.
 //   - migrate.go, migrate_lock.go, migrate_indexes.go: Migrate.
+//
+// # Where an event lives
+//
+// webhook_events is partitioned by range of its id, one partition a day of
+// the events' Stripe `created` (migration 00011 holds the SQL functions
+// that make and drop them). An event's id is not random: EventKey derives
+// it from `created` (its first 48 bits, as in a UUIDv7) and a SHA-256 of
+// the Stripe event id, so the same event always has the same id, and the
+// primary key on id, the partition key, is what deduplicates a delivery,
+// in whichever partition, however late it comes (Stripe never changes an
+// event's `created`). The id also names the event's partition: every read
+// of an event by id, and every claim, reads one partition. Events whose
+// day has no partition go to webhook_events_past (before the oldest day,
+// and where retention moves the events not yet processed of the days it
+// drops) or webhook_events_future (after the newest).
+//
+// The worker's writes to an event row (processed, processed_at, error,
+// retry_count, next_attempt_at, dead_at) touch no indexed column, so they
+// are heap-only updates: every question about events not processed yet
+// goes to pending_events, one narrow row per such event (created_at,
+// failed, next_attempt_at, dead), inserted with the event and deleted in
+// the transaction that applies it. The look ahead, the sweeper, the
+// console's waiting, failing and dead lists, the overview's counts, replay
+// --failed and /health's count of unprocessed events walk it by its
+// indexes, and read each event's row by id. Every path that changes an
+// event takes its pending row first, then its row, so that two
+// transactions never wait on each other in a cycle.
+//
+// The payload is stored as the application compressed it (pkg/payload: a
+// zstd frame with a dictionary of Stripe events); the store's reads give
+// it back as delivered, byte for byte.
 //
 // # Reaching the database
 //
@@ -47,9 +79,10 @@
 // # One event: ProcessEvent
 //
 // An event is applied in one transaction, in three pipelined round trips
-// for a typical event: BEGIN with the claim (its row locked and marked
-// processed in one UPDATE … WHERE NOT processed RETURNING: a row already
-// processed is not returned, so a second job of the event ends there); the
+// for a typical event: BEGIN with the claim (its pending row deleted, its
+// row locked and marked processed in one UPDATE … WHERE NOT processed
+// RETURNING: a row already processed is not returned, so a second job of
+// the event ends there); the
 // handler's locking read of its account; the handler's writes with COMMIT.
 // A failure rolls the mark back with the writes, and only a failure of the
 // handler or its commit, on this event alone, is recorded against it
@@ -62,15 +95,16 @@
 // # Group commit in the ingest: Inserter
 //
 // Deliveries that arrive while a commit is in flight are stored together
-// by the next one, in one INSERT … SELECT FROM unnest(…) ON CONFLICT
-// (stripe_event_id) DO NOTHING RETURNING and one commit, and each caller is
+// by the next one, in one INSERT … SELECT FROM unnest(…) ON CONFLICT (id)
+// DO NOTHING RETURNING (which also inserts the new rows' pending rows) and
+// one commit, and each caller is
 // answered only after that commit (after the AfterCommit hook, which the
 // ingest uses to queue the batch's jobs). Under light load a delivery is
 // stored alone at once; nothing waits for a batch to fill. A batch whose
 // statement fails is stored row by row, so that only the row Postgres
-// refuses fails. The batch's six arrays are encoded in Postgres's binary
+// refuses fails. The batch's seven arrays are encoded in Postgres's binary
 // format into a buffer each batch loop keeps (batchParams) and sent with
-// the prepared statement (sw_insert_batch) as they are: through pgx's own
+// the prepared statement (sw_insert_batch_v2) as they are: through pgx's own
 // encoding every batch re-grew pgx's buffers from a few hundred bytes, most
 // of the ingest's garbage; without it (and with a body of stated length
 // read into one buffer of that size) the ingest's CPU per delivery at 32
@@ -86,9 +120,13 @@
 //
 //   - claims, in the round trip that begins it, its jobs' events (waiting
 //     for a row another group holds) and, in a backlog, up to Ahead more
-//     unprocessed events, oldest first (… ORDER BY created_at LIMIT n FOR
-//     UPDATE SKIP LOCKED: rows another transaction holds are skipped,
-//     never waited for), and reads which of its jobs' events exist;
+//     unprocessed events, oldest first (their pending rows, … ORDER BY
+//     created_at LIMIT n FOR UPDATE SKIP LOCKED: rows another transaction
+//     holds are skipped, never waited for), and reads which of its jobs'
+//     events exist. Many events are claimed by joining a list of their ids
+//     (FROM unnest($1) … WHERE e.id = k.id), never by id = ANY($1): for a
+//     join Postgres prunes the partitions row by row, for an array
+//     parameter not at all, and would read every partition's primary key;
 //   - creates the connected accounts of all its events if new (with
 //     AccountOf) and locks them, in one round trip: INSERT … SELECT FROM
 //     unnest(…) ORDER BY … ON CONFLICT DO NOTHING, then SELECT … ORDER BY
@@ -114,7 +152,7 @@
 // finds its own event unprocessed; and a process looks only from the
 // newest event it has claimed, so an idle or caught-up worker does no extra
 // work, and a look does not walk the index entries of every event processed
-// since the last vacuum. The look walks the (processed, created_at) index
+// since the last vacuum. The look walks pending_events' created_at index
 // with sequential and bitmap scans turned off for that transaction (SET
 // LOCAL): statistics taken while the table was small otherwise make the
 // planner sort the whole table for every group.

@@ -18,7 +18,7 @@ type WebhookEvent struct {
 	EventType     string
 	// Payload is the delivered body, byte for byte (compressed in the
 	// table; the store's reads give it back as it came).
-	Payload     JSON
+	Payload     []byte
 	Processed   bool
 	ProcessedAt *time.Time
 	Error       *string
@@ -32,6 +32,10 @@ type WebhookEvent struct {
 	// Livemode is the event's livemode as delivered; nil for rows stored
 	// before the column existed.
 	Livemode *bool
+	// payloadErr is why a claimed event's payload could not be read back
+	// (a damaged frame, a dictionary this build does not know): the
+	// event's own failure, recorded against it in place of its handler's.
+	payloadErr error
 }
 
 // Status is one of the Status constants.

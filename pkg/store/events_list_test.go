@@ -95,7 +95,7 @@ func generatePlanEvents(t *testing.T, ctx context.Context, st *store.Store) map[
 	}
 	if err := db.Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, processed, processed_at, error,
 			retry_count, dead_at, received_at, created_at, livemode, stripe_account_id)
-		SELECT sw_event_id(extract(epoch FROM t)::bigint, 'evt_plan_' || i), 'evt_plan_' || i,
+		SELECT sw_event_id(floor(extract(epoch FROM t))::bigint, 'evt_plan_' || i), 'evt_plan_' || i,
 			(ARRAY['account.updated','capability.updated','account.external_account.created',
 				'account.external_account.updated','payout.paid'])[1 + i % 5],
 			convert_to(json_build_object('id', 'evt_plan_' || i, 'account', 'acct_plan_' || (i % 2000))::text, 'UTF8'),

@@ -191,11 +191,10 @@ func scanClaimed(now time.Time, add func(WebhookEvent)) func(pgx.Rows) error {
 				&e.ReceivedAt, &e.CreatedAt); err != nil {
 				return err
 			}
-			raw, err := payload.Decode(stored)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.StripeEventID, err)
+			e.Payload, e.payloadErr = payload.Decode(stored)
+			if e.payloadErr != nil {
+				e.payloadErr = fmt.Errorf("store: read the payload of %s: %w", e.StripeEventID, e.payloadErr)
 			}
-			e.Payload = raw
 			add(e)
 		}
 		return rows.Err()

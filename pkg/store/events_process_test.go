@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,5 +203,49 @@ func TestClaimOfAProcessedEventKeepsItsStatementPrepared(t *testing.T) {
 	}
 	if prepared != 1 {
 		t.Errorf("%d claim statements prepared on the connection after an already processed and a missing event, want 1", prepared)
+	}
+}
+
+// A payload that no longer reads back (here a damaged frame, whose
+// checksum fails) fails its own event as its handler's error would:
+// recorded against it, then dead on the last attempt. A group that claimed
+// it ahead fails as a handler's error fails it, and its job's event is
+// applied on its own.
+func TestUnreadablePayloadFailsItsOwnEvent(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+	good := insert(t, s, "evt_good")
+	damaged := insert(t, s, "evt_damaged")
+	if err := s.DB().Exec(`UPDATE webhook_events SET payload = set_byte(payload, length(payload) - 6, get_byte(payload, length(payload) - 6) # 1)
+		WHERE id = ?`, damaged).Error; err != nil {
+		t.Fatal(err)
+	}
+	apply := func(context.Context, *store.Tx, store.WebhookEvent) error { return nil }
+	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 4, Ahead: 4, Timeout: 10 * time.Second})
+	defer a.Close()
+	if out, _, err := a.Process(ctx, good, store.Attempt{}); err != nil || out != store.Applied {
+		t.Fatalf("the good event, with the damaged one claimed ahead: %v, %v", out, err)
+	}
+	out, _, err := s.ProcessEvent(ctx, damaged, store.Attempt{Final: true}, apply)
+	if err == nil || out == store.Applied || errors.Is(err, store.ErrNotAttempted) {
+		t.Fatalf("the damaged event: %v, %v; want its own failure", out, err)
+	}
+	if _, err := s.EventByStripeID(ctx, "evt_damaged"); err == nil || !strings.Contains(err.Error(), "payload") {
+		t.Errorf("reading the damaged event: %v; want an error about its payload", err)
+	}
+	var row struct {
+		Error      *string
+		RetryCount int
+		Dead       bool
+	}
+	s.DB().Raw(`SELECT e.error, e.retry_count, p.dead FROM webhook_events e JOIN pending_events p ON p.id = e.id WHERE e.id = ?`, damaged).Scan(&row)
+	if row.Error == nil || !strings.Contains(*row.Error, "payload") || row.RetryCount != 1 || !row.Dead {
+		t.Errorf("damaged event's row: error %v, retry_count %d, dead %v; want its payload's error, 1, dead", row.Error, row.RetryCount, row.Dead)
+	}
+	var processed bool
+	s.DB().Raw(`SELECT processed FROM webhook_events WHERE id = ?`, good).Scan(&processed)
+	if !processed {
+		t.Error("the good event is not processed")
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // Inserter stores deliveries with group commit: deliveries that arrive
 // while a commit is in flight are stored together by the next one, in one
-// multi-row INSERT … ON CONFLICT (stripe_event_id) DO NOTHING and one
+// multi-row INSERT … ON CONFLICT (id) DO NOTHING and one
 // commit, and each caller is answered only after that commit. Under light
 // load a delivery is stored alone at once; no delivery waits for a batch to
 // fill. Up to Batches such statements are in flight at once, each sent by

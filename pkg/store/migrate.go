@@ -26,6 +26,10 @@ type MigrateOptions struct {
 	// ProgressEvery is how often a wait for another run, or an index build
 	// still going, is logged. Default: 30s.
 	ProgressEvery time.Duration
+	// UpTo, when above 0, stops at the migration of that version: a
+	// database at an older schema, for the tests and the bench of an
+	// upgrade.
+	UpTo int64
 }
 
 // Migrate applies every pending migration and returns how many it applied.
@@ -57,7 +61,12 @@ func migrate(ctx context.Context, databaseURL string, fsys fs.FS, opts MigrateOp
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if opts.UpTo > 0 {
+		results, err = p.UpTo(ctx, opts.UpTo)
+	} else {
+		results, err = p.Up(ctx)
+	}
 	if err == nil && !lk.taken {
 		// goose takes no lock when no version is pending, but an index may
 		// still need its repair: the bug this guards against recorded versions.

@@ -39,6 +39,9 @@ type ApplyFunc func(ctx context.Context, tx *Tx, event WebhookEvent) error
 // safeApply runs apply, turning a panic into an error so that it is rolled
 // back and recorded like any other failure.
 func safeApply(ctx context.Context, tx *Tx, event WebhookEvent, apply ApplyFunc) (err error) {
+	if event.payloadErr != nil {
+		return event.payloadErr // the event's own failure: recorded, retried, then dead
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v", p)

@@ -4,41 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"reflect"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"stripe-webhooks/migrations"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripefixture"
 	"stripe-webhooks/pkg/testenv"
 )
-
-// migrationsUpTo are the migrations numbered at most last.
-func migrationsUpTo(t *testing.T, last int) fs.FS {
-	t.Helper()
-	out := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations.FS, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		var n int
-		if _, err := fmt.Sscanf(e.Name(), "%05d_", &n); err != nil || n > last {
-			continue
-		}
-		b, err := fs.ReadFile(migrations.FS, e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = &fstest.MapFile{Data: b}
-	}
-	return out
-}
 
 // legacyEvent is a row of the table as it was before partitioning.
 type legacyEvent struct {
@@ -54,7 +29,7 @@ func legacyDatabase(t *testing.T, n int) (string, []legacyEvent) {
 	t.Helper()
 	ctx := context.Background()
 	url := testenv.EmptyDatabase(t, "")
-	if _, err := store.MigrateFS(ctx, url, migrationsUpTo(t, 10), store.MigrateOptions{}); err != nil {
+	if _, err := store.Migrate(ctx, url, store.MigrateOptions{UpTo: 10}); err != nil {
 		t.Fatal(err)
 	}
 	conn := connectPgx(t, url)

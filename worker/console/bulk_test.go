@@ -173,9 +173,9 @@ func TestConsoleBulkReplayLimit(t *testing.T) {
 	// 1,005 dead events of a type without a handler, one a second, oldest first.
 	err := b.Store.DB().Exec(`INSERT INTO webhook_events
 		(id, stripe_event_id, event_type, payload, created_at, received_at, processed, error, dead_at)
-		SELECT sw_event_id(extract(epoch FROM t)::bigint, 'evt_lim' || lpad(i::text, 4, '0')), 'evt_lim' || lpad(i::text, 4, '0'), 'console.limit',
+		SELECT sw_event_id(floor(extract(epoch FROM t))::bigint, 'evt_lim' || lpad(i::text, 4, '0')), 'evt_lim' || lpad(i::text, 4, '0'), 'console.limit',
 			convert_to(json_build_object('id', 'evt_lim' || lpad(i::text, 4, '0'), 'type', 'console.limit',
-				'created', extract(epoch FROM t)::bigint, 'data', json_build_object('object', '{}'::json))::text, 'UTF8'),
+				'created', floor(extract(epoch FROM t))::bigint, 'data', json_build_object('object', '{}'::json))::text, 'UTF8'),
 			t, t, false, 'handler failed', t
 		FROM generate_series(1, 1005) AS i, LATERAL (SELECT (now() AT TIME ZONE 'UTC') - (1006 - i) * interval '1 second' AS t) AS s`).Error
 	if err != nil {

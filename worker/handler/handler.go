@@ -46,8 +46,8 @@ type Event struct {
 // the transaction back and the event is retried.
 type Func func(ctx context.Context, tx *store.Tx, e Event) error
 
-// Parse reads the envelope of a stored event (valid JSON: Postgres stored
-// it as jsonb), without decoding data.object.
+// Parse reads the envelope of a stored event (valid JSON: the ingest
+// checked it before storing it), without decoding data.object.
 func Parse(payload []byte) (Event, error) {
 	// One pass over the top level; the first of a repeated key counts, as
 	// with gjson.Get.

@@ -86,7 +86,7 @@ func deadTuples(ctx context.Context, conn *pgx.Conn) (int64, error) {
 func fillDay(ctx context.Context, conn *pgx.Conn, day time.Time, n int) error {
 	_, err := conn.Exec(ctx, `INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, processed, processed_at,
 			received_at, created_at)
-		SELECT sw_event_id(extract(epoch FROM t)::bigint, 'evt_expiry_' || i), 'evt_expiry_' || i, 'account.updated',
+		SELECT sw_event_id(floor(extract(epoch FROM t))::bigint, 'evt_expiry_' || i), 'evt_expiry_' || i, 'account.updated',
 			convert_to('{"object":"event"}', 'UTF8'), true, t, t, t
 		FROM generate_series(1, $2) AS i, LATERAL (SELECT $1::timestamp + i * (interval '1 day' / ($2 + 1)) AS t) AS s`, day, n)
 	if err != nil {

@@ -99,7 +99,7 @@ func (h *harness) reset(ctx context.Context) error {
 	if err := h.clearNamespace(); err != nil {
 		return err
 	}
-	_, err := h.conn.Exec(ctx, "TRUNCATE webhook_events, stripe_connected_accounts, stripe_external_accounts")
+	_, err := h.conn.Exec(ctx, "TRUNCATE webhook_events, pending_events, stripe_connected_accounts, stripe_external_accounts")
 	return err
 }
 
@@ -120,7 +120,7 @@ func (h *harness) unprocessed(ctx context.Context) (int, error) {
 // to poll with while the workers drain.
 func (h *harness) anyUnprocessed(ctx context.Context) (bool, error) {
 	var waiting bool
-	err := h.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE NOT processed)").Scan(&waiting)
+	err := h.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pending_events)").Scan(&waiting)
 	return waiting, err
 }
 

@@ -29,6 +29,7 @@ type Result struct {
 	Idle     *Idle     `json:"idle,omitempty"`
 	Storage  *Storage  `json:"storage,omitempty"`
 	Expiry   *Expiry   `json:"expiry,omitempty"`
+	Upgrade  *Upgrade  `json:"upgrade,omitempty"`
 }
 
 // writeResult writes r as JSON into the folder out.
@@ -252,5 +253,9 @@ func printStorage(w io.Writer, r Result) {
 	}
 	if e := r.Expiry; e != nil {
 		fmt.Fprintf(w, "\nexpiring a day of %d processed events past the retention: %.2f s, %d dead tuples left\n", e.Events, e.Seconds, e.DeadTuples)
+	}
+	if u := r.Upgrade; u != nil {
+		fmt.Fprintf(w, "\nupgrading %d rows to the partitioned table (migration 00011): %.1f s; %d deliveries stored meanwhile, the longest in %.0f ms\n",
+			u.Rows, u.Seconds, u.Delivered, u.LongestMs)
 	}
 }

@@ -31,6 +31,7 @@ type options struct {
 	storageN      int
 	storageC      int
 	expireN       int
+	upgradeN      int
 }
 
 func parseOptions(args []string) (options, error) {
@@ -53,6 +54,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.storageN, "storage", 20000, "deliveries of the storage measure: what an event costs Postgres (0: none)")
 	fs.IntVar(&o.storageC, "storage-c", 16, "clients of the storage measure")
 	fs.IntVar(&o.expireN, "expire", 1000000, "events of the day retention expires in the expiry measure (0: none)")
+	fs.IntVar(&o.upgradeN, "upgrade", 0, "rows of webhook_events the upgrade to the partitioned table moves in the upgrade measure (0: none)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -143,7 +145,7 @@ func measureEndToEnd(ctx context.Context, h *harness, o options, idleRun *idleSt
 	return nil
 }
 
-// measurePostgres runs the storage and expiry measures, each on a
+// measurePostgres runs the storage, expiry and upgrade measures, each on a
 // database of its own.
 func measurePostgres(ctx context.Context, h *harness, o options, res *Result) error {
 	if o.storageN > 0 {
@@ -160,6 +162,13 @@ func measurePostgres(ctx context.Context, h *harness, o options, res *Result) er
 			return fmt.Errorf("expiry: %w", err)
 		}
 		res.Expiry = &e
+	}
+	if o.upgradeN > 0 {
+		u, err := measureUpgrade(ctx, h, o.upgradeN)
+		if err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		res.Upgrade = &u
 	}
 	return nil
 }

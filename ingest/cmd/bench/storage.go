@@ -27,8 +27,9 @@ type Storage struct {
 	// Relations is each relation's growth per event (heap, TOAST,
 	// indexes), of those that grew.
 	Relations []RelationGrowth `json:"relations"`
-	// Updates and HOTUpdates are the updates of the event tables' rows,
-	// and of those the heap-only ones, from pg_stat_user_tables.
+	// Updates and HOTUpdates are the updates of the event tables' rows
+	// (webhook_events' partitions and pending_events), and of those the
+	// heap-only ones, from pg_stat_user_tables.
 	Updates     int64    `json:"event_row_updates"`
 	HOTUpdates  int64    `json:"event_row_hot_updates"`
 	HOTShare    float64  `json:"hot_update_share"`
@@ -118,7 +119,7 @@ func storeAndApply(ctx context.Context, conn *pgx.Conn, bin string, env []string
 	var qerr error
 	err = testenv.WaitFor(5*time.Minute, "every stored event processed", func() bool {
 		var waiting bool
-		qerr = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE NOT processed)").Scan(&waiting)
+		qerr = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pending_events)").Scan(&waiting)
 		return qerr != nil || !waiting
 	})
 	if err == nil {
@@ -141,11 +142,13 @@ func settleAndRead(ctx context.Context, conn *pgx.Conn) (storageSnapshot, error)
 	if err != nil {
 		return s, err
 	}
-	rows, err := conn.Query(ctx, `SELECT c.relname, pg_relation_size(c.oid),
-			coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), pg_indexes_size(c.oid),
-			(SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
+	// A partitioned table's partitions count as the table.
+	rows, err := conn.Query(ctx, `SELECT coalesce((SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid), c.relname),
+			sum(pg_relation_size(c.oid))::bigint, sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,
+			sum(pg_indexes_size(c.oid))::bigint, max((SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid))
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = current_schema() AND c.relkind = 'r'`)
+		WHERE n.nspname = current_schema() AND c.relkind = 'r'
+		GROUP BY 1`)
 	if err != nil {
 		return s, err
 	}
@@ -162,7 +165,7 @@ func settleAndRead(ctx context.Context, conn *pgx.Conn) (storageSnapshot, error)
 		return s, err
 	}
 	err = conn.QueryRow(ctx, `SELECT coalesce(sum(n_tup_upd), 0)::bigint, coalesce(sum(n_tup_hot_upd), 0)::bigint
-		FROM pg_stat_user_tables WHERE relname LIKE 'webhook_event%'`).Scan(&s.updates, &s.hot)
+		FROM pg_stat_user_tables WHERE relname LIKE 'webhook_event%' OR relname = 'pending_events'`).Scan(&s.updates, &s.hot)
 	return s, err
 }
 
