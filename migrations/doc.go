@@ -43,4 +43,10 @@
 // name ids that no longer exist and end as missing, and the sweeper
 // queues their events again under their new ids. It has no Down part:
 // payloads are compressed by the application from then on.
+//
+// How long: `make bench`'s upgrade measure (go run ./ingest/cmd/bench
+// -upgrade 1000000 …) moved 1,000,000 rows of 4 KB events in 166 s on two
+// cores, while bin/ingest went on storing deliveries from 32 clients
+// (357,281 stored meanwhile, the slowest answered in 279 ms, including the
+// switch under the lock).
 package migrations
