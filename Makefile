@@ -12,7 +12,7 @@ TEST_TIMEOUT ?= 18m
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/ingest and bin/worker
@@ -31,8 +31,8 @@ images: ## Build the container images (prints the commands where no container en
 	done
 
 .PHONY: test
-test: lint stripe-mock ## Run gofmt, go vet and every test (race detector on) against real Postgres, Redis and stripe-mock
-	STRIPE_MOCK=$(STRIPE_MOCK) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+test: lint stripe-mock oauth2-proxy ## Run gofmt, go vet and every test (race detector on) against real Postgres, Redis, stripe-mock and oauth2-proxy
+	STRIPE_MOCK=$(STRIPE_MOCK) OAUTH2_PROXY=$(OAUTH2_PROXY) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 # stripe-mock (Stripe's API double, answering from Stripe's OpenAPI description)
 # for the tests of pkg/stripeapi; installed from the Go module proxy.
@@ -44,6 +44,18 @@ stripe-mock: ## Install stripe-mock, the Stripe API double the tests run, into .
 	@if ! $(GO) version -m $(STRIPE_MOCK) 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*github.com/stripe/stripe-mock[[:space:]]*$(STRIPE_MOCK_VERSION)[[:space:]]"; then \
 	  echo "installing stripe-mock $(STRIPE_MOCK_VERSION) into .dev/bin"; \
 	  GOBIN=$(CURDIR)/.dev/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION); \
+	fi
+
+# oauth2-proxy (the authenticating proxy the deploy puts in front of the web
+# UI) for the single sign-on tests; installed from the Go module proxy.
+OAUTH2_PROXY_VERSION ?= v7.15.6
+OAUTH2_PROXY := $(CURDIR)/.dev/bin/oauth2-proxy
+
+.PHONY: oauth2-proxy
+oauth2-proxy: ## Install oauth2-proxy, which the single sign-on tests run, into .dev/bin (once per version)
+	@if ! $(GO) version -m $(OAUTH2_PROXY) 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*github.com/oauth2-proxy/oauth2-proxy/v7[[:space:]]*$(OAUTH2_PROXY_VERSION)[[:space:]]"; then \
+	  echo "installing oauth2-proxy $(OAUTH2_PROXY_VERSION) into .dev/bin"; \
+	  GOBIN=$(CURDIR)/.dev/bin $(GO) install github.com/oauth2-proxy/oauth2-proxy/v7@$(OAUTH2_PROXY_VERSION); \
 	fi
 
 .PHONY: lint

@@ -38,6 +38,7 @@ var images = map[string]image{
 	"stripe-webhooks-worker": {uid: 65532, gid: 65532},
 	"postgres":               {uid: 999, gid: 999, writes: []string{"$PGDATA", "/var/run/postgresql", "/tmp"}},
 	"redis":                  {uid: 999, gid: 999, writes: []string{"/data"}},
+	"oauth2-proxy":           {uid: 65532, gid: 65532}, // distroless static:nonroot
 }
 
 // imageName is ref's repository's last element: ghcr.io/x/redis:7 → redis.

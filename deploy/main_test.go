@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/telemetry"
 	"stripe-webhooks/pkg/testenv"
 )
 
@@ -30,14 +31,26 @@ type command struct {
 // commands are the ways the binaries are run, keyed as a container's
 // command line. TestCommandsExist checks each against the binaries.
 var commands = map[string]command{
-	"/ingest": {binary: "ingest", vars: config.VarNames(config.Ingest{}), portVar: "PORT",
-		load: func(e []string) error { _, err := config.LoadIngest(e); return err }},
-	"/worker": {binary: "worker", vars: config.VarNames(config.Worker{}), portVar: "WORKER_HTTP_PORT",
-		load: func(e []string) error { _, err := config.LoadWorker(e); return err }},
+	"/ingest": {binary: "ingest", vars: append(config.VarNames(config.Ingest{}), telemetry.Vars...), portVar: "PORT",
+		load: traced(func(e []string) error { _, err := config.LoadIngest(e); return err })},
+	"/worker": {binary: "worker", vars: append(config.VarNames(config.Worker{}), telemetry.Vars...), portVar: "WORKER_HTTP_PORT",
+		load: traced(func(e []string) error { _, err := config.LoadWorker(e); return err })},
 	"/worker webui": {binary: "worker", args: []string{"webui"}, vars: config.VarNames(config.WebUI{}), portVar: "WEBUI_ADDR",
 		load: func(e []string) error { _, err := config.LoadWebUI(e); return err }},
 	"/worker migrate": {binary: "worker", args: []string{"migrate"}, vars: config.VarNames(config.Admin{}),
 		load: func(e []string) error { _, err := config.LoadAdmin(e); return err }},
+}
+
+// traced is the load of a command that also traces: its OTEL_* variables
+// pass telemetry.Setup's checks too.
+func traced(load func([]string) error) func([]string) error {
+	return func(e []string) error {
+		if err := load(e); err != nil {
+			return err
+		}
+		_, err := telemetry.Check(e)
+		return err
+	}
 }
 
 // runtimeVars are read by the Go runtime, not by the configuration.

@@ -28,6 +28,9 @@ func TestEnvironmentMatchesConfiguration(t *testing.T) {
 		r := render(t, o)
 		for _, d := range r.ours() {
 			for _, c := range containers(d) {
+				if sidecar(c) {
+					continue
+				}
 				where := o + "/" + d.Name + "/" + c.Name
 				cmd := commandOf(t, where, c.Command)
 				for name := range r.environ(t, c) {
@@ -52,6 +55,9 @@ func TestProbesUseDeclaredPortsTheBinaryListensOn(t *testing.T) {
 		r := render(t, o)
 		for _, d := range r.ours() {
 			for _, c := range d.Spec.Template.Spec.Containers {
+				if sidecar(c) {
+					continue
+				}
 				where := o + "/" + d.Name + "/" + c.Name
 				cmd := commandOf(t, where, c.Command)
 				if c.LivenessProbe == nil || c.ReadinessProbe == nil {
@@ -150,7 +156,7 @@ func TestSelectorsMatchLabels(t *testing.T) {
 			}
 			for _, rule := range np.Spec.Ingress {
 				for _, p := range rule.Ports {
-					if containerPort(matched[0].Spec.Template.Spec.Containers[0], *p.Port) == 0 {
+					if !slices.ContainsFunc(matched[0].Spec.Template.Spec.Containers, func(c corev1.Container) bool { return containerPort(c, *p.Port) != 0 }) {
 						t.Errorf("%s: NetworkPolicy %s opens port %s, which %s does not serve", o, np.Name, p.Port.String(), matched[0].Name)
 					}
 				}
@@ -207,7 +213,7 @@ func TestSecretsAreMountedAsFiles(t *testing.T) {
 					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && slices.Contains(config.FileVars, e.Name) {
 						t.Errorf("%s: %s comes from Secret %s as a variable: mount the Secret and set %s_FILE", where, e.Name, e.ValueFrom.SecretKeyRef.Name, e.Name)
 					}
-					if name, ok := strings.CutSuffix(e.Name, "_FILE"); ok && slices.Contains(config.FileVars, name) {
+					if name, ok := strings.CutSuffix(e.Name, "_FILE"); ok && (slices.Contains(config.FileVars, name) || sidecar(c)) {
 						if _, volume, rel, _, err := secretFile(&pod, c, e.Value); err == nil {
 							read[volume+"/"+rel] = true
 						}
@@ -269,7 +275,7 @@ func octal(m *int32) string {
 // worker (and the web UI's replay) alike: production live events only, dev test events only.
 func TestLivemodeOfOverlays(t *testing.T) {
 	t.Parallel()
-	want := map[string]string{"production": "live", "production-sentinel": "live", "dev": "test"}
+	want := map[string]string{"production": "live", "production-sentinel": "live", "production-sso": "live", "dev": "test"}
 	for _, o := range overlays {
 		r := render(t, o)
 		for _, name := range []string{"stripe-webhooks-ingest", "stripe-webhooks-worker", "stripe-webhooks-webui"} {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // sentinelPort is Redis Sentinel's port, opened wherever Redis is, ready for
@@ -93,7 +94,37 @@ func (r *rendered) targets(t *testing.T, where string, pod *corev1.PodSpec, c co
 		}
 		out = append(out, target{"STRIPE_API_BASE", u.Hostname(), portOf(t, where, u, map[string]string{"https": "443", "http": "80"}[u.Scheme])})
 	}
-	return out
+	return append(out, otlpTargets(t, where, c, e)...)
+}
+
+// otlpTargets is the OpenTelemetry collector a command that traces sends
+// its spans to, when its environment e turns tracing on.
+func otlpTargets(t *testing.T, where string, c corev1.Container, e []string) []target {
+	t.Helper()
+	if !slices.Contains(commands[strings.Join(c.Command, " ")].vars, "OTEL_EXPORTER_OTLP_ENDPOINT") {
+		return nil
+	}
+	on, err := telemetry.Check(e)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	if !on {
+		return nil
+	}
+	env := map[string]string{}
+	for _, kv := range e {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	what := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	if env[what] == "" {
+		what = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	}
+	u, err := url.Parse(env[what])
+	if err != nil {
+		t.Fatalf("%s: %s: %v", where, what, err)
+	}
+	return []target{{what, u.Hostname(), portOf(t, where, u, map[string]string{"https": "443", "http": "80"}[u.Scheme])}}
 }
 
 // databaseTargets are the servers a DATABASE_URL makes the driver try, as

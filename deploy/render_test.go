@@ -24,8 +24,9 @@ import (
 )
 
 // overlays are rendered and checked by every test: production-sentinel is
-// production with components/redis-sentinel.
-var overlays = []string{"dev", "production", "production-sentinel"}
+// production with components/redis-sentinel, production-sso with
+// components/sso.
+var overlays = []string{"dev", "production", "production-sentinel", "production-sso"}
 
 // rendered is one overlay's objects, decoded into their API types.
 type rendered struct {
@@ -119,6 +120,11 @@ func (r *rendered) ours() []*appsv1.Deployment {
 	}
 	return out
 }
+
+// sidecar reports whether c runs another project's image in one of our
+// pods (components/sso's oauth2-proxy): the checks of our commands skip
+// it; sso_test.go checks it.
+func sidecar(c corev1.Container) bool { return imageName(c.Image) == "oauth2-proxy" }
 
 func (r *rendered) deployment(t *testing.T, name string) *appsv1.Deployment {
 	t.Helper()

@@ -83,12 +83,28 @@
 // in use (secret_file_usable reads 0); the procedure is deploy/README.md's
 // "Roll the signing secret".
 //
+// # Traces
+//
+// With OTEL_EXPORTER_OTLP_ENDPOINT set (package telemetry), each delivery
+// is a server span (tracing.go, continuing an incoming traceparent) with the
+// event's stripe.event_id, stripe.event_type, stripe.account and
+// stripe.livemode, and events for its steps: "signature verified" (or
+// refused), "group commit". The batch it joined is the span
+// store.insert_batch, linked to each of its deliveries (and a child of the
+// first sampled one), holding the INSERT and the enqueue to Redis; each
+// delivery's span gets a link back. The event is stored with the
+// traceparent of the delivery's span, and its job carries it, so the
+// worker's span of the job, queued now or later by the sweeper, joins the
+// delivery's trace. Without the variable, the route has no tracing
+// handler, no span is made and nothing more is stored or queued.
+//
 // # Shutdown and logging
 //
 // On SIGTERM the ingest stops accepting connections, lets in-flight
 // requests finish (up to SHUTDOWN_TIMEOUT) and exits 0. Logs are JSON
 // lines on stdout at LOG_LEVEL; each delivery's line has stripe_event_id,
 // event_type and webhook_id, and each rejection its reason, status and
-// client_ip. A log line never carries a payload, a secret or a signature:
-// a panic is answered 500 and logged without the request's headers.
+// client_ip (and, with tracing on, trace_id and span_id). A log line never
+// carries a payload, a secret or a signature: a panic is answered 500 and
+// logged without the request's headers.
 package main

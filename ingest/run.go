@@ -17,6 +17,7 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeevent"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // batchesAtOnce is how many group-commit batches are in flight at once.
@@ -36,6 +37,12 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	logger := cfg.Log.Logger(stdout)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Before the store and the server: with tracing on, both are traced.
+	stopTracing, err := telemetry.Setup(ctx, "stripe-webhooks-ingest", logger)
+	if err != nil {
+		return &config.Error{Problems: []string{err.Error()}}
+	}
+	defer flushTraces(stopTracing, logger)
 
 	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 16, Logger: logger})
 	if err != nil {
@@ -136,4 +143,14 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	}
 	logger.Info("ingest stopped")
 	return nil
+}
+
+// flushTraces sends the spans still queued, waiting at most 5 s for the
+// collector.
+func flushTraces(stop func(context.Context) error, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		logger.Warn("tracing: spans still queued could not be sent", "error", err)
+	}
 }

@@ -55,18 +55,19 @@ func NewServer(d Deps) (http.Handler, error) {
 // still waiting), in one round trip to Redis. It waits for Redis at most
 // timeout: the batch's rows are committed, so a Redis that is slow, hung or
 // cut off delays their answers by no more than that, and the sweeper queues
-// them later.
+// them later. Each job carries the traceparent stored with its event.
 func queueCommitted(q *queue.Enqueuer, m *metrics, timeout time.Duration) store.AfterCommit {
-	return func(rows []store.Committed) error {
+	return func(ctx context.Context, rows []store.Committed) error {
 		jobs := make([]queue.Job, 0, len(rows))
 		seen := make(map[string]bool, len(rows))
 		for _, r := range rows {
 			if (r.Inserted || !r.Processed) && !seen[r.WebhookID] {
 				seen[r.WebhookID] = true
-				jobs = append(jobs, queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType})
+				jobs = append(jobs, queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType,
+					Traceparent: r.Traceparent})
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		began := time.Now()
 		_, err := q.EnqueueMany(ctx, jobs)

@@ -14,9 +14,11 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeevent"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // storeTimeout bounds one delivery's database work: past it Stripe gets a
@@ -65,7 +67,7 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			reject(c, d.Logger, m, limiter, status, reason, message)
 			return
 		}
-		event, err := d.Verifier.Verify(payload, signature)
+		event, err := verify(c.Request.Context(), d.Verifier, payload, signature)
 		if err != nil {
 			var rej *stripeevent.RejectError
 			if !errors.As(err, &rej) {
@@ -74,50 +76,66 @@ func handleWebhook(d Deps, m *metrics, limiter *rejectLimiter) gin.HandlerFunc {
 			reject(c, d.Logger, m, limiter, http.StatusBadRequest, string(rej.Reason), rej.Message)
 			return
 		}
-		ids := []any{"stripe_event_id", event.ID, "event_type", event.Type}
-
-		// The work below must not stop halfway because Stripe hung up: a
-		// committed row is then still queued.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), storeTimeout)
-		defer cancel()
-		began := time.Now()
-		stored, err := d.Inserter.Insert(ctx, store.NewEvent{
-			StripeEventID: event.ID,
-			EventType:     event.Type,
-			Payload:       payload,
-			Created:       event.Created,
-			ReceivedAt:    began,
-			Livemode:      event.Livemode,
-		})
-		m.storeSeconds.Observe(time.Since(began).Seconds())
-		if err != nil {
-			m.deliveries.WithLabelValues("store_failed", "").Inc()
-			d.Logger.Error("could not store event; answering 503 so Stripe delivers again", append(ids, "error", err)...)
-			c.JSON(http.StatusServiceUnavailable, gin.H{"error": "event could not be stored; deliver again later"})
+		describeDelivery(c.Request.Context(), event, payload)
+		stored, ok := storeDelivery(c, d, m, event, payload)
+		if !ok {
 			return
 		}
-		ids = append(ids, "webhook_id", stored.WebhookID, "livemode", event.Livemode)
 		if event.Livemode {
 			byMode[1].Inc()
 		} else {
 			byMode[0].Inc()
 		}
-
-		// The Inserter's hook queued it in Redis with the rest of its batch.
-		if stored.AfterCommitErr != nil {
-			m.enqueueFailures.Inc()
-			d.Logger.Error("event stored but not queued; the sweeper will queue it", append(ids, "error", stored.AfterCommitErr)...)
-		}
 		if !stored.Inserted {
 			m.deliveries.WithLabelValues("duplicate", "").Inc()
-			d.Logger.Info("duplicate delivery", append(ids, "processed", stored.Processed)...)
 			c.Data(http.StatusOK, jsonContentType, receivedDuplicate)
 			return
 		}
 		m.deliveries.WithLabelValues("stored", "").Inc()
-		d.Logger.Info("event stored", ids...)
 		c.Data(http.StatusOK, jsonContentType, received)
 	}
+}
+
+// storeDelivery stores a verified delivery once (the Inserter's group
+// commit, whose hook queues its job) and logs what became of it; when it
+// could not be stored it answers 503 and reports false. With tracing on,
+// the event is stored with the traceparent of the delivery's span.
+func storeDelivery(c *gin.Context, d Deps, m *metrics, event stripeevent.Event, payload []byte) (store.Stored, bool) {
+	ids := []any{"stripe_event_id", event.ID, "event_type", event.Type}
+	// The work below must not stop halfway because Stripe hung up: a
+	// committed row is then still queued.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), storeTimeout)
+	defer cancel()
+	began := time.Now()
+	stored, err := d.Inserter.Insert(ctx, store.NewEvent{
+		StripeEventID: event.ID,
+		EventType:     event.Type,
+		Payload:       payload,
+		Created:       event.Created,
+		ReceivedAt:    began,
+		Livemode:      event.Livemode,
+		Traceparent:   telemetry.Traceparent(ctx),
+	})
+	m.storeSeconds.Observe(time.Since(began).Seconds())
+	if err != nil {
+		m.deliveries.WithLabelValues("store_failed", "").Inc()
+		d.Logger.ErrorContext(ctx, "could not store event; answering 503 so Stripe delivers again", append(ids, "error", err)...)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"error": "event could not be stored; deliver again later"})
+		return stored, false
+	}
+	ids = append(ids, "webhook_id", stored.WebhookID, "livemode", event.Livemode)
+	// The Inserter's hook queued it in Redis with the rest of its batch.
+	if stored.AfterCommitErr != nil {
+		m.enqueueFailures.Inc()
+		noteNotQueued(trace.SpanFromContext(ctx), stored.AfterCommitErr)
+		d.Logger.ErrorContext(ctx, "event stored but not queued; the sweeper will queue it", append(ids, "error", stored.AfterCommitErr)...)
+	}
+	if !stored.Inserted {
+		d.Logger.InfoContext(ctx, "duplicate delivery", append(ids, "processed", stored.Processed)...)
+	} else {
+		d.Logger.InfoContext(ctx, "event stored", ids...)
+	}
+	return stored, true
 }
 
 // checkSignatureHeader refuses a Stripe-Signature header that could never
@@ -245,6 +263,6 @@ func reject(c *gin.Context, logger *slog.Logger, m *metrics, limiter *rejectLimi
 		return
 	}
 	m.deliveries.WithLabelValues("rejected", reason).Inc()
-	logger.Warn("delivery rejected", "reason", reason, "status", status, "client_ip", ip)
+	logger.WarnContext(c.Request.Context(), "delivery rejected", "reason", reason, "status", status, "client_ip", ip)
 	c.AbortWithStatusJSON(status, gin.H{"error": message, "reason": reason})
 }

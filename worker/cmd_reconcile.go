@@ -37,15 +37,24 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	case *account != "" && !validAccountID(*account):
 		return &config.UsageError{Msg: fmt.Sprintf("worker reconcile: --account %q is not an acct_… id", *account), Usage: usage}
 	}
-	c, err := openStripeCommand(environ, stdout)
+	c, err := openStripeCommand(ctx, environ, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	ctx, end := commandSpan(ctx, "reconcile")
+	err = reconcileOnce(ctx, c, *since, *account, stderr, stdout)
+	end(err)
+	return err
+}
+
+// reconcileOnce is the run of `worker reconcile` over the events created
+// within since (of account alone, if set).
+func reconcileOnce(ctx context.Context, c *stripeCommand, since time.Duration, account string, stderr, stdout io.Writer) error {
 	cfg, logger, api := c.cfg, c.logger, c.api
 	r := reconcile.New(reconcile.Options{Logger: logger, Store: c.store, Enqueuer: queue.NewEnqueuer(cfg.Redis.Namespace, c.pool),
 		API: api, Livemode: cfg.Livemode, Retention: cfg.Retention})
-	w, clipped := r.WindowSince(time.Now(), *since)
+	w, clipped := r.WindowSince(time.Now(), since)
 	if clipped != "" {
 		fmt.Fprintln(stderr, "worker reconcile: "+clipped)
 	}
@@ -55,13 +64,13 @@ func runReconcile(ctx context.Context, args []string, environ []string, stdout, 
 	defer cancel()
 	p := &reconcile.Progress{}
 	done := reconcile.ShowProgress(stderr, logger, "reconcile", p, api)
-	sum, err := r.Run(ctx, stop, w, *account, p)
+	sum, err := r.Run(ctx, stop, w, account, p)
 	done()
 	if err != nil {
 		return fmt.Errorf("worker reconcile: %w (rerun it: what is stored stays stored)", err)
 	}
 	fmt.Fprintln(stdout, sum)
-	logger.Info("reconcile finished", "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing,
+	logger.InfoContext(ctx, "reconcile finished", "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing,
 		"skipped_accounts", sum.Skipped, "failed_accounts", len(sum.Failed), "api_calls", api.Calls())
 	switch {
 	case sum.Unreached > 0:
@@ -80,27 +89,35 @@ type stripeCommand struct {
 	store  *store.Store
 	pool   *redis.Pool
 	api    *stripeapi.Client
+	// flushTraces sends the spans still queued (setupTracing).
+	flushTraces func()
 }
 
 // openStripeCommand loads the configuration and opens the backends of a
 // command that talks to Stripe's API; close releases them.
-func openStripeCommand(environ []string, stdout io.Writer) (*stripeCommand, error) {
+func openStripeCommand(ctx context.Context, environ []string, stdout io.Writer) (*stripeCommand, error) {
 	cfg, err := config.LoadReconcile(environ)
 	if err != nil {
 		return nil, err
 	}
 	logger := cfg.Log.Logger(stdout)
-	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 4, Logger: logger})
+	flushTraces, err := setupTracing(ctx, logger)
 	if err != nil {
 		return nil, err
 	}
+	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 4, Logger: logger})
+	if err != nil {
+		flushTraces()
+		return nil, err
+	}
 	return &stripeCommand{cfg: cfg, logger: logger, store: st, pool: queue.NewPool(cfg.Redis, 4),
-		api: stripeapi.New(cfg.StripeAPI, logger)}, nil
+		api: stripeapi.New(cfg.StripeAPI, logger), flushTraces: flushTraces}, nil
 }
 
 func (c *stripeCommand) close() {
 	_ = c.pool.Close()
 	_ = c.store.Close()
+	c.flushTraces()
 }
 
 func validAccountID(id string) bool {
@@ -124,16 +141,25 @@ func runResync(ctx context.Context, args []string, environ []string, stdout, std
 	case *account != "" && !validAccountID(*account):
 		return &config.UsageError{Msg: fmt.Sprintf("worker resync: --account %q is not an acct_… id", *account), Usage: usage}
 	}
-	c, err := openStripeCommand(environ, stdout)
+	c, err := openStripeCommand(ctx, environ, stdout)
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	ctx, end := commandSpan(ctx, "resync")
+	err = resyncAccounts(ctx, c, *account, *all, stderr, stdout)
+	end(err)
+	return err
+}
+
+// resyncAccounts is the run of `worker resync`: account, or every account
+// Stripe's API lists.
+func resyncAccounts(ctx context.Context, c *stripeCommand, account string, all bool, stderr, stdout io.Writer) error {
 	logger, api := c.logger, c.api
 	r := reconcile.NewResyncer(logger, c.store, api, nil)
 
-	accounts := []string{*account}
-	if *all {
+	accounts := []string{account}
+	if all {
 		accounts = accounts[:0]
 		if err := api.Accounts(ctx, func(id string) error { accounts = append(accounts, id); return nil }); err != nil {
 			return fmt.Errorf("worker resync: list connected accounts: %w", err)
@@ -155,7 +181,7 @@ func runResync(ctx context.Context, args []string, environ []string, stdout, std
 		switch {
 		case err != nil:
 			failed++
-			logger.Error("could not resync an account", "account", id, "error", err)
+			logger.ErrorContext(ctx, "could not resync an account", "account", id, "error", err)
 		case rep.Changed():
 			changed++
 			p.Missing.Add(1)

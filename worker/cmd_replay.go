@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"stripe-webhooks/pkg/config"
@@ -47,30 +48,44 @@ func runReplay(ctx context.Context, args []string, environ []string, stdout io.W
 		return err
 	}
 	logger := cfg.Log.Logger(stdout)
+	flushTraces, err := setupTracing(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: 2, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ctx, end := commandSpan(ctx, "replay")
+	err = replayChosen(ctx, st, cfg.Livemode, logger, stdout, *eventID, replayFilter(*since, *failed, *eventType))
+	end(err)
+	return err
+}
 
-	r := replay.New(st, cfg.Livemode)
+// replayChosen replays the event eventID, or else those f selects, logs
+// each and prints how many; an error if any failed.
+func replayChosen(ctx context.Context, st *store.Store, mode config.Livemode, logger *slog.Logger, stdout io.Writer,
+	eventID string, f replay.Filter) error {
+	r := replay.New(st, mode)
 	var replayed, failures int
 	count := func(res replay.Result) {
 		log := logger.With("stripe_event_id", res.StripeEventID, "event_type", res.EventType, "webhook_id", res.WebhookID)
 		switch res.Outcome {
 		case replay.Applied:
 			replayed++
-			log.Info("event replayed")
+			log.InfoContext(ctx, "event replayed")
 		case replay.Failed:
 			failures++
-			log.Error("replay failed", "error", res.Err)
+			log.ErrorContext(ctx, "replay failed", "error", res.Err)
 		}
 	}
-	if *eventID != "" {
-		if err := replayOne(ctx, r, *eventID, cfg.Livemode, count); err != nil {
+	if eventID != "" {
+		if err := replayOne(ctx, r, eventID, mode, count); err != nil {
 			return err
 		}
-	} else if err := r.Matching(ctx, replayFilter(*since, *failed, *eventType), count); err != nil {
+	} else if err := r.Matching(ctx, f, count); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "replayed %d events, %d failed\n", replayed, failures)

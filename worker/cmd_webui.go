@@ -19,12 +19,14 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/worker/console"
+	"stripe-webhooks/worker/internal/access"
 	"stripe-webhooks/worker/replay"
 	"stripe-webhooks/worker/webui"
 )
 
 // runWebUI serves the gocraft/work web UI and, beside it, the console of
-// the events and accounts in Postgres, behind the login on WEBUI_ADDR.
+// the events and accounts in Postgres, behind the login (WEBUI_AUTH) on
+// WEBUI_ADDR, recording every change in the audit trail.
 func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Writer) error {
 	if len(args) > 0 {
 		return &config.UsageError{Msg: fmt.Sprintf("worker webui: unexpected arguments %q", args), Usage: usage}
@@ -61,7 +63,10 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("web UI listening", "addr", ln.Addr().String(), "login", cfg.LoginUser != "", "namespace", cfg.Redis.Namespace)
+	logger.Info("web UI listening", "addr", ln.Addr().String(), "auth", cfg.Auth, "namespace", cfg.Redis.Namespace)
+	if cfg.Auth == config.WebUIAuthProxy && (cfg.LoginUser != "" || cfg.LoginPassword != "") {
+		logger.Warn("WEBUI_USERNAME and WEBUI_PASSWORD are not used with WEBUI_AUTH=proxy")
+	}
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("worker webui: serve: %w", err)
@@ -79,11 +84,15 @@ func runWebUI(ctx context.Context, args []string, environ []string, stdout io.Wr
 	return nil
 }
 
-// webUIHandler is the web UI: the login in front of the console and the
-// job UI (started here; stop stops it).
+// webUIHandler is the web UI: the login, the roles and the audit trail in
+// front of the console and the job UI (started here; stop stops it).
 func webUIHandler(cfg config.WebUI, st *store.Store, pool *redis.Pool, logger *slog.Logger) (http.Handler, func(), error) {
+	auth, err := access.New(cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
 	con, err := console.New(console.Options{Store: st, Redis: pool, Namespace: cfg.Redis.Namespace, Logger: logger,
-		Replay: consoleReplay(replay.New(st, cfg.Livemode)), User: webui.User})
+		Replay: consoleReplay(replay.New(st, cfg.Livemode))})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,7 +100,8 @@ func webUIHandler(cfg config.WebUI, st *store.Store, pool *redis.Pool, logger *s
 	if err != nil {
 		return nil, nil, err
 	}
-	return webui.Handler(webui.Options{User: cfg.LoginUser, Password: cfg.LoginPassword, Pages: con.Register, Jobs: jobUI}), stop, nil
+	return webui.Handler(webui.Options{Access: auth, Trail: access.NewTrail(st, logger), Logger: logger,
+		Pages: con.Register, Jobs: jobUI}), stop, nil
 }
 
 // consoleReplay is the console's replay: r's, each within 20 s.

@@ -59,6 +59,11 @@ func runPool(ctx context.Context, args []string, environ []string, stdout io.Wri
 	logger := cfg.Log.Logger(stdout)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	flushTraces, err := setupTracing(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	st, err := store.Open(cfg.Database.URL, store.Options{MaxConns: cfg.Concurrency + 4, Logger: logger, AsyncCommit: true})
 	if err != nil {
 		return err

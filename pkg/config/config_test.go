@@ -64,6 +64,18 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"webui half credentials", webui, []string{"WEBUI_USERNAME=ops"}, "WEBUI_USERNAME and WEBUI_PASSWORD must be set together"},
 		{"webui open without login", webui, []string{"WEBUI_ADDR=0.0.0.0:5040"}, "WEBUI_ADDR is not a loopback address"},
 		{"webui all interfaces without login", webui, []string{"WEBUI_ADDR=:5040"}, "WEBUI_ADDR is not a loopback address"},
+		{"webui half credentials, password only", webui, []string{"WEBUI_PASSWORD=s3cret"}, "WEBUI_USERNAME and WEBUI_PASSWORD must be set together"},
+		{"webui auth unknown", webui, []string{"WEBUI_AUTH=oidc"}, "WEBUI_AUTH must be basic, proxy or none"},
+		{"webui basic without login", webui, []string{"WEBUI_AUTH=basic"}, "WEBUI_AUTH=basic needs WEBUI_USERNAME and WEBUI_PASSWORD"},
+		{"webui none beyond loopback", webui, []string{"WEBUI_AUTH=none", "WEBUI_ADDR=0.0.0.0:5040"}, "WEBUI_ADDR is not a loopback address"},
+		{"webui none with a login", webui, []string{"WEBUI_AUTH=none", "WEBUI_USERNAME=ops", "WEBUI_PASSWORD=s3cret"}, "WEBUI_AUTH=none but WEBUI_USERNAME"},
+		{"webui proxy without proxies", webui, []string{"WEBUI_AUTH=proxy", "WEBUI_OPERATOR_GROUPS=ops"}, "WEBUI_TRUSTED_PROXIES is required with WEBUI_AUTH=proxy"},
+		{"webui proxy bad cidr", webui, []string{"WEBUI_AUTH=proxy", "WEBUI_OPERATOR_GROUPS=ops", "WEBUI_TRUSTED_PROXIES=10.0.0.0/33"}, "WEBUI_TRUSTED_PROXIES has \"10.0.0.0/33\""},
+		{"webui proxy without operators", webui, []string{"WEBUI_AUTH=proxy", "WEBUI_TRUSTED_PROXIES=10.0.0.0/8", "WEBUI_OPERATOR_GROUPS= , "}, "WEBUI_OPERATOR_GROUPS is required with WEBUI_AUTH=proxy"},
+		{"webui proxy bad user header", webui, []string{"WEBUI_AUTH=proxy", "WEBUI_TRUSTED_PROXIES=10.0.0.0/8", "WEBUI_OPERATOR_GROUPS=ops", "WEBUI_PROXY_USER_HEADER=X Email"}, "WEBUI_PROXY_USER_HEADER must be an HTTP header name"},
+		{"webui groups without proxy", webui, []string{"WEBUI_USERNAME=ops", "WEBUI_PASSWORD=s3cret", "WEBUI_OPERATOR_GROUPS=ops"}, "WEBUI_OPERATOR_GROUPS is set but WEBUI_AUTH is basic"},
+		{"webui trusted proxies without proxy", webui, []string{"WEBUI_TRUSTED_PROXIES=127.0.0.1"}, "WEBUI_TRUSTED_PROXIES is set but WEBUI_AUTH is none"},
+		{"webui viewers without proxy", webui, []string{"WEBUI_AUTH=none", "WEBUI_VIEWER_GROUPS=support"}, "WEBUI_VIEWER_GROUPS is set but WEBUI_AUTH is none"},
 		{"migrate database url", migrate, []string{"DATABASE_URL=::"}, "DATABASE_URL must be a postgres:// URL"},
 	}
 	for _, tt := range tests {
@@ -111,7 +123,7 @@ func migrate(e []string) error { _, err := LoadAdmin(e); return err }
 func TestVarNames(t *testing.T) {
 	t.Parallel()
 	got := strings.Join(VarNames(WebUI{}), ",")
-	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,REDIS_SENTINEL_ADDRS,REDIS_SENTINEL_MASTER,REDIS_SENTINEL_PASSWORD,REDIS_SENTINEL_PASSWORD_FILE,STRIPE_LIVEMODE,WEBUI_ADDR,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_USERNAME,WORK_NAMESPACE"
+	want := "DATABASE_URL,DATABASE_URL_FILE,LOG_LEVEL,REDIS_DB,REDIS_HOST,REDIS_PASSWORD,REDIS_PASSWORD_FILE,REDIS_PORT,REDIS_SENTINEL_ADDRS,REDIS_SENTINEL_MASTER,REDIS_SENTINEL_PASSWORD,REDIS_SENTINEL_PASSWORD_FILE,STRIPE_LIVEMODE,WEBUI_ADDR,WEBUI_AUTH,WEBUI_OPERATOR_GROUPS,WEBUI_PASSWORD,WEBUI_PASSWORD_FILE,WEBUI_PROXY_GROUPS_HEADER,WEBUI_PROXY_USER_HEADER,WEBUI_TRUSTED_PROXIES,WEBUI_USERNAME,WEBUI_VIEWER_GROUPS,WORK_NAMESPACE"
 	if got != want {
 		t.Errorf("VarNames(WebUI{}) = %s, want %s", got, want)
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Log is the logging setup shared by every command.
@@ -13,7 +15,8 @@ type Log struct {
 	Level string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
-// Logger returns the JSON logger every command writes to w.
+// Logger returns the JSON logger every command writes to w. A line logged
+// with a context inside a span carries its trace_id and span_id.
 func (l Log) Logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(l.Level) {
@@ -24,7 +27,7 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 	case "error":
 		level = slog.LevelError
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 func (p *problems) log(l Log) {

@@ -36,6 +36,14 @@ func (q *Enqueuer) EnqueueMany(ctx context.Context, jobs []Job) ([]bool, error) 
 	if len(jobs) == 0 {
 		return nil, nil
 	}
+	ctx, span := startRedis(ctx, "redis enqueue", "EVALSHA", len(jobs))
+	added, err := q.enqueueMany(ctx, jobs)
+	endRedis(span, err)
+	return added, err
+}
+
+// enqueueMany is EnqueueMany's round trip.
+func (q *Enqueuer) enqueueMany(ctx context.Context, jobs []Job) ([]bool, error) {
 	conn, err := q.pool.GetContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: enqueue: %w", err)

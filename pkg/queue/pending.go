@@ -38,10 +38,18 @@ const retryScanCount = 1000
 // worker is idempotent, and whichever copy runs second finds its event
 // processed.
 func (q *Enqueuer) Pending(ctx context.Context, jobs []Job) ([]bool, error) {
-	pending := make([]bool, len(jobs))
 	if len(jobs) == 0 {
-		return pending, nil
+		return []bool{}, nil
 	}
+	ctx, span := startRedis(ctx, "redis pending", "MGET", len(jobs))
+	pending, err := q.pending(ctx, jobs)
+	endRedis(span, err)
+	return pending, err
+}
+
+// pending is Pending's lookups.
+func (q *Enqueuer) pending(ctx context.Context, jobs []Job) ([]bool, error) {
+	pending := make([]bool, len(jobs))
 	conn, err := q.pool.GetContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: pending: %w", err)

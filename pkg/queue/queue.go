@@ -1,6 +1,13 @@
 // Package queue is the Redis side: the redigo pool and the gocraft/work job
 // that points a worker at a stored event. Redis holds only pointers; the
 // event itself is in Postgres.
+//
+// With tracing on (package telemetry), each of its round trips to Redis
+// (EnqueueMany, Pending, Defer, Kill, TrimDead) is a client span of the
+// operation that makes it, written here by hand (trace.go): redigo has no
+// maintained OpenTelemetry instrumentation. A job carries the traceparent
+// stored with its event (Job.Traceparent), so that the worker's span of it
+// joins the delivery's trace.
 package queue
 
 import (
@@ -23,22 +30,39 @@ type Job struct {
 	WebhookID string // webhook_events.id
 	EventID   string // Stripe's evt_… id
 	EventType string
+	// Traceparent is the W3C traceparent stored with the event (the
+	// delivery's span): the worker's span of the job joins that trace. ""
+	// while tracing is off, and in jobs queued before it existed; the job
+	// then has no traceparent argument at all.
+	Traceparent string
 }
+
+// traceparentArg is the optional argument that carries Job.Traceparent.
+// Every job of one event carries the same value (the one stored with the
+// event), so that gocraft/work's unique key, made of all the arguments,
+// still allows one waiting job per event.
+const traceparentArg = "traceparent"
 
 // Args are the job's gocraft/work arguments.
 func (j Job) Args() work.Q {
-	return work.Q{"webhook_id": j.WebhookID, "event_id": j.EventID, "event_type": j.EventType}
+	q := work.Q{"webhook_id": j.WebhookID, "event_id": j.EventID, "event_type": j.EventType}
+	if j.Traceparent != "" {
+		q[traceparentArg] = j.Traceparent
+	}
+	return q
 }
 
 // JobFrom reads the arguments of a gocraft/work job. A job whose arguments
 // name no event (webhook_id missing or not a uuid, an argument missing or
-// of the wrong type) gives a *MalformedError.
+// of the wrong type) gives a *MalformedError. The traceparent argument is
+// optional, and ignored unless a string.
 func JobFrom(wj *work.Job) (Job, error) {
 	j := Job{
 		WebhookID: wj.ArgString("webhook_id"),
 		EventID:   wj.ArgString("event_id"),
 		EventType: wj.ArgString("event_type"),
 	}
+	j.Traceparent, _ = wj.Args[traceparentArg].(string)
 	switch err := wj.ArgError(); {
 	case err != nil:
 		return j, &MalformedError{JobID: wj.ID, Reason: err.Error()}
@@ -213,7 +237,9 @@ func RetryKey(namespace string) string { return namespace + ":retry" }
 
 // TrimDead keeps only the newest keep jobs of the dead set (the event rows
 // keep their error regardless) and returns how many it removed.
-func TrimDead(ctx context.Context, pool *redis.Pool, namespace string, keep int) (int, error) {
+func TrimDead(ctx context.Context, pool *redis.Pool, namespace string, keep int) (n int, err error) {
+	ctx, span := startRedis(ctx, "redis trim dead", "ZREMRANGEBYRANK", 1)
+	defer func() { endRedis(span, err) }()
 	conn, err := pool.GetContext(ctx)
 	if err != nil {
 		return 0, err

@@ -31,7 +31,7 @@ func (q *Enqueuer) Defer(ctx context.Context, job *work.Job, at time.Time, reaso
 	next.Args[deferredArg] = Deferrals(job) + 1
 	next.LastErr = reason
 	next.FailedAt = time.Now().Unix()
-	if err := q.fileJob(ctx, RetryKey(q.namespace), at.Unix(), &next); err != nil {
+	if err := q.fileJob(ctx, "redis defer", RetryKey(q.namespace), at.Unix(), &next); err != nil {
 		return fmt.Errorf("queue: defer: %w", err)
 	}
 	return nil
@@ -47,15 +47,17 @@ func (q *Enqueuer) Kill(ctx context.Context, job *work.Job, reason string) error
 	dead.Fails++
 	dead.LastErr = reason
 	dead.FailedAt = time.Now().Unix()
-	if err := q.fileJob(ctx, DeadKey(q.namespace), dead.FailedAt, &dead); err != nil {
+	if err := q.fileJob(ctx, "redis kill", DeadKey(q.namespace), dead.FailedAt, &dead); err != nil {
 		return fmt.Errorf("queue: kill: %w", err)
 	}
 	return nil
 }
 
 // fileJob adds job to the sorted set key with score, as gocraft/work files
-// retried and dead jobs.
-func (q *Enqueuer) fileJob(ctx context.Context, key string, score int64, job *work.Job) error {
+// retried and dead jobs, in a span named span.
+func (q *Enqueuer) fileJob(ctx context.Context, span, key string, score int64, job *work.Job) (err error) {
+	ctx, s := startRedis(ctx, span, "ZADD", 1)
+	defer func() { endRedis(s, err) }()
 	raw, err := json.Marshal(job)
 	if err != nil {
 		return err

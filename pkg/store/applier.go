@@ -58,8 +58,8 @@ type ApplierOptions struct {
 	// twice Timeout for its answer once a group has taken it.
 	Timeout time.Duration
 	// AppliedAhead, if set, is called after the commit for each event a
-	// group applied ahead of its job.
-	AppliedAhead func(WebhookEvent)
+	// group applied ahead of its job, with the group's context (its span).
+	AppliedAhead func(context.Context, WebhookEvent)
 	// AccountOf, if set, names the connected account whose row applying an
 	// event reads and writes ("" for none). A group then creates the
 	// missing rows of all its events' accounts and locks them all in one
@@ -70,8 +70,9 @@ type ApplierOptions struct {
 	AccountOf func(WebhookEvent) string
 	// GroupFailed, if set, is told why a group transaction failed (a
 	// handler's error, the deadline, the database) and how many jobs'
-	// events it held; they are then processed one by one.
-	GroupFailed func(err error, jobs int)
+	// events it held, with the group's context (its span); they are then
+	// processed one by one.
+	GroupFailed func(ctx context.Context, err error, jobs int)
 }
 
 // job is one caller of Process: its event, and the answer it waits for.
@@ -188,13 +189,17 @@ func (a *Applier) runGroups() {
 func (a *Applier) applyGroup(jobs []*job) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), a.opts.Timeout)
 	defer cancel()
+	ctx, span := startGroupSpan(ctx, jobs)
+	defer span.End()
 	g := a.newGroup(jobs)
-	if err := a.store.withConn(ctx, func(conn *pgx.Conn) error { return g.run(ctx, conn) }); err != nil {
+	err := a.store.withConn(ctx, func(conn *pgx.Conn) error { return g.run(ctx, conn) })
+	noteGroup(span, g, err)
+	if err != nil {
 		if g.failed != nil && g.failed.ahead {
 			a.ahead.leave(g.failed.ID)
 		}
 		if a.opts.GroupFailed != nil {
-			a.opts.GroupFailed(err, len(jobs))
+			a.opts.GroupFailed(ctx, err, len(jobs))
 		}
 		return false
 	}
@@ -203,7 +208,7 @@ func (a *Applier) applyGroup(jobs []*job) bool {
 	if a.opts.AppliedAhead != nil {
 		for _, m := range g.events {
 			if m.ahead {
-				a.opts.AppliedAhead(m.WebhookEvent)
+				a.opts.AppliedAhead(ctx, m.WebhookEvent)
 			}
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // group is one transaction of an Applier: the events of its jobs, and
@@ -56,13 +58,17 @@ func (g *group) run(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	tx := newTx(conn)
-	if err := g.lockAccounts(ctx, tx); err != nil {
+	lockCtx, span := startStep(ctx, "store.lock_accounts")
+	err := g.lockAccounts(lockCtx, tx)
+	telemetry.Fail(span, err)
+	span.End()
+	if err != nil {
 		return err
 	}
 	if err := g.applyEvents(ctx, tx); err != nil {
 		return err
 	}
-	if err := tx.commit(ctx); err != nil {
+	if err := tx.commitTraced(ctx); err != nil {
 		return fmt.Errorf("store: apply and commit: %w", err)
 	}
 	return nil
@@ -112,7 +118,10 @@ func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return rows.Err()
 	})
+	ctx, span := startStep(ctx, "store.claim")
+	defer span.End()
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		telemetry.Fail(span, err)
 		return fmt.Errorf("store: claim events: %w", err)
 	}
 	return nil
@@ -155,12 +164,15 @@ func (g *group) applyEvents(ctx context.Context, tx *Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := safeApply(ctx, tx, g.events[i].WebhookEvent, g.a.apply)
+		applyCtx, span := startApply(ctx, g.events[i].WebhookEvent)
+		err := safeApply(applyCtx, tx, g.events[i].WebhookEvent, g.a.apply)
 		if err == nil {
 			// A handler that returns after the deadline has passed is the
 			// one the group waited on, whatever it returns.
 			err = ctx.Err()
 		}
+		telemetry.Fail(span, err)
+		span.End()
 		if err != nil {
 			g.failed = &g.events[i]
 			return err

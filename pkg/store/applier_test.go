@@ -119,7 +119,7 @@ func (r *recorder) apply(_ context.Context, _ *store.Tx, e store.WebhookEvent) e
 	return nil
 }
 
-func (r *recorder) appliedAhead(e store.WebhookEvent) {
+func (r *recorder) appliedAhead(_ context.Context, e store.WebhookEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ahead = append(r.ahead, e.StripeEventID)
@@ -639,7 +639,7 @@ func TestApplierReportsAFailedGroup(t *testing.T) {
 		return nil
 	}
 	a := s.NewApplier(apply, store.ApplierOptions{MaxJobs: 4, Ahead: 4, Timeout: 10 * time.Second,
-		GroupFailed: func(err error, n int) {
+		GroupFailed: func(_ context.Context, err error, n int) {
 			mu.Lock()
 			defer mu.Unlock()
 			causes, jobs = append(causes, err.Error()), append(jobs, n)

@@ -21,7 +21,8 @@
 //   - applier.go: Applier, the worker's group commit; applier_group.go:
 //     one group's transaction, step by step; applier_lookahead.go: when a
 //     group looks ahead, and from where.
-//   - tx.go: Tx, the transaction a handler writes through.
+//   - tx.go: Tx, the transaction a handler writes through. trace.go: the
+//     spans of applying events.
 //   - accounts.go: ConnectedAccount and the account's own fields, its
 //     lock, reads of accounts; accounts_capabilities.go and
 //     accounts_external.go: capabilities and external accounts;
@@ -30,6 +31,8 @@
 //   - resync_requests.go and reconcile_marks.go: the per-account
 //     bookkeeping of resync and reconcile.
 //   - maintenance.go: periodic claims, the sweeper's scan.
+//   - audit.go: AuditEntry, the web UI's audit log (InsertAudit, and
+//     ListAudit for the console's /audit).
 //   - migrate.go, migrate_lock.go, migrate_indexes.go: Migrate.
 //
 // # Where an event lives
@@ -62,6 +65,23 @@
 // The payload is stored as the application compressed it (pkg/payload: a
 // zstd frame with a dictionary of Stripe events); the store's reads give
 // it back as delivered, byte for byte.
+//
+// traceparent (migration 00013) is the W3C traceparent of the span that
+// stored the event (the delivery's, or a reconcile run's), NULL while
+// tracing is off: the inserts write it, every claim, the sweeper's scan
+// and replay's reads return it, so that a job queued at any time joins the
+// delivery's trace and a group's span links to it.
+//
+// # Traces
+//
+// With tracing on (package telemetry, before Open), pgx's tracer is
+// otelpgx: every statement, GORM's included, is a span under the span of
+// the operation that sends it, and none is made outside one. The batch
+// insert goes to pgconn past pgx's tracer, so its span, INSERT
+// webhook_events, is made here. The Inserter's batch and the Applier's
+// group each have a span of their own, a child of its first sampled
+// delivery or job and linked to all (trace.go, inserter.go); applying an
+// event is store.claim, apply <type> and store.commit.
 //
 // # Reaching the database
 //
@@ -102,9 +122,9 @@
 // ingest uses to queue the batch's jobs). Under light load a delivery is
 // stored alone at once; nothing waits for a batch to fill. A batch whose
 // statement fails is stored row by row, so that only the row Postgres
-// refuses fails. The batch's seven arrays are encoded in Postgres's binary
+// refuses fails. The batch's eight arrays are encoded in Postgres's binary
 // format into a buffer each batch loop keeps (batchParams) and sent with
-// the prepared statement (sw_insert_batch_v2) as they are: through pgx's own
+// the prepared statement (sw_insert_batch_v3) as they are: through pgx's own
 // encoding every batch re-grew pgx's buffers from a few hundred bytes, most
 // of the ingest's garbage; without it (and with a body of stated length
 // read into one buffer of that size) the ingest's CPU per delivery at 32

@@ -7,8 +7,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tidwall/gjson"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"stripe-webhooks/pkg/payload"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // WebhookEvent is one Stripe event as delivered, stored once per event id.
@@ -32,6 +35,9 @@ type WebhookEvent struct {
 	// Livemode is the event's livemode as delivered; nil for rows stored
 	// before the column existed.
 	Livemode *bool
+	// Traceparent is the W3C traceparent of the delivery that stored the
+	// event ("" if it was stored while tracing was off). Claims read it.
+	Traceparent string `gorm:"-"`
 	// payloadErr is why a claimed event's payload could not be read back
 	// (a damaged frame, a dictionary this build does not know): the
 	// event's own failure, recorded against it in place of its handler's.
@@ -57,6 +63,10 @@ type NewEvent struct {
 	ReceivedAt time.Time
 	// Livemode is the event's livemode (false: a test-mode event).
 	Livemode bool
+	// Traceparent is the W3C traceparent of the delivery's span, stored
+	// with the event so that its jobs join the delivery's trace; "" (NULL)
+	// while tracing is off.
+	Traceparent string
 }
 
 // key is the event's row id (EventKey).
@@ -84,6 +94,9 @@ type Stored struct {
 	Inserted bool
 	// Processed tells whether the worker has applied the event.
 	Processed bool
+	// Traceparent is the one stored with the event (the first delivery's):
+	// what its jobs carry.
+	Traceparent string
 	// AfterCommitErr is the error of the Inserter's AfterCommit hook, if any.
 	AfterCommitErr error
 }
@@ -114,13 +127,14 @@ func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (Stored, error) {
 	return st, nil
 }
 
-// eventRows are deliveries to insert, as insertBatch's seven arrays.
+// eventRows are deliveries to insert, as insertBatch's eight arrays.
 type eventRows struct {
 	keys, ids, types []string
 	payloads         [][]byte
 	received         []time.Time
 	livemode         []bool
 	accounts         []string
+	traceparents     []string // "": NULL
 }
 
 func (r *eventRows) add(e NewEvent) {
@@ -131,30 +145,31 @@ func (r *eventRows) add(e NewEvent) {
 	r.received = append(r.received, e.ReceivedAt.UTC())
 	r.livemode = append(r.livemode, e.Livemode)
 	r.accounts = append(r.accounts, EventAccount(e.Payload))
+	r.traceparents = append(r.traceparents, e.Traceparent)
 }
 
 // insertBatch is one statement for any batch size, so it is prepared once.
 // It stores the events new to the table, each in its partition (by its
 // id), and notes each new one pending.
 const insertBatch = `WITH stored AS (
-	INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, received_at, livemode, stripe_account_id)
-	SELECT e.key, e.id, e.type, e.payload, e.received_at, e.livemode, NULLIF(e.account, '')
-	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamp[], $6::boolean[], $7::text[])
-		AS e(key, id, type, payload, received_at, livemode, account)
+	INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, received_at, livemode, stripe_account_id, traceparent)
+	SELECT e.key, e.id, e.type, e.payload, e.received_at, e.livemode, NULLIF(e.account, ''), e.traceparent
+	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamp[], $6::boolean[], $7::text[], $8::text[])
+		AS e(key, id, type, payload, received_at, livemode, account, traceparent)
 	ON CONFLICT (id) DO NOTHING
-	RETURNING id, stripe_event_id, created_at
+	RETURNING id, stripe_event_id, created_at, traceparent
 ), pending AS (
 	INSERT INTO pending_events (id, created_at) SELECT id, created_at FROM stored
 )
-SELECT id, stripe_event_id FROM stored`
+SELECT id, stripe_event_id, traceparent FROM stored`
 
 // insertBatchName names insertBatch's prepared statement on each connection
 // (behind PgBouncer: session pooling, or transaction pooling with
 // max_prepared_statements; see JSON).
-const insertBatchName = "sw_insert_batch_v2"
+const insertBatchName = "sw_insert_batch_v3"
 
 // binaryParams sends each of insertBatch's parameters in binary format.
-var binaryParams = [7]int16{1, 1, 1, 1, 1, 1, 1}
+var binaryParams = [8]int16{1, 1, 1, 1, 1, 1, 1, 1}
 
 // insertRows runs insertBatch and returns the rows it inserted, by event id.
 // The parameters are encoded into params' kept buffer (nil: a new one) and
@@ -164,20 +179,32 @@ func (s *Store) insertRows(ctx context.Context, params *batchParams, rows eventR
 		params = &batchParams{}
 	}
 	out := make(map[string]Stored, len(rows.ids))
+	// The statement goes to pgconn as it is, past pgx's tracer: its span is
+	// made here.
+	ctx, span := telemetry.StartChild(ctx, "INSERT webhook_events", trace.SpanKindClient)
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(semconv.DBSystemNamePostgreSQL, semconv.DBOperationName("INSERT"),
+			semconv.DBCollectionName("webhook_events"), semconv.DBOperationBatchSize(len(rows.ids)),
+			semconv.DBQuerySummary("INSERT webhook_events"))
+	}
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
-		sd, err := conn.Prepare(ctx, insertBatchName, insertBatch)
+		// Prepared once per connection; each batch's look-up of it in pgx's
+		// cache would otherwise be a span of its own.
+		sd, err := conn.Prepare(trace.ContextWithSpan(ctx, noSpan), insertBatchName, insertBatch)
 		if err != nil {
 			return err
 		}
 		rr := conn.PgConn().ExecPrepared(ctx, sd.Name, params.encode(rows), binaryParams[:], nil)
 		for rr.NextRow() {
-			row := rr.Values() // text format: id, stripe_event_id
-			out[string(row[1])] = Stored{WebhookID: string(row[0]), Inserted: true}
+			row := rr.Values() // text format: id, stripe_event_id, traceparent (nil: NULL)
+			out[string(row[1])] = Stored{WebhookID: string(row[0]), Inserted: true, Traceparent: string(row[2])}
 		}
 		_, err = rr.Close()
 		return err
 	})
 	if err != nil {
+		telemetry.Fail(span, err)
 		return nil, err
 	}
 	return out, nil
@@ -189,19 +216,19 @@ func (s *Store) insertRows(ctx context.Context, params *batchParams, rows eventR
 func (s *Store) lookupRows(ctx context.Context, keys []string) (map[string]Stored, error) {
 	out := make(map[string]Stored, len(keys))
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, `SELECT e.id, e.stripe_event_id, e.processed
+		rows, err := conn.Query(ctx, `SELECT e.id, e.stripe_event_id, e.processed, coalesce(e.traceparent, '')
 			FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id`, keys)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var webhookID, eventID string
+			var webhookID, eventID, traceparent string
 			var processed bool
-			if err := rows.Scan(&webhookID, &eventID, &processed); err != nil {
+			if err := rows.Scan(&webhookID, &eventID, &processed, &traceparent); err != nil {
 				return err
 			}
-			out[eventID] = Stored{WebhookID: webhookID, Processed: processed}
+			out[eventID] = Stored{WebhookID: webhookID, Processed: processed, Traceparent: traceparent}
 		}
 		return rows.Err()
 	})
@@ -260,6 +287,8 @@ type EventRef struct {
 	StripeEventID string
 	EventType     string
 	CreatedAt     time.Time
+	// Traceparent is the one stored with the event ("" for none).
+	Traceparent string
 }
 
 // Cursor is the event's position in created_at, id order (the sweeper's)
@@ -295,7 +324,8 @@ type ReplayFilter struct {
 // partition's (created_at, id) index), the dead ones in id order (walking
 // their pending rows).
 func (s *Store) ReplayBatch(ctx context.Context, f ReplayFilter, after Cursor, limit int) ([]EventRef, error) {
-	q := s.db.WithContext(ctx).Table("webhook_events AS e").Select("e.id", "e.stripe_event_id", "e.event_type", "e.created_at")
+	q := s.db.WithContext(ctx).Table("webhook_events AS e").Select("e.id", "e.stripe_event_id", "e.event_type", "e.created_at",
+		"coalesce(e.traceparent, '') AS traceparent")
 	order := "e.created_at, e.id"
 	switch {
 	case f.StripeEventID != "":

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"stripe-webhooks/pkg/payload"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Outcome is what ProcessEvent did with an event.
@@ -117,7 +119,11 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 		c.ID = webhookID // as the caller names it
 		e, claimed = c, true
 	}))
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+	claimCtx, span := startStep(ctx, "store.claim")
+	err := conn.SendBatch(claimCtx, b).Close()
+	telemetry.Fail(span, err)
+	span.End()
+	if err != nil {
 		return 0, WebhookEvent{ID: webhookID}, fmt.Errorf("store: lock event: %w", err)
 	}
 	if !claimed {
@@ -131,11 +137,16 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 		}
 		return AlreadyProcessed, WebhookEvent{ID: webhookID, Processed: true}, nil
 	}
+	telemetry.LinkTraceparent(trace.SpanFromContext(ctx), e.Traceparent)
 	tx := newTx(conn)
-	if err := safeApply(ctx, tx, e, apply); err != nil {
+	applyCtx, span := startApply(ctx, e)
+	err = safeApply(applyCtx, tx, e, apply)
+	telemetry.Fail(span, err)
+	span.End()
+	if err != nil {
 		return 0, e, &applyError{err: err}
 	}
-	if err := tx.commit(ctx); err != nil {
+	if err := tx.commitTraced(ctx); err != nil {
 		return 0, e, &applyError{err: fmt.Errorf("store: apply and commit: %w", err)}
 	}
 	return Applied, e, nil
@@ -153,7 +164,8 @@ RETURNING ` + claimColumns
 }
 
 // claimColumns are what a claim returns of each event.
-const claimColumns = `e.id, e.stripe_event_id, e.event_type, e.payload, e.retry_count, e.received_at, e.created_at`
+const claimColumns = `e.id, e.stripe_event_id, e.event_type, e.payload, e.retry_count, e.received_at, e.created_at,
+	coalesce(e.traceparent, '')`
 
 // unpendEvent and unpendEvents remove the pending rows of the events about
 // to be claimed, in the claim's transaction (a failure puts them back), and
@@ -188,7 +200,7 @@ func scanClaimed(now time.Time, add func(WebhookEvent)) func(pgx.Rows) error {
 			e := WebhookEvent{Processed: true, ProcessedAt: &now}
 			var stored []byte
 			if err := rows.Scan(&e.ID, &e.StripeEventID, &e.EventType, &stored, &e.RetryCount,
-				&e.ReceivedAt, &e.CreatedAt); err != nil {
+				&e.ReceivedAt, &e.CreatedAt, &e.Traceparent); err != nil {
 				return err
 			}
 			e.Payload, e.payloadErr = payload.Decode(stored)

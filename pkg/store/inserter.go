@@ -8,6 +8,11 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Inserter stores deliveries with group commit: deliveries that arrive
@@ -31,6 +36,8 @@ type Inserter struct {
 
 // delivery is one caller of Insert: its event, and the answer it waits for.
 type delivery struct {
+	// ctx is the caller's: its span, if any, is linked to the batch's.
+	ctx  context.Context
 	ev   NewEvent
 	res  Stored
 	err  error
@@ -49,8 +56,9 @@ type Committed struct {
 // to Redis). Its error is each row's AfterCommitErr; the rows stay stored.
 // It runs on a goroutine of its own, so that the next batch is stored
 // meanwhile: a slow hook delays its own batch's answers only, never the
-// deliveries behind it. It must bound its own wait.
-type AfterCommit func(rows []Committed) error
+// deliveries behind it. It must bound its own wait: ctx has no deadline,
+// and holds the batch's span when tracing is on.
+type AfterCommit func(ctx context.Context, rows []Committed) error
 
 // InserterOptions configures an Inserter.
 type InserterOptions struct {
@@ -88,9 +96,10 @@ func (in *Inserter) Close() {
 var ErrInserterClosed = errors.New("store: inserter closed")
 
 // Insert stores one delivery once per Stripe event id, like InsertEvent, and
-// returns after the commit that made it durable.
+// returns after the commit that made it durable. With tracing on, the span
+// of ctx is linked to its batch's span and told the batch committed.
 func (in *Inserter) Insert(ctx context.Context, ev NewEvent) (Stored, error) {
-	d := &delivery{ev: ev, done: make(chan struct{})}
+	d := &delivery{ctx: ctx, ev: ev, done: make(chan struct{})}
 	select {
 	case in.deliveries <- d:
 	case <-in.stop:
@@ -137,7 +146,8 @@ func (in *Inserter) runBatches() {
 // storeBatch stores batch in one statement and one commit (or row by row if
 // that fails), then answers each delivery, after the AfterCommit hook.
 func (in *Inserter) storeBatch(batch []*delivery, params *batchParams) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	traced, span := startBatchSpan(batch)
+	ctx, cancel := context.WithTimeout(traced, 10*time.Second)
 	defer cancel()
 	// One candidate row per event id; later copies in the batch are duplicates of it.
 	first := make(map[string]*delivery, len(batch))
@@ -152,11 +162,13 @@ func (in *Inserter) storeBatch(batch []*delivery, params *batchParams) {
 	for _, d := range batch {
 		d.settle(first[d.ev.StripeEventID], stored, err)
 	}
+	noteBatch(span, batch, len(rows.ids), err)
 	if err != nil || in.afterCommit == nil {
+		span.End()
 		answer(batch)
 		return
 	}
-	in.runHook(slices.Clone(batch)) // the loop reuses its slice
+	in.runHook(traced, span, slices.Clone(batch)) // the loop reuses its slice
 }
 
 // insert stores the candidate rows and returns every one's row by event
@@ -238,8 +250,8 @@ func (d *delivery) settle(first *delivery, stored map[string]Stored, err error) 
 }
 
 // runHook runs AfterCommit over the batch's committed rows on a goroutine
-// of its own, then answers the batch.
-func (in *Inserter) runHook(batch []*delivery) {
+// of its own, then ends the batch's span and answers the batch.
+func (in *Inserter) runHook(ctx context.Context, span trace.Span, batch []*delivery) {
 	rows := make([]Committed, 0, len(batch))
 	for _, d := range batch {
 		if d.err == nil {
@@ -249,11 +261,13 @@ func (in *Inserter) runHook(batch []*delivery) {
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
-		if hookErr := in.afterCommit(rows); hookErr != nil {
+		if hookErr := in.afterCommit(ctx, rows); hookErr != nil {
+			telemetry.Fail(span, hookErr)
 			for _, d := range batch {
 				d.res.AfterCommitErr = hookErr
 			}
 		}
+		span.End()
 		answer(batch)
 	}()
 }
@@ -262,5 +276,54 @@ func (in *Inserter) runHook(batch []*delivery) {
 func answer(batch []*delivery) {
 	for _, d := range batch {
 		close(d.done)
+	}
+}
+
+// startBatchSpan opens the batch's span (telemetry.StartShared: a child of
+// its first sampled delivery, linked to each), under a context without
+// deadline that its AfterCommit hook runs under too. Off, it is a span that
+// records nothing, at no cost.
+func startBatchSpan(batch []*delivery) (context.Context, trace.Span) {
+	if !telemetry.Enabled() {
+		return telemetry.Start(context.Background(), "", trace.SpanKindInternal)
+	}
+	parents := make([]trace.SpanContext, len(batch))
+	for i, d := range batch {
+		parents[i] = trace.SpanContextFromContext(d.ctx)
+	}
+	ctx, span := telemetry.StartShared(context.Background(), "store.insert_batch", parents)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("stripe_webhooks.batch.deliveries", len(batch)))
+	}
+	return ctx, span
+}
+
+// noteBatch records the batch's outcome on its span, and on each delivery's
+// span an event and a link to the batch's span: rows is how many distinct
+// events it held, err its failure.
+func noteBatch(span trace.Span, batch []*delivery, rows int, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	inserted := 0
+	for _, d := range batch {
+		if d.err == nil && d.res.Inserted {
+			inserted++
+		}
+	}
+	span.SetAttributes(attribute.Int("stripe_webhooks.batch.events", rows), attribute.Int("stripe_webhooks.batch.inserted", inserted))
+	telemetry.Fail(span, err)
+	// The event marks when; the link names the batch's span, which tells
+	// the rest.
+	link := trace.Link{SpanContext: span.SpanContext()}
+	for _, d := range batch {
+		if ds := trace.SpanFromContext(d.ctx); ds.IsRecording() {
+			name := "group commit"
+			if d.err != nil {
+				name = "group commit failed"
+			}
+			ds.AddEvent(name)
+			ds.AddLink(link)
+		}
 	}
 }

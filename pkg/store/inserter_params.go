@@ -28,21 +28,22 @@ type batchParams struct {
 	values [][]byte
 }
 
-// encode returns the seven parameters of insertBatch for rows, in binary
+// encode returns the eight parameters of insertBatch for rows, in binary
 // format. They are valid until the next call.
 func (p *batchParams) encode(rows eventRows) [][]byte {
 	if cap(p.buf) > maxKeptParamBytes {
 		p.buf = nil
 	}
-	size := 7 * 20
+	size := 8 * 20
 	for i := range rows.ids {
-		size += 7*4 + 16 + 8 + 1 + len(rows.ids[i]) + len(rows.types[i]) + len(rows.payloads[i]) + len(rows.accounts[i])
+		size += 8*4 + 16 + 8 + 1 + len(rows.ids[i]) + len(rows.types[i]) + len(rows.payloads[i]) + len(rows.accounts[i]) +
+			len(rows.traceparents[i])
 	}
 	if cap(p.buf) < size {
 		p.buf = make([]byte, 0, size)
 	}
 	b := p.buf[:0]
-	var bounds [8]int
+	var bounds [9]int
 	b = appendUUIDArray(b, rows.keys)
 	bounds[1] = len(b)
 	b = appendTextArray(b, rows.ids)
@@ -69,9 +70,11 @@ func (p *batchParams) encode(rows eventRows) [][]byte {
 	bounds[6] = len(b)
 	b = appendTextArray(b, rows.accounts)
 	bounds[7] = len(b)
+	b = appendNullableTextArray(b, rows.traceparents)
+	bounds[8] = len(b)
 	p.buf = b
 	p.values = p.values[:0]
-	for i := range 7 {
+	for i := range 8 {
 		p.values = append(p.values, b[bounds[i]:bounds[i+1]])
 	}
 	return p.values
@@ -79,8 +82,18 @@ func (p *batchParams) encode(rows eventRows) [][]byte {
 
 // appendArrayHeader writes a one-dimensional array header without NULLs.
 func appendArrayHeader(b []byte, elemOID uint32, n int) []byte {
+	return appendArrayHeaderNulls(b, elemOID, n, false)
+}
+
+// appendArrayHeaderNulls writes a one-dimensional array header, saying
+// whether the array holds a NULL.
+func appendArrayHeaderNulls(b []byte, elemOID uint32, n int, nulls bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, 1) // dimensions
-	b = binary.BigEndian.AppendUint32(b, 0) // no NULLs
+	if nulls {
+		b = binary.BigEndian.AppendUint32(b, 1)
+	} else {
+		b = binary.BigEndian.AppendUint32(b, 0)
+	}
 	b = binary.BigEndian.AppendUint32(b, elemOID)
 	b = binary.BigEndian.AppendUint32(b, uint32(n)) // length
 	return binary.BigEndian.AppendUint32(b, 1)      // lower bound
@@ -96,6 +109,24 @@ func appendTextArray[T string | []byte](b []byte, elems []T) []byte {
 func appendArray[T string | []byte](b []byte, elemOID uint32, elems []T) []byte {
 	b = appendArrayHeader(b, elemOID, len(elems))
 	for _, e := range elems {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// appendNullableTextArray writes a text[] of elems in which "" is NULL.
+func appendNullableTextArray(b []byte, elems []string) []byte {
+	nulls := false
+	for _, e := range elems {
+		nulls = nulls || e == ""
+	}
+	b = appendArrayHeaderNulls(b, oidText, len(elems), nulls)
+	for _, e := range elems {
+		if e == "" {
+			b = binary.BigEndian.AppendUint32(b, 0xFFFFFFFF) // length -1: NULL
+			continue
+		}
 		b = binary.BigEndian.AppendUint32(b, uint32(len(e)))
 		b = append(b, e...)
 	}

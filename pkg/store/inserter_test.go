@@ -84,7 +84,7 @@ func TestInserterIsolatesABadRowAndRunsTheHook(t *testing.T) {
 	s, _ := setup(t)
 	var mu sync.Mutex
 	hooked := map[string]bool{}
-	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 64, AfterCommit: func(rows []store.Committed) error {
+	in, err := s.NewInserter(store.InserterOptions{MaxBatch: 64, AfterCommit: func(_ context.Context, rows []store.Committed) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range rows {

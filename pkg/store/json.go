@@ -13,7 +13,7 @@ import (
 //
 // That alone does not make the services fit any connection pooler: they use
 // named prepared statements (pgx's statement cache, and the ingest's batch
-// insert, sw_insert_batch_v2), so behind PgBouncer they need session pooling, or
+// insert, sw_insert_batch_v3), so behind PgBouncer they need session pooling, or
 // transaction pooling in PgBouncer 1.21 or later with max_prepared_statements
 // above 0 (it then tracks protocol-level prepared statements per server
 // connection). Statement pooling does not work: events are applied in

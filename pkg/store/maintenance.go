@@ -16,7 +16,7 @@ func (s *Store) Unqueued(ctx context.Context, before time.Time, after Cursor, li
 	var refs []EventRef
 	q := s.db.WithContext(ctx).Table("pending_events AS p").
 		Joins("JOIN webhook_events AS e ON e.id = p.id").
-		Select("p.id", "e.stripe_event_id", "e.event_type", "p.created_at").
+		Select("p.id", "e.stripe_event_id", "e.event_type", "p.created_at", "coalesce(e.traceparent, '') AS traceparent").
 		Where("NOT p.dead AND NOT e.processed AND p.created_at < ?", before.UTC()).
 		Where("p.next_attempt_at IS NULL OR p.next_attempt_at < ?", before.UTC())
 	if len(ids) > 0 {

@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Options tune the connection pool.
@@ -41,6 +44,8 @@ type Store struct {
 
 // Open connects to Postgres at databaseURL. Sessions run in UTC so that every
 // timestamp column holds UTC. It does not wait for the server to answer.
+// With tracing on (telemetry.Setup before Open), every statement, GORM's
+// included, is a span under the span of the operation that sends it.
 func Open(databaseURL string, opts Options) (*Store, error) {
 	sqlDB, err := openSQL(databaseURL, opts.AsyncCommit)
 	if err != nil {
@@ -99,6 +104,10 @@ func openSQL(databaseURL string, asyncCommit bool) (*sql.DB, error) {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
 	cfg.OnPgError = dropOffPrimary(cfg.OnPgError)
+	if telemetry.Enabled() {
+		// Statements' text, never their parameters (payloads).
+		cfg.Tracer = otelpgx.NewTracer()
+	}
 	return stdlib.OpenDB(*cfg), nil
 }
 

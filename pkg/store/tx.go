@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Tx is the transaction a handler runs in; its methods are the only writes
@@ -57,6 +59,15 @@ func (tx *Tx) send(ctx context.Context, queue func(*pgx.Batch)) error {
 	tx.pending = &pgx.Batch{}
 	queue(b)
 	return tx.conn.SendBatch(ctx, b).Close()
+}
+
+// commitTraced is commit inside a store.commit span.
+func (tx *Tx) commitTraced(ctx context.Context) error {
+	ctx, span := startStep(ctx, "store.commit")
+	defer span.End()
+	err := tx.commit(ctx)
+	telemetry.Fail(span, err)
+	return err
 }
 
 // commit sends the queued writes and COMMIT in one round trip, then runs

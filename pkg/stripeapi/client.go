@@ -26,9 +26,12 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/form"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/time/rate"
 
 	"stripe-webhooks/pkg/config"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 const (
@@ -95,7 +98,12 @@ func New(cfg config.StripeAPI, logger *slog.Logger) *Client {
 		backoffMin: time.Second,
 		backoffMax: 30 * time.Second,
 	}
-	next := http.DefaultTransport.(*http.Transport).Clone()
+	var next http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+	if telemetry.Enabled() {
+		// Each request sent (retries included) is a client span of the
+		// run that sends it; no trace header goes to Stripe.
+		next = otelhttp.NewTransport(next, otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))
+	}
 	c.backend = stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
 		URL:               stripe.String(base),
 		HTTPClient:        &http.Client{Transport: &transport{client: c, next: next}},

@@ -1,11 +1,13 @@
 package console
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/internal/access"
 )
 
 const (
@@ -76,7 +78,7 @@ func (c *Console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
 	if more {
 		count = bulkReplayMax
 	}
-	c.render(w, "replay", map[string]any{
+	c.render(w, r, "replay", map[string]any{
 		"Title":   "Replay " + f.Status + " events",
 		"Confirm": true,
 		"Count":   count,
@@ -88,9 +90,12 @@ func (c *Console) replayBulkConfirm(w http.ResponseWriter, r *http.Request) {
 }
 
 // replayBulk re-reads the events of the posted filter (the newest
-// bulkReplayMax), replays each as the event page's replay does, logs the
-// action with the event ids, and shows how many were replayed.
+// bulkReplayMax), replays each as the event page's replay does, describes
+// the action with the event ids for the audit trail, logs it, and shows
+// how many were replayed.
 func (c *Console) replayBulk(w http.ResponseWriter, r *http.Request) {
+	change := access.ChangeOf(r)
+	change.Action = access.ActionReplayBulk
 	if err := r.ParseForm(); err != nil {
 		c.fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -105,43 +110,64 @@ func (c *Console) replayBulk(w http.ResponseWriter, r *http.Request) {
 		c.serverError(w, r, err)
 		return
 	}
-	user := c.user(r)
-	var replayed, failed, skipped int
-	ids := make([]string, 0, len(events))
+	res := c.replayEach(r, events)
+	change.StripeEventIDs = res.ids
+	change.Detail = fmt.Sprintf("%s events: replayed %d, failed %d, not replayed %d, of %d",
+		f.Status, res.replayed, res.failed, res.skipped, len(res.ids))
+	c.logBulk(r, f.Status, res)
+	c.render(w, r, "replay", map[string]any{
+		"Title":    "Replayed " + f.Status + " events",
+		"Count":    len(res.ids),
+		"Replayed": res.replayed,
+		"Failed":   res.failed,
+		"Skipped":  res.skipped,
+		"Back":     withQuery("/events", carry),
+	})
+}
+
+// bulkResult is what a bulk replay did.
+type bulkResult struct {
+	ids                       []string // the events it tried, in order
+	replayed, failed, skipped int
+}
+
+// replayEach replays events one by one until r is cancelled.
+func (c *Console) replayEach(r *http.Request, events []store.EventSummary) bulkResult {
+	user := userOf(r)
+	res := bulkResult{ids: make([]string, 0, len(events))}
 	for _, e := range events {
 		if r.Context().Err() != nil {
 			break
 		}
-		ids = append(ids, e.StripeEventID)
+		res.ids = append(res.ids, e.StripeEventID)
 		result, err := c.replay(r.Context(), e.StripeEventID)
 		switch result {
 		case ReplayApplied:
-			replayed++
+			res.replayed++
 		case ReplayFailed:
-			failed++
+			res.failed++
 			c.logger.Warn("console bulk replay failed", "user", user, "stripe_event_id", e.StripeEventID, "error", err)
 		case "":
-			failed++
+			res.failed++
 			c.logger.Error("console bulk replay", "user", user, "stripe_event_id", e.StripeEventID, "err", err)
 		default:
-			skipped++
+			res.skipped++
 		}
 	}
+	return res
+}
+
+// logBulk logs a bulk replay as "console action" lines of at most
+// bulkLogChunk event ids each.
+func (c *Console) logBulk(r *http.Request, status string, res bulkResult) {
+	ids := res.ids
 	chunks := (len(ids) + bulkLogChunk - 1) / bulkLogChunk
 	for i := 0; i == 0 || i < chunks; i++ {
 		chunk := ids[min(i*bulkLogChunk, len(ids)):min((i+1)*bulkLogChunk, len(ids))]
-		c.logger.Info("console action", "user", user, "action", "replay_bulk",
-			"status", f.Status, "count", len(ids), "replayed", replayed, "failed", failed, "skipped", skipped,
+		c.logger.Info("console action", "user", userOf(r), "action", "replay_bulk",
+			"status", status, "count", len(ids), "replayed", res.replayed, "failed", res.failed, "skipped", res.skipped,
 			"chunk", i+1, "chunks", max(chunks, 1), "stripe_event_ids", strings.Join(chunk, ","))
 	}
-	c.render(w, "replay", map[string]any{
-		"Title":    "Replayed " + f.Status + " events",
-		"Count":    len(ids),
-		"Replayed": replayed,
-		"Failed":   failed,
-		"Skipped":  skipped,
-		"Back":     withQuery("/events", carry),
-	})
 }
 
 // bulkLink is the filter that the list's "Replay these…" form sends to the

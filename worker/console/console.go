@@ -21,6 +21,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/internal/access"
 )
 
 // files holds the console's templates and its style sheet.
@@ -46,7 +47,6 @@ type Console struct {
 	namespace string
 	logger    *slog.Logger
 	replay    ReplayFunc
-	user      func(*http.Request) string
 	pages     map[string]*template.Template
 	css       []byte
 }
@@ -60,9 +60,6 @@ type Options struct {
 	Logger    *slog.Logger
 	// Replay applies a stored event again.
 	Replay ReplayFunc
-	// User names who signed in to the request, for the log of what they
-	// changed.
-	User func(*http.Request) string
 }
 
 // ReplayFunc applies the stored event stripeEventID again and says how;
@@ -83,9 +80,9 @@ const (
 // New returns the console, its templates parsed.
 func New(o Options) (*Console, error) {
 	funcs := template.FuncMap{"ts": formatTime, "short": shortError}
-	c := &Console{store: o.Store, pool: o.Redis, namespace: o.Namespace, logger: o.Logger, replay: o.Replay, user: o.User,
+	c := &Console{store: o.Store, pool: o.Redis, namespace: o.Namespace, logger: o.Logger, replay: o.Replay,
 		pages: map[string]*template.Template{}}
-	for _, name := range []string{"overview", "events", "event", "account", "replay"} {
+	for _, name := range []string{"overview", "events", "event", "account", "replay", "audit"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(files, "layout.html", name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", name, err)
@@ -100,18 +97,45 @@ func New(o Options) (*Console, error) {
 	return c, nil
 }
 
+// routes are the console's routes: a pattern and its handler each. Only
+// the POSTs change anything (replays); a GET of a replay path replays
+// nothing.
+func (c *Console) routes() []route {
+	return []route{
+		{"GET /overview", c.overview},
+		{"GET /events", c.events},
+		{"GET /events/{id}", c.event},
+		{"GET /events/replay", c.replayBulkConfirm},
+		{"POST /events/replay", c.replayBulk},
+		{"POST /events/{id}/replay", c.replayOne},
+		{"GET /events/{id}/replay", c.replayGet},
+		{"GET /accounts/{id}", c.account},
+		{"GET /audit", c.audit},
+		{"GET /console/console.css", c.style},
+		{"GET /favicon.ico", c.favicon},
+	}
+}
+
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
 // Register adds the console's routes to mux.
 func (c *Console) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /overview", c.overview)
-	mux.HandleFunc("GET /events", c.events)
-	mux.HandleFunc("GET /events/{id}", c.event)
-	mux.HandleFunc("GET /events/replay", c.replayBulkConfirm)
-	mux.HandleFunc("POST /events/replay", c.replayBulk)
-	mux.HandleFunc("POST /events/{id}/replay", c.replayOne)
-	mux.HandleFunc("GET /events/{id}/replay", c.replayGet)
-	mux.HandleFunc("GET /accounts/{id}", c.account)
-	mux.HandleFunc("GET /console/console.css", c.style)
-	mux.HandleFunc("GET /favicon.ico", c.favicon)
+	for _, rt := range c.routes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
+}
+
+// Patterns are the console's route patterns ("GET /events/{id}"), for the
+// tests that hold every route to its role.
+func (c *Console) Patterns() []string {
+	var out []string
+	for _, rt := range c.routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 // favicon answers the request every browser makes for /favicon.ico with no
@@ -145,7 +169,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 		c.serverError(w, r, err)
 		return
 	}
-	c.render(w, "events", map[string]any{
+	c.render(w, r, "events", map[string]any{
 		"Title":    "Events",
 		"Filter":   f,
 		"From":     q.Get("from"),
@@ -171,7 +195,7 @@ func (c *Console) event(w http.ResponseWriter, r *http.Request) {
 		Account string `json:"account"`
 	}
 	_ = json.Unmarshal(e.Payload, &top)
-	c.render(w, "event", map[string]any{
+	c.render(w, r, "event", map[string]any{
 		"Title":   e.StripeEventID,
 		"Event":   e,
 		"Account": top.Account,
@@ -213,7 +237,7 @@ func (c *Console) account(w http.ResponseWriter, r *http.Request) {
 	if found {
 		caps = capabilities(d.Account)
 	}
-	c.render(w, "account", map[string]any{
+	c.render(w, r, "account", map[string]any{
 		"Title":        id,
 		"Found":        found,
 		"Detail":       d,
@@ -306,15 +330,21 @@ func parsePage(q url.Values) (store.Cursor, int, error) {
 		}
 		before = c
 	}
-	limit := consolePageSize
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > consoleMaxPageSize {
-			return before, 0, fmt.Errorf("limit: want 1 to %d, got %q", consoleMaxPageSize, s)
-		}
-		limit = n
+	limit, err := parseLimit(q)
+	return before, limit, err
+}
+
+// parseLimit reads a page's size: limit, consolePageSize by default.
+func parseLimit(q url.Values) (int, error) {
+	s := q.Get("limit")
+	if s == "" {
+		return consolePageSize, nil
 	}
-	return before, limit, nil
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > consoleMaxPageSize {
+		return 0, fmt.Errorf("limit: want 1 to %d, got %q", consoleMaxPageSize, s)
+	}
+	return n, nil
 }
 
 func parseEventFilter(q url.Values) (store.EventFilter, error) {
@@ -364,7 +394,11 @@ func setConsoleHeaders(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-store")
 }
 
-func (c *Console) render(w http.ResponseWriter, page string, data map[string]any) {
+// render writes page with data and, for the layout, who r's user is
+// (Who) and whether they may change things (MayChange).
+func (c *Console) render(w http.ResponseWriter, r *http.Request, page string, data map[string]any) {
+	id, _ := access.FromContext(r.Context())
+	data["Who"], data["MayChange"] = id, id.MayChange()
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
 		c.logger.Error("console page", "page", page, "err", err)

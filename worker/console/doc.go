@@ -1,9 +1,11 @@
 // Package console serves the web UI's pages of what Postgres holds, the
-// events and the connected accounts, and its one write: replaying events.
-// `worker webui` mounts it beside the gocraft/work job UI, behind the same
-// login and cross-site refusal (package webui); its nav bar links to the
-// job UI at /. It reads DATABASE_URL for the pages, Redis for the dead
-// set's size, and STRIPE_LIVEMODE for replays, as the workers do.
+// events, the connected accounts and the audit log, and its one write:
+// replaying events. `worker webui` mounts it beside the gocraft/work job
+// UI, behind the same login, roles, cross-site refusal and audit trail
+// (packages webui and access); its nav bar links to the job UI at / and
+// names the user and their role. It reads DATABASE_URL for the pages,
+// Redis for the dead set's size, and STRIPE_LIVEMODE for replays, as the
+// workers do.
 //
 // # Pages
 //
@@ -27,6 +29,13 @@
 //     external accounts (last four digits only), deauthorization, and the
 //     events that touched it, newest first (events stored before migration
 //     00008 have no account column and are not listed there).
+//   - /audit: every change made through the web UI (package access),
+//     newest first: when, who in which role, the action with its method
+//     and path, the events (linked; past five, folded in a list that
+//     opens) and jobs it named, its result, the answer's status and the
+//     error. Filter with user (exact) and action; "Older" pages by a
+//     keyset cursor on the entry's id, each filter walking its own index
+//     (TestAuditListQueriesUseIndexes in pkg/store checks the plans).
 //
 // Every answer carries a strict Content-Security-Policy (its own style
 // sheet, no script at all), X-Frame-Options: DENY and Cache-Control:
@@ -39,15 +48,18 @@
 // as `worker replay --event evt_…` does (package replay: under the row
 // lock, with the handlers' out-of-order guards, never an event of the mode
 // STRIPE_LIVEMODE excludes), within 20 s, then returns to the page with the
-// result. Replay is a POST only (a GET of its path replays nothing), and
-// every replay is logged as a "console action" with the login user, the
-// action and the event id, never the payload.
+// result. Replay is a POST only (a GET of its path replays nothing), for
+// operators only: a viewer's pages have no Replay button, and their POST
+// is 403. Every replay is recorded in the audit trail (action replay, the
+// event id, the result), and logged as a "console action" with the user,
+// the action and the event id, never the payload.
 //
 // From an events list filtered to failing or dead, "Replay these…" opens a
 // confirmation page saying how many events match (at most 1,000 at once;
 // when more match, only the newest 1,000 are replayed), and its button
 // replays them the same way, then shows how many were replayed and how
-// many failed. A bulk replay is logged with the login user,
+// many failed. A bulk replay is recorded in the audit trail (action
+// replay_bulk, every event id, the counts), and logged with the user,
 // action=replay_bulk, the count and the event ids, in lines of at most 100
 // ids.
 //

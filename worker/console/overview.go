@@ -11,6 +11,7 @@ import (
 
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/worker/internal/access"
 )
 
 // chartMinutes is the span of the overview's chart, one column a minute.
@@ -102,7 +103,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if o.OldestPending != nil {
 		oldestAge = o.Now.Sub(*o.OldestPending).Truncate(time.Second).String()
 	}
-	c.render(w, "overview", map[string]any{
+	c.render(w, r, "overview", map[string]any{
 		"Title":     "Overview",
 		"O":         o,
 		"OldestAge": oldestAge,
@@ -119,13 +120,20 @@ var replayMessages = map[string]string{
 	"notfound": "Not replayed: no event with that id is stored.",
 }
 
-// replayOne applies one event again, as `worker replay --event` does, logs
-// who did it, and redirects back to the event's page with the result.
+// replayOne applies one event again, as `worker replay --event` does,
+// describes it for the audit trail, logs who did it, and redirects back to
+// the event's page with the result.
 func (c *Console) replayOne(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	user := c.user(r)
+	user := userOf(r)
+	change := access.ChangeOf(r)
+	change.Action, change.StripeEventIDs = access.ActionReplay, []string{id}
 	log := c.logger.With("user", user, "action", "replay", "stripe_event_id", id)
 	result, err := c.replay(r.Context(), id)
+	change.Detail = string(result)
+	if err != nil {
+		change.Err = err.Error()
+	}
 	switch {
 	case result == "":
 		c.serverError(w, r, err)
@@ -139,6 +147,12 @@ func (c *Console) replayOne(w http.ResponseWriter, r *http.Request) {
 		log.Warn("console action", "result", result)
 	}
 	http.Redirect(w, r, "/events/"+url.PathEscape(id)+"?replay="+string(result), http.StatusSeeOther)
+}
+
+// userOf names who sent r.
+func userOf(r *http.Request) string {
+	id, _ := access.FromContext(r.Context())
+	return id.User
 }
 
 // replayGet refuses a GET of the replay path: only the form's POST replays.

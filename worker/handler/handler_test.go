@@ -510,7 +510,7 @@ func TestAuthorizationInOneTransaction(t *testing.T) {
 				var mu sync.Mutex
 				ahead := 0
 				ap := st.NewApplier(handler.Apply, store.ApplierOptions{MaxJobs: 1, Ahead: 10, Timeout: 30 * time.Second,
-					AppliedAhead: func(store.WebhookEvent) { mu.Lock(); ahead++; mu.Unlock() }, AccountOf: accountOf})
+					AppliedAhead: func(context.Context, store.WebhookEvent) { mu.Lock(); ahead++; mu.Unlock() }, AccountOf: accountOf})
 				out, _, err := ap.Process(ctx, ids[0], store.Attempt{})
 				ap.Close()
 				if err != nil || out != store.Applied {

@@ -38,6 +38,22 @@
 // events_processed_total; a job that finds its event processed logs
 // "event already processed; nothing to do" at debug level.
 //
+// # Traces
+//
+// With tracing on (package telemetry), each run of a job is the span
+// "process process-webhook", whose parent is the span its traceparent
+// argument names: the delivery's, so that the worker's part joins the
+// delivery's trace, whether the ingest queued the job or the sweeper or
+// reconcile did later (they queue it with the traceparent stored with the
+// event). A job without one (tracing was off, or an older version queued
+// it) runs as before, its span the root of a trace. Under it are the
+// store's spans: the group's (store.apply_group, a child of its first
+// sampled job and linked to every job's span and to the delivery of every
+// event it applied, those applied ahead included), its claim, account
+// locks, each handler (apply <type>) and its commit, and their statements.
+// The outcome is an attribute; a deferral and a scheduled retry are
+// events; a failure sets the error status. tracing.go holds them.
+//
 // # Failures and retries
 //
 // Only a failure of the event's own handler or commit, run on that event

@@ -71,10 +71,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // AppliedAhead logs and counts each event a group applied before its own
 // job ran (store.ApplierOptions.AppliedAhead); that job will find it
 // processed.
-func (m *Metrics) AppliedAhead(logger *slog.Logger) func(store.WebhookEvent) {
-	return func(e store.WebhookEvent) {
+func (m *Metrics) AppliedAhead(logger *slog.Logger) func(context.Context, store.WebhookEvent) {
+	return func(ctx context.Context, e store.WebhookEvent) {
 		m.processed.WithLabelValues(e.EventType).Inc()
-		logger.Info("event processed", "stripe_event_id", e.StripeEventID, "event_type", e.EventType,
+		logger.InfoContext(ctx, "event processed", "stripe_event_id", e.StripeEventID, "event_type", e.EventType,
 			"webhook_id", e.ID, "ahead_of_job", true, "handled", handler.Handles(e.EventType))
 	}
 }
@@ -82,10 +82,10 @@ func (m *Metrics) AppliedAhead(logger *slog.Logger) func(store.WebhookEvent) {
 // GroupFailed logs and counts a group transaction that failed
 // (store.ApplierOptions.GroupFailed); its jobs' events are then processed
 // one by one, each failure recorded against its own event only.
-func (m *Metrics) GroupFailed(logger *slog.Logger) func(error, int) {
-	return func(err error, jobs int) {
+func (m *Metrics) GroupFailed(logger *slog.Logger) func(context.Context, error, int) {
+	return func(ctx context.Context, err error, jobs int) {
 		m.groupFailures.Inc()
-		logger.Warn("a group transaction failed; its jobs' events are processed one by one", "error", err, "jobs", jobs)
+		logger.WarnContext(ctx, "a group transaction failed; its jobs' events are processed one by one", "error", err, "jobs", jobs)
 	}
 }
 

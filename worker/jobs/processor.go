@@ -63,32 +63,36 @@ func (p *Processor) Process(job *work.Job) error {
 	if err != nil {
 		return p.malformed(job, err)
 	}
+	// With tracing on, the job's span joins its delivery's trace.
+	ctx, span := startJobSpan(job, j)
+	defer span.End()
 	log := p.Logger.With("stripe_event_id", j.EventID, "event_type", j.EventType, "webhook_id", j.WebhookID,
 		"job_id", job.ID, "attempt", job.Fails+1)
 	// The deadline is the job's own: SIGTERM does not cut a running job short.
-	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	began := time.Now()
 	attempt := p.Retries.attempt(job)
 	outcome, _, err := p.Applier.Process(ctx, j.WebhookID, attempt)
 	elapsed := time.Since(began).Seconds()
-	if err != nil && errors.Is(err, store.ErrNotAttempted) && p.putBack(log, job, err, elapsed) {
+	if err != nil && errors.Is(err, store.ErrNotAttempted) && p.putBack(ctx, log, job, err, elapsed) {
 		return nil
 	}
 	if err != nil {
-		p.failed(log, job, j, attempt, err, elapsed)
+		p.failed(ctx, log, job, j, attempt, err, elapsed)
 		return err
 	}
+	noteOutcome(span, outcome)
 	p.Metrics.jobSeconds.WithLabelValues(outcome.String()).Observe(elapsed)
 	switch outcome {
 	case store.Applied:
 		p.Metrics.processed.WithLabelValues(j.EventType).Inc()
-		log.Info("event processed", "handled", handler.Handles(j.EventType))
+		log.InfoContext(ctx, "event processed", "handled", handler.Handles(j.EventType))
 	case store.AlreadyProcessed:
 		// The usual fate of a job whose event a group applied ahead of it.
-		log.Debug("event already processed; nothing to do")
+		log.DebugContext(ctx, "event already processed; nothing to do")
 	case store.Missing:
-		log.Warn("no stored event for this job (deleted by retention?); nothing to do")
+		log.WarnContext(ctx, "no stored event for this job (deleted by retention?); nothing to do")
 	}
 	return nil
 }
@@ -119,26 +123,28 @@ func (p *Processor) malformed(job *work.Job, err error) error {
 // set without counting a fail: counting it would send healthy events to
 // the dead set during a long outage. It reports whether it did; not past
 // maxDeferrals, nor when Redis refuses.
-func (p *Processor) putBack(log *slog.Logger, job *work.Job, err error, elapsed float64) bool {
+func (p *Processor) putBack(ctx context.Context, log *slog.Logger, job *work.Job, err error, elapsed float64) bool {
 	n := queue.Deferrals(job)
 	if p.Jobs == nil {
 		return false
 	}
 	if n >= maxDeferrals {
-		log.Error("event not attempted for too long; counted as a failed attempt", "error", err, "deferred", n)
+		log.ErrorContext(ctx, "event not attempted for too long; counted as a failed attempt", "error", err, "deferred", n)
 		return false
 	}
 	at := time.Now().Add(deferral(n))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	derr := p.Jobs.Defer(ctx, job, at, "not attempted: "+err.Error())
+	// The job's deadline may have passed: filing it back has its own.
+	fileCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	derr := p.Jobs.Defer(fileCtx, job, at, "not attempted: "+err.Error())
 	cancel()
 	if derr != nil {
-		log.Warn("could not put the job back; counted as a failed attempt", "error", derr)
+		log.WarnContext(ctx, "could not put the job back; counted as a failed attempt", "error", derr)
 		return false
 	}
 	p.Metrics.deferred.Inc()
 	p.Metrics.jobSeconds.WithLabelValues("deferred").Observe(elapsed)
-	log.Warn("event not attempted; its job is put back without counting an attempt", "error", err,
+	noteDeferred(ctx, err, at, n+1)
+	log.WarnContext(ctx, "event not attempted; its job is put back without counting an attempt", "error", err,
 		"retry_at", at.UTC().Format(time.RFC3339), "deferred", n+1)
 	if p.RetryDue != nil {
 		p.RetryDue(at.Add(requeueLag))
@@ -148,15 +154,16 @@ func (p *Processor) putBack(log *slog.Logger, job *work.Job, err error, elapsed 
 
 // failed counts and logs a failed attempt, which gocraft/work retries after
 // the backoff or, on the last attempt, moves to the dead set.
-func (p *Processor) failed(log *slog.Logger, job *work.Job, j queue.Job, attempt store.Attempt, err error, elapsed float64) {
+func (p *Processor) failed(ctx context.Context, log *slog.Logger, job *work.Job, j queue.Job, attempt store.Attempt, err error, elapsed float64) {
 	p.Metrics.failed.WithLabelValues(j.EventType).Inc()
 	p.Metrics.jobSeconds.WithLabelValues("failed").Observe(elapsed)
 	recorded := !errors.Is(err, store.ErrNotAttempted)
+	noteFailed(ctx, err, attempt)
 	if attempt.Final {
-		log.Error("event failed its last attempt; its job goes to the dead set", "error", err, "recorded", recorded)
+		log.ErrorContext(ctx, "event failed its last attempt; its job goes to the dead set", "error", err, "recorded", recorded)
 		return
 	}
-	log.Warn("event failed; retried with backoff", "error", err, "recorded", recorded,
+	log.WarnContext(ctx, "event failed; retried with backoff", "error", err, "recorded", recorded,
 		"retry_at", attempt.RetryAt.UTC().Format(time.RFC3339))
 	if p.RetryDue != nil {
 		p.RetryDue(p.Retries.retryAt(job).Add(requeueLag))

@@ -7,7 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Periodic runs a task every period in one replica only: each replica
@@ -17,6 +20,7 @@ import (
 // never keeps another replica from claiming it.
 type Periodic struct {
 	name   string
+	span   string // the span of a run, with tracing on
 	every  time.Duration
 	run    func(ctx context.Context) error
 	store  *store.Store
@@ -30,7 +34,7 @@ type Periodic struct {
 // NewPeriodic returns the periodic task name, which runs run every period,
 // claimed in st.
 func NewPeriodic(name string, every time.Duration, st *store.Store, logger *slog.Logger, run func(context.Context) error) *Periodic {
-	return &Periodic{name: name, every: every, run: run, store: st, logger: logger.With("task", name),
+	return &Periodic{name: name, span: "periodic " + name, every: every, run: run, store: st, logger: logger.With("task", name),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -73,13 +77,19 @@ func (p *Periodic) tick(stop context.Context) {
 	if !claimed {
 		return
 	}
+	// With tracing on, each claimed run is a trace of its own.
+	ctx, span := telemetry.Start(ctx, p.span, trace.SpanKindInternal)
+	defer span.End()
 	err = p.run(ctx)
+	if stop.Err() == nil {
+		telemetry.Fail(span, err)
+	}
 	switch {
 	case err == nil || stop.Err() != nil:
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		p.logger.Warn("periodic run cut off at its deadline; the next period runs it again", "deadline", deadline.String(), "error", err)
+		p.logger.WarnContext(ctx, "periodic run cut off at its deadline; the next period runs it again", "deadline", deadline.String(), "error", err)
 	default:
-		p.logger.Warn("periodic run failed", "error", err)
+		p.logger.WarnContext(ctx, "periodic run failed", "error", err)
 	}
 }
 

@@ -5,8 +5,12 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/telemetry"
 )
 
 // Sweeper queues again the events that Postgres holds but Redis lost track
@@ -59,8 +63,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		cursor = refs[len(refs)-1].Cursor()
 	}
 	s.metrics.sweeps.Inc()
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int("stripe_webhooks.sweep.checked", read), attribute.Int("stripe_webhooks.sweep.lost", lost),
+			attribute.Int("stripe_webhooks.sweep.queued", queued))
+	}
 	if lost > 0 {
-		s.logger.Info("sweeper queued lost events again", "checked", read, "lost", lost, "queued", queued)
+		s.logger.InfoContext(ctx, "sweeper queued lost events again", "checked", read, "lost", lost, "queued", queued)
 	}
 	return queued, nil
 }
@@ -98,6 +106,7 @@ func (s *Sweeper) requeueLost(ctx context.Context, before time.Time, refs []stor
 		return 0, 0, err
 	}
 	s.metrics.sweeperLost.Add(float64(len(refs)))
+	linkDeliveries(ctx, refs)
 	ok, err := s.enqueuer.EnqueueMany(ctx, jobsOf(refs)) // one round trip
 	for _, a := range ok {
 		if a {
@@ -111,11 +120,29 @@ func (s *Sweeper) requeueLost(ctx context.Context, before time.Time, refs []stor
 	return len(refs), added, err
 }
 
-// jobsOf is the process-webhook job of each event.
+// jobsOf is the process-webhook job of each event, with the traceparent
+// stored with it: the job's span joins the trace of the delivery that
+// stored the event, however much later it is queued.
 func jobsOf(refs []store.EventRef) []queue.Job {
 	jobs := make([]queue.Job, len(refs))
 	for i, r := range refs {
-		jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
+		jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType, Traceparent: r.Traceparent}
 	}
 	return jobs
+}
+
+// maxSweepLinks bounds the links of one sweep's span to the deliveries of
+// the events it queues again (the SDK keeps 128 by default).
+const maxSweepLinks = 128
+
+// linkDeliveries links the sweep's span, if it records, to the traces of
+// the deliveries that stored refs.
+func linkDeliveries(ctx context.Context, refs []store.EventRef) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	for _, r := range refs[:min(len(refs), maxSweepLinks)] {
+		telemetry.LinkTraceparent(span, r.Traceparent)
+	}
 }

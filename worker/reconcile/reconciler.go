@@ -17,6 +17,7 @@ import (
 	"stripe-webhooks/pkg/queue"
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeapi"
+	"stripe-webhooks/pkg/telemetry"
 	"stripe-webhooks/worker/handler"
 )
 
@@ -242,10 +243,12 @@ func (r *Reconciler) run(ctx, stop context.Context, targets []target, deauthoriz
 				return sum, err
 			}
 		}
-		listed, missing, err := r.reconcileAccount(ctx, t, until, types)
+		actx, span := startAccountSpan(ctx, t.account)
+		listed, missing, err := r.reconcileAccount(actx, t, until, types)
 		if err == nil && record {
-			err = r.store.MarkReconciled(ctx, t.account, until)
+			err = r.store.MarkReconciled(actx, t.account, until)
 		}
+		endAccountSpan(span, listed, missing, err)
 		sum.Accounts++
 		sum.Listed += listed
 		sum.Missing += missing
@@ -259,10 +262,10 @@ func (r *Reconciler) run(ctx, stop context.Context, targets []target, deauthoriz
 			return sum, ctx.Err()
 		case t.account != "" && errors.As(err, &apiErr) && apiErr.AccessRevoked():
 			sum.Skipped++
-			r.logger.Info("access to the account is revoked (deauthorized); skipped", "account", t.account, "error", err)
+			r.logger.InfoContext(actx, "access to the account is revoked (deauthorized); skipped", "account", t.account, "error", err)
 		default:
 			sum.Failed = append(sum.Failed, accountName(t.account))
-			r.logger.Error("could not reconcile an account", "account", accountName(t.account), "error", err)
+			r.logger.ErrorContext(actx, "could not reconcile an account", "account", accountName(t.account), "error", err)
 		}
 	}
 	return sum, nil
@@ -351,7 +354,9 @@ func (r *Reconciler) reconcileAccount(ctx context.Context, t target, until time.
 
 // storeMissing stores and queues those of events not stored yet. An event
 // created before earliest, as of now, is left: retention may have deleted
-// it since the listing began (see RetentionMargin).
+// it since the listing began (see RetentionMargin). With tracing on, each
+// is stored with the traceparent of ctx's span (the account's, in the
+// run's trace), which its jobs carry.
 func (r *Reconciler) storeMissing(ctx context.Context, account string, events []stripeapi.Event) (int, error) {
 	earliest, _ := r.earliest(time.Now())
 	events = slices.DeleteFunc(events, func(e stripeapi.Event) bool { return e.Created.Before(earliest) })
@@ -372,15 +377,16 @@ func (r *Reconciler) storeMissing(ctx context.Context, account string, events []
 			continue
 		}
 		row, err := r.store.InsertEvent(ctx, store.NewEvent{StripeEventID: e.ID, EventType: e.Type,
-			Payload: withAccount(e.Raw, account), Created: e.Created, ReceivedAt: time.Now(), Livemode: e.Livemode})
+			Payload: withAccount(e.Raw, account), Created: e.Created, ReceivedAt: time.Now(), Livemode: e.Livemode,
+			Traceparent: telemetry.Traceparent(ctx)})
 		if err != nil {
 			return len(jobs), err
 		}
 		if !row.Inserted {
 			continue // a delivery stored it meanwhile
 		}
-		jobs = append(jobs, queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type})
-		r.logger.Warn("event missing from deliveries; stored from Stripe's API", "stripe_event_id", e.ID,
+		jobs = append(jobs, queue.Job{WebhookID: row.WebhookID, EventID: e.ID, EventType: e.Type, Traceparent: row.Traceparent})
+		r.logger.WarnContext(ctx, "event missing from deliveries; stored from Stripe's API", "stripe_event_id", e.ID,
 			"event_type", e.Type, "account", accountName(account), "created", e.Created.UTC().Format(time.RFC3339))
 		if r.metrics != nil {
 			r.metrics.missing.WithLabelValues(e.Type).Inc()
@@ -393,7 +399,7 @@ func (r *Reconciler) storeMissing(ctx context.Context, account string, events []
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := r.enqueuer.EnqueueMany(qctx, jobs); err != nil {
-		r.logger.Warn("missing events stored but not queued; the sweeper will queue them", "error", err, "events", len(jobs))
+		r.logger.WarnContext(ctx, "missing events stored but not queued; the sweeper will queue them", "error", err, "events", len(jobs))
 	}
 	return len(jobs), nil
 }
@@ -463,7 +469,7 @@ func (r *Reconciler) Periodically(ctx context.Context) error {
 	if sum.Unreached > 0 {
 		msg = "reconcile ran out of time; the accounts left go first next run"
 	}
-	r.logger.Info(msg, "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing, "skipped", sum.Skipped,
+	r.logger.InfoContext(ctx, msg, "accounts", sum.Accounts, "listed", sum.Listed, "missing", sum.Missing, "skipped", sum.Skipped,
 		"unreached", sum.Unreached, "api_calls", r.api.Calls(), "seconds", time.Since(began).Seconds())
 	return nil
 }

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"stripe-webhooks/pkg/store"
 	"stripe-webhooks/pkg/stripeapi"
+	"stripe-webhooks/pkg/telemetry"
 	"stripe-webhooks/worker/handler"
 )
 
@@ -29,7 +32,9 @@ func NewResyncer(logger *slog.Logger, st *store.Store, api *stripeapi.Client, m 
 
 // Resync fetches one account (the account, then every page of its external
 // accounts) and applies it in one transaction.
-func (r *Resyncer) Resync(ctx context.Context, account string) (store.SnapshotReport, error) {
+func (r *Resyncer) Resync(ctx context.Context, account string) (rep store.SnapshotReport, err error) {
+	ctx, span := telemetry.StartChild(ctx, "resync account", trace.SpanKindInternal)
+	defer func() { endResyncSpan(span, account, rep, err) }()
 	takenAt := time.Now() // before the fetch: the snapshot is at least this new
 	a, err := r.api.Account(ctx, account)
 	if err != nil {
@@ -54,7 +59,7 @@ func (r *Resyncer) Resync(ctx context.Context, account string) (store.SnapshotRe
 	if err != nil {
 		return store.SnapshotReport{}, err
 	}
-	rep, err := r.store.ApplySnapshot(ctx, snap)
+	rep, err = r.store.ApplySnapshot(ctx, snap)
 	if err != nil {
 		return rep, err
 	}
@@ -62,7 +67,7 @@ func (r *Resyncer) Resync(ctx context.Context, account string) (store.SnapshotRe
 		r.metrics.resynced.Inc()
 	}
 	if rep.Changed() {
-		r.logger.Warn("account drifted from Stripe's state; resynced", "account", account,
+		r.logger.WarnContext(ctx, "account drifted from Stripe's state; resynced", "account", account,
 			"account_fields", rep.AccountChanged, "capabilities_written", rep.CapabilitiesWritten,
 			"capabilities_removed", rep.CapabilitiesRemoved, "external_accounts_upserted", rep.ExternalAccountsUpserted,
 			"external_accounts_deleted", rep.ExternalAccountsDeleted)

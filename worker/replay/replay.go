@@ -12,8 +12,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/store"
+	"stripe-webhooks/pkg/telemetry"
 	"stripe-webhooks/worker/handler"
 )
 
@@ -135,10 +139,19 @@ func (r *Replayer) Matching(ctx context.Context, f Filter, each func(Result)) er
 }
 
 // apply replays the event of res under the row lock, within Timeout.
+// Inside a span that records, it is the span "replay event", linked to the
+// trace of the delivery that stored the event.
 func (r *Replayer) apply(ctx context.Context, res Result) Result {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
+	ctx, span := telemetry.StartChild(ctx, "replay event", trace.SpanKindInternal)
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("stripe.event_id", res.StripeEventID), attribute.String("stripe.event_type", res.EventType),
+			attribute.String("stripe_webhooks.webhook_id", res.WebhookID))
+	}
 	if _, _, err := r.store.ReplayEvent(ctx, res.WebhookID, handler.ApplyIn(r.livemode)); err != nil {
+		telemetry.Fail(span, err)
 		res.Outcome, res.Err = Failed, err
 		return res
 	}

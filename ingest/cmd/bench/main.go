@@ -5,8 +5,9 @@
 // worker's end-to-end drain of a fixed batch with one and with three
 // processes, (e) the latency from a delivery's 200 to its event's
 // processing at fixed open-loop rates, and after a burst into an idle
-// pool, and (f) the Redis commands of an idle worker and the idle CPU of a
-// worker and an ingest. It prints tables with the ratios and writes the
+// pool, (f) the Redis commands of an idle worker and the idle CPU of a
+// worker and an ingest, and (g) the ingest with tracing off and with every
+// delivery traced. It prints tables with the ratios and writes the
 // same as JSON under .bench/. README.md beside this file describes each
 // row and how the harness is built.
 //

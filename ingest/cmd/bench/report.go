@@ -30,6 +30,7 @@ type Result struct {
 	Storage  *Storage  `json:"storage,omitempty"`
 	Expiry   *Expiry   `json:"expiry,omitempty"`
 	Upgrade  *Upgrade  `json:"upgrade,omitempty"`
+	Tracing  *Tracing  `json:"tracing,omitempty"`
 }
 
 // writeResult writes r as JSON into the folder out.
@@ -54,6 +55,7 @@ func printTable(w io.Writer, r Result) {
 	printLatency(w, r)
 	printIdle(w, r)
 	printStorage(w, r)
+	printTracing(w, r.Tracing)
 	printEndToEnd(w, r)
 	printAt32(w, r)
 }

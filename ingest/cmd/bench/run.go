@@ -32,6 +32,12 @@ type options struct {
 	storageC      int
 	expireN       int
 	upgradeN      int
+	// tracingC is the clients of the tracing row (0: none), measured in
+	// tracingRounds alternating rounds; tracingBaseline, if set, holds an
+	// ingest built before tracing existed, measured in each round too.
+	tracingC        int
+	tracingRounds   int
+	tracingBaseline string
 }
 
 func parseOptions(args []string) (options, error) {
@@ -55,6 +61,9 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.storageC, "storage-c", 16, "clients of the storage measure")
 	fs.IntVar(&o.expireN, "expire", 1000000, "events of the day retention expires in the expiry measure (0: none)")
 	fs.IntVar(&o.upgradeN, "upgrade", 0, "rows of webhook_events the upgrade to the partitioned table moves in the upgrade measure (0: none)")
+	fs.IntVar(&o.tracingC, "tracing-c", 32, "clients of the tracing row: the ingest with tracing off and with every delivery traced (0: none)")
+	fs.IntVar(&o.tracingRounds, "tracing-rounds", 2, "alternating rounds of the tracing row's measures")
+	fs.StringVar(&o.tracingBaseline, "tracing-baseline", "", "directory of an ingest built before tracing existed, measured beside tracing off (empty: none)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -102,6 +111,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if res.Drain, err = measureDrains(ctx, h, o); err != nil {
+		return err
+	}
+	if res.Tracing, err = measureTracing(ctx, h, o); err != nil {
 		return err
 	}
 	if err := measureEndToEnd(ctx, h, o, idleRun, &res); err != nil {

@@ -14,7 +14,7 @@ import (
 // seed stores and queues n account.updated events over 2,000 accounts, as
 // the ingest would, with group commit and pipelined enqueues.
 func seed(ctx context.Context, st *store.Store, enq *queue.Enqueuer, n int) error {
-	in, err := st.NewInserter(store.InserterOptions{Batches: 4, MaxBatch: 500, AfterCommit: func(rows []store.Committed) error {
+	in, err := st.NewInserter(store.InserterOptions{Batches: 4, MaxBatch: 500, AfterCommit: func(_ context.Context, rows []store.Committed) error {
 		jobs := make([]queue.Job, len(rows))
 		for i, r := range rows {
 			jobs[i] = queue.Job{WebhookID: r.WebhookID, EventID: r.StripeEventID, EventType: r.EventType}
