@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -109,13 +109,19 @@ func measureTraced(ctx context.Context, h *harness, path string, env []string, o
 	}
 	var m TracingMeasure
 	time.Sleep(2 * exportSettle)
-	spans, servers := recv.count()
+	spans, servers, err := recv.count()
+	if err != nil {
+		return TracingMeasure{}, err
+	}
 	lo.Duration = o.dur
 	mark := markCPU()
 	m.Ingest, err = loadgen.Run(ctx, lo)
 	m.CPU = mark.since(max(m.Ingest.Status["200"], 1))
+	if err != nil {
+		return m, err
+	}
 	time.Sleep(2 * exportSettle)
-	s, sv := recv.count()
+	s, sv, err := recv.count()
 	m.Spans, m.ServerSpans = s-spans, sv-servers
 	return m, err
 }
@@ -144,12 +150,18 @@ func withoutOTel(env []string) []string {
 	return out
 }
 
-// spanCounter is an OTLP/HTTP trace receiver that decodes each export and
-// counts its spans, and its server spans (one per delivery).
+// spanCounter is an OTLP/HTTP trace receiver that keeps each export's
+// body and counts its spans, and its server spans (one per delivery),
+// when asked (count): decoding an export costs about what making its spans
+// cost the ingest, and a collector does it on a machine of its own, not on
+// the two cores the ingest is measured on.
 type spanCounter struct {
-	url            string
-	srv            *http.Server
-	spans, servers atomic.Int64
+	url string
+	srv *http.Server
+
+	mu             sync.Mutex
+	bodies         [][]byte // received, not counted yet
+	spans, servers int64
 }
 
 func startSpanCounter() (*spanCounter, error) {
@@ -163,37 +175,50 @@ func startSpanCounter() (*spanCounter, error) {
 	return c, nil
 }
 
+// exportAnswer is an empty ExportTraceServiceResponse: every span accepted.
+var exportAnswer, _ = proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+
 func (c *spanCounter) serve(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(r.Body)
-	var export coltracepb.ExportTraceServiceRequest
-	if err == nil {
-		err = proto.Unmarshal(raw, &export)
-	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	for _, rs := range export.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				c.spans.Add(1)
-				if s.GetKind() == tracepb.Span_SPAN_KIND_SERVER {
-					c.servers.Add(1)
+	c.mu.Lock()
+	c.bodies = append(c.bodies, raw)
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(exportAnswer)
+}
+
+// count decodes the exports received since the last count and returns the
+// spans and server spans received so far; 0, 0 for no counter. An export
+// that does not decode is an error: the ingest sent something that is not
+// OTLP.
+func (c *spanCounter) count() (spans, servers int64, err error) {
+	if c == nil {
+		return 0, 0, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, raw := range c.bodies {
+		var export coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(raw, &export); err != nil {
+			return 0, 0, fmt.Errorf("tracing receiver: an export that is not OTLP: %w", err)
+		}
+		for _, rs := range export.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					c.spans++
+					if s.GetKind() == tracepb.Span_SPAN_KIND_SERVER {
+						c.servers++
+					}
 				}
 			}
 		}
 	}
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-// count is the spans and server spans received so far; 0, 0 for no counter.
-func (c *spanCounter) count() (spans, servers int64) {
-	if c == nil {
-		return 0, 0
-	}
-	return c.spans.Load(), c.servers.Load()
+	c.bodies = nil
+	return c.spans, c.servers, nil
 }
 
 func (c *spanCounter) close() { _ = c.srv.Close() }
