@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -206,26 +205,6 @@ func tableState(t *testing.T, b *testkit.Backend) string {
 	return fmt.Sprintf("events %v\ndead %v\nqueued %v\naudit rows %d", events, dead, queued, audited)
 }
 
-// deadSet maps the dead jobs' ids to when they died.
-func deadSet(t *testing.T, b *testkit.Backend) map[string]int64 {
-	t.Helper()
-	conn := b.Pool(t).Get()
-	defer conn.Close()
-	members, err := redis.Int64Map(conn.Do("ZRANGE", queue.DeadKey(b.Namespace), 0, -1, "WITHSCORES"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for raw, diedAt := range members {
-		var j work.Job
-		if err := json.Unmarshal([]byte(raw), &j); err != nil {
-			t.Fatal(err)
-		}
-		out[j.ID] = diedAt
-	}
-	return out
-}
-
 // Every changing route of the console and the job UI, called by a viewer,
 // is 403 and changes nothing (events, dead set, queue, audit log), and so
 // is any other method than GET and HEAD; every GET route serves a viewer,
@@ -235,7 +214,7 @@ func TestWebUIViewerChangesNothing(t *testing.T) {
 	b := tableBackend(t)
 	ui := startWebUI(t, b, proxyRoles("127.0.0.1/32"))
 	before := tableState(t, b)
-	dead := deadSet(t, b)
+	dead := b.DeadJobs(t)
 	for _, r := range changeRoutes {
 		if code, body := uiDo(t, ui, viewer, http.MethodPost, r.path(dead), r.form); code != http.StatusForbidden {
 			t.Errorf("viewer %s: %d, want 403\n%s", r.pattern, code, body)
@@ -302,7 +281,7 @@ func TestWebUIOperatorChangesAreAudited(t *testing.T) {
 	for _, r := range changeRoutes {
 		resetTable(t, b)
 		before := tableState(t, b)
-		code, body := uiDo(t, ui, operator, http.MethodPost, r.path(deadSet(t, b)), r.form)
+		code, body := uiDo(t, ui, operator, http.MethodPost, r.path(b.DeadJobs(t)), r.form)
 		if code != r.okStatus {
 			t.Errorf("operator %s: %d, want %d\n%s", r.pattern, code, r.okStatus, body)
 		}
@@ -376,7 +355,7 @@ func TestWebUIProxyHeadersAreNotSpoofable(t *testing.T) {
 		}
 	}
 	for _, r := range changeRoutes {
-		if code, _ := uiDo(t, untrusted, operator, http.MethodPost, r.path(deadSet(t, b)), r.form); code != http.StatusUnauthorized {
+		if code, _ := uiDo(t, untrusted, operator, http.MethodPost, r.path(b.DeadJobs(t)), r.form); code != http.StatusUnauthorized {
 			t.Errorf("operator headers from 127.0.0.1, trusted 10.0.0.0/8, %s: %d, want 401", r.pattern, code)
 		}
 	}

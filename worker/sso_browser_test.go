@@ -135,7 +135,7 @@ func seedSSO(t *testing.T, b *testkit.Backend) ssoSeed {
 	if err := b.Enqueuer.Kill(context.Background(), job, "handler failed: connected account missing"); err != nil {
 		t.Fatal(err)
 	}
-	s.diedAt = deadSet(t, b)[s.jobID]
+	s.diedAt = b.DeadJobs(t)[s.jobID]
 	return s
 }
 
@@ -437,7 +437,7 @@ func checkSSOChanges(t *testing.T, b *testkit.Backend, s ssoSeed) {
 	if !chargesEnabled(t, b, "acct_sso_replay") {
 		t.Error("the replay did not apply the event to its account")
 	}
-	if dead := deadSet(t, b); len(dead) != 0 {
+	if dead := b.DeadJobs(t); len(dead) != 0 {
 		t.Errorf("dead set after the retry: %v, want empty", dead)
 	}
 	conn := b.Pool(t).Get()

@@ -2,7 +2,6 @@ package webui
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"testing"
 
 	"github.com/gocraft/work"
-	"github.com/gomodule/redigo/redis"
 
 	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
@@ -157,7 +155,7 @@ func TestJobUIChangesAreRecordedWithTheirJobs(t *testing.T) {
 	base := startJobUI(t, b)
 	killJob(t, b, "job_one", "evt_one")
 	killJob(t, b, "job_two", "evt_two")
-	died := deadJobs(t, b)["job_one"]
+	died := b.DeadJobs(t)["job_one"]
 	if code, _, body := as(t, base, "ana@example.com", "sre", "POST", fmt.Sprintf("/retry_dead_job/%d/job_one", died)); code != 200 {
 		t.Fatalf("retry: %d %s", code, body)
 	}
@@ -176,24 +174,4 @@ func TestJobUIChangesAreRecordedWithTheirJobs(t *testing.T) {
 	if all.Action != access.ActionDeleteAllDeadJobs || all.Detail != "dead jobs: 1" || all.Status != 200 || all.Role != "operator" {
 		t.Errorf("delete-all row: %+v", all)
 	}
-}
-
-// deadJobs maps the ids of the jobs in the dead set to when they died.
-func deadJobs(t *testing.T, b *testkit.Backend) map[string]int64 {
-	t.Helper()
-	conn := b.Pool(t).Get()
-	defer conn.Close()
-	members, err := redis.Int64Map(conn.Do("ZRANGE", queue.DeadKey(b.Namespace), 0, -1, "WITHSCORES"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for raw, diedAt := range members {
-		var job work.Job
-		if err := json.Unmarshal([]byte(raw), &job); err != nil {
-			t.Fatal(err)
-		}
-		out[job.ID] = diedAt
-	}
-	return out
 }
