@@ -95,7 +95,6 @@ const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook
 func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(genericPlans)
 	b.Queue(unpendEvents, g.ids)
 	b.Queue(claimEvents, g.ids, g.now).Query(scanClaimed(g.now, g.add(false)))
 	if g.look != nil {

@@ -146,10 +146,7 @@
 //     events exist. Many events are claimed by joining a list of their ids
 //     (FROM unnest($1) … WHERE e.id = k.id), never by id = ANY($1): for a
 //     join Postgres prunes the partitions row by row, for an array
-//     parameter not at all, and would read every partition's primary key.
-//     The transaction uses generic plans (plan_cache_mode), which prune as
-//     they run: a custom plan is made afresh at every execution and
-//     expands every partition (30 % of Postgres's CPU in a drain before);
+//     parameter not at all, and would read every partition's primary key;
 //   - creates the connected accounts of all its events if new (with
 //     AccountOf) and locks them, in one round trip: INSERT … SELECT FROM
 //     unnest(…) ORDER BY … ON CONFLICT DO NOTHING, then SELECT … ORDER BY

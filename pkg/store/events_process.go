@@ -114,7 +114,6 @@ func runEvent(ctx context.Context, conn *pgx.Conn, webhookID string, apply Apply
 	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(genericPlans)
 	b.Queue(unpendEvent, webhookID)
 	b.Queue(claimEvent, webhookID, now, replay).Query(scanClaimed(now, func(c WebhookEvent) {
 		c.ID = webhookID // as the caller names it
@@ -167,16 +166,6 @@ RETURNING ` + claimColumns
 // claimColumns are what a claim returns of each event.
 const claimColumns = `e.id, e.stripe_event_id, e.event_type, e.payload, e.retry_count, e.received_at, e.created_at,
 	coalesce(e.traceparent, '')`
-
-// genericPlans makes the statements of the transaction it begins use
-// their prepared statement's generic plan, pruning webhook_events'
-// partitions as each runs. Left to choose, Postgres plans a statement
-// naming a partition key parameter afresh at every execution (the custom
-// plan prunes at planning, so it always looks cheaper), expanding every
-// partition each time: planning was 30 % of Postgres's CPU in a worker's
-// drain (make bench), and grows with the partitions kept. The generic
-// plans are the ones the tests check (ExplainGroupClaim).
-const genericPlans = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 // unpendEvent and unpendEvents remove the pending rows of the events about
 // to be claimed, in the claim's transaction (a failure puts them back), and
