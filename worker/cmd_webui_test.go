@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -185,8 +184,8 @@ func resetTable(t *testing.T, b *testkit.Backend) {
 func tableState(t *testing.T, b *testkit.Backend) string {
 	t.Helper()
 	var events []string
-	if err := b.Store.DB().Raw(`SELECT stripe_event_id || ':' || processed || ':' || (dead_at IS NOT NULL) FROM webhook_events
-		ORDER BY stripe_event_id`).Scan(&events).Error; err != nil {
+	if err := b.Store.DB().Raw(`SELECT stripe_event_id || ' processed=' || processed || ' dead=' || (dead_at IS NOT NULL)
+		|| ' failed=' || (error IS NOT NULL) FROM webhook_events ORDER BY stripe_event_id`).Scan(&events).Error; err != nil {
 		t.Fatal(err)
 	}
 	conn := b.Pool(t).Get()
@@ -200,9 +199,10 @@ func tableState(t *testing.T, b *testkit.Backend) string {
 		t.Fatal(err)
 	}
 	var audited int64
-	b.Store.DB().Raw("SELECT count(*) FROM audit_log").Scan(&audited)
-	sort.Strings(dead)
-	return fmt.Sprintf("events %v\ndead %v\nqueued %v\naudit rows %d", events, dead, queued, audited)
+	if err := b.Store.DB().Raw("SELECT count(*) FROM audit_log").Scan(&audited).Error; err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("events %v, dead %v, queued %v, audit rows %d", events, dead, queued, audited)
 }
 
 // Every changing route of the console and the job UI, called by a viewer,

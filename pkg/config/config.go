@@ -112,6 +112,16 @@ type problems []string
 
 func (p *problems) add(s string) { *p = append(*p, s) }
 
+// services checks what every command that reaches Postgres and Redis
+// reads: the database, Redis (its password file resolved), logging and
+// the livemode filter.
+func (p *problems) services(d Database, r *Redis, l Log, m Livemode) {
+	p.database(d)
+	p.redis(r)
+	p.log(l)
+	p.livemode(m)
+}
+
 func (p problems) err() error {
 	if len(p) == 0 {
 		return nil

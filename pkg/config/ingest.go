@@ -54,11 +54,8 @@ func LoadIngest(environ []string) (Ingest, error) {
 		return c, err
 	}
 	var p problems
-	p.database(c.Database)
-	p.redis(&c.Redis)
-	p.log(c.Log)
+	p.services(c.Database, &c.Redis, c.Log, c.Livemode)
 	p.webhookSecrets(&c.WebhookSecrets)
-	p.livemode(c.Livemode)
 	p.ipAllowlist(c.IPAllowlist)
 	p.port("PORT", c.HTTPPort)
 	p.positive("WEBHOOK_MAX_BODY_BYTES", int(min(c.MaxBodyBytes, 1<<31)))

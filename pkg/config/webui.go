@@ -74,10 +74,7 @@ func LoadWebUI(environ []string) (WebUI, error) {
 		return c, err
 	}
 	var p problems
-	p.database(c.Database)
-	p.redis(&c.Redis)
-	p.log(c.Log)
-	p.livemode(c.Livemode)
+	p.services(c.Database, &c.Redis, c.Log, c.Livemode)
 	host, _, err := splitHostPort(c.Addr)
 	if err != nil {
 		p.add("WEBUI_ADDR must be host:port, such as 127.0.0.1:5040")

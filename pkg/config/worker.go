@@ -42,10 +42,7 @@ func LoadWorker(environ []string) (Worker, error) {
 		return c, err
 	}
 	var p problems
-	p.database(c.Database)
-	p.redis(&c.Redis)
-	p.log(c.Log)
-	p.livemode(c.Livemode)
+	p.services(c.Database, &c.Redis, c.Log, c.Livemode)
 	p.positive("WEBHOOK_WORKER_CONCURRENCY", c.Concurrency)
 	p.positive("WEBHOOK_MAX_RETRIES", c.MaxRetries)
 	p.positiveDuration("WEBHOOK_RETRY_BASE_DELAY", c.RetryBaseDelay)
@@ -81,10 +78,7 @@ func LoadReconcile(environ []string) (Reconcile, error) {
 		return c, err
 	}
 	var p problems
-	p.database(c.Database)
-	p.redis(&c.Redis)
-	p.log(c.Log)
-	p.livemode(c.Livemode)
+	p.services(c.Database, &c.Redis, c.Log, c.Livemode)
 	p.stripeAPI(c.StripeAPI, true)
 	p.retention(c.Retention)
 	return c, p.err()
