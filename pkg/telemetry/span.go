@@ -2,9 +2,9 @@ package telemetry
 
 import (
 	"context"
-	"encoding/hex"
 
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -62,25 +62,18 @@ func StartShared(ctx context.Context, name string, parents []trace.SpanContext) 
 	return p.tracer.Start(trace.ContextWithSpanContext(ctx, parent), name, trace.WithLinks(links...))
 }
 
+// traceContext reads and writes W3C traceparent headers.
+var traceContext propagation.TraceContext
+
 // Traceparent is the W3C traceparent of ctx's span ("00-<trace id>-<span
 // id>-<flags>"): "" when tracing is off or ctx holds no valid span.
 func Traceparent(ctx context.Context) string {
 	if current.Load() == nil {
 		return ""
 	}
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return ""
-	}
-	var b [55]byte
-	tid, sid := sc.TraceID(), sc.SpanID()
-	copy(b[:], "00-")
-	hex.Encode(b[3:35], tid[:])
-	b[35] = '-'
-	hex.Encode(b[36:52], sid[:])
-	b[52] = '-'
-	hex.Encode(b[53:], []byte{byte(sc.TraceFlags())})
-	return string(b[:])
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
 }
 
 // ContextWithTraceparent returns ctx with the span traceparent names as
@@ -97,26 +90,11 @@ func ContextWithTraceparent(ctx context.Context, traceparent string) context.Con
 	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
 
-// SpanContextOf parses a W3C traceparent of version 00; ok is false when
-// it is malformed or names no valid span.
+// SpanContextOf parses a W3C traceparent; ok is false when it is
+// malformed or names no valid span.
 func SpanContextOf(traceparent string) (sc trace.SpanContext, ok bool) {
-	// 00-<32 hex>-<16 hex>-<2 hex>
-	if len(traceparent) != 55 || traceparent[:3] != "00-" || traceparent[35] != '-' || traceparent[52] != '-' {
-		return sc, false
-	}
-	tid, err := trace.TraceIDFromHex(traceparent[3:35])
-	if err != nil {
-		return sc, false
-	}
-	sid, err := trace.SpanIDFromHex(traceparent[36:52])
-	if err != nil {
-		return sc, false
-	}
-	flags, err := hex.DecodeString(traceparent[53:])
-	if err != nil {
-		return sc, false
-	}
-	sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags[0]), Remote: true})
+	ctx := traceContext.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent})
+	sc = trace.SpanContextFromContext(ctx)
 	return sc, sc.IsValid()
 }
 
