@@ -85,18 +85,21 @@ var lookAheadClaim = `WITH taken AS (
 	RETURNING id)
 ` + claimWhere(`FROM taken`, `e.id = taken.id AND NOT e.processed`)
 
-// presentEvents reads which of the events $1 have a row.
-const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id`
+// presentEvents reads which of the events $1 (whose span is $2 to $3) have
+// a row.
+const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id
+	WHERE e.id BETWEEN $2 AND $3`
 
 // claim begins the transaction and, in the same round trip, claims the
 // jobs' events first (waiting for a row another group holds), then, looking
 // ahead, others (never waiting), so that groups never wait on each other in
 // a cycle; last it reads which of the jobs' events exist at all.
 func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
+	lo, hi := idSpan(g.ids)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(unpendEvents, g.ids)
-	b.Queue(claimEvents, g.ids, g.now).Query(scanClaimed(g.now, g.add(false)))
+	b.Queue(claimEvents, g.ids, g.now, lo, hi).Query(scanClaimed(g.now, g.add(false)))
 	if g.look != nil {
 		// The look must walk pending_events' created_at index from its
 		// start and stop at the limit. Statistics taken while the table
@@ -108,7 +111,7 @@ func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 		b.Queue(lookAheadClaim, slices.Concat(g.ids, g.look.leave), g.now, g.a.opts.Ahead, g.look.from).
 			Query(scanClaimed(g.now, g.add(true)))
 	}
-	b.Queue(presentEvents, g.ids).Query(func(rows pgx.Rows) error {
+	b.Queue(presentEvents, g.ids, lo, hi).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {

@@ -660,3 +660,81 @@ func TestApplierReportsAFailedGroup(t *testing.T) {
 	checkRow(t, s, "evt_gf_good", true, 0, "")
 	checkRow(t, s, "evt_gf_bad", false, 1, "handler refused")
 }
+
+// One group's events may lie in many partitions (a reconciled event from
+// years ago, today's, one of a later day, one past the partitions made):
+// the claim and the read of which exist cover the whole span of its ids,
+// and a job whose event has no row is told so.
+func TestApplierGroupSpansPartitions(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := time.Now()
+	ids := map[string]string{"evt_span_gate": insertCreated(t, s, "evt_span_gate", now)}
+	created := map[string]time.Time{
+		"evt_span_old":    now.AddDate(-3, 0, 0),
+		"evt_span_today":  now,
+		"evt_span_later":  now.AddDate(0, 0, 3),
+		"evt_span_future": now.AddDate(1, 0, 0),
+	}
+	for name, at := range created {
+		ids[name] = insertCreated(t, s, name, at)
+	}
+	parts := map[string]bool{}
+	for name := range created {
+		parts[partitionOf(t, s, name)] = true
+	}
+	if len(parts) != len(created) {
+		t.Fatalf("the events lie in %d partitions (%v), want %d: the test proves nothing", len(parts), parts, len(created))
+	}
+	ids["evt_span_missing"] = store.EventKey(now.AddDate(0, 0, 1), "evt_span_missing")
+	sa := newSlowApply("", "evt_span_gate")
+	a := s.NewApplier(sa.apply, store.ApplierOptions{MaxJobs: 8, Timeout: 10 * time.Second})
+	defer a.Close()
+	type result struct {
+		out store.Outcome
+		err error
+	}
+	results := map[string]chan result{}
+	process := func(name string) {
+		res := make(chan result, 1)
+		results[name] = res
+		go func() {
+			out, _, err := a.Process(ctx, ids[name], store.Attempt{})
+			res <- result{out, err}
+		}()
+	}
+	process("evt_span_gate")
+	select {
+	case <-sa.open:
+	case <-ctx.Done():
+		t.Fatal("the gate's handler did not run")
+	}
+	for name := range ids {
+		if name != "evt_span_gate" {
+			process(name)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "five jobs waiting for the group loop", func() bool { return waitingForAGroup() == 5 })
+	close(sa.shut)
+	for name, res := range results {
+		r := <-res
+		want := store.Applied
+		if name == "evt_span_missing" {
+			want = store.Missing
+		}
+		if r.err != nil || r.out != want {
+			t.Errorf("job of %s: %v, %v; want %v", name, r.out, r.err, want)
+		}
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	for name := range created {
+		if sa.calls[name] != 1 || sa.first[name] != sa.first["evt_span_old"] {
+			t.Errorf("%s applied %d times, in the old event's group %v; want once, in one group", name, sa.calls[name],
+				sa.first[name] == sa.first["evt_span_old"])
+		}
+		checkRow(t, s, name, true, 0, "")
+	}
+}

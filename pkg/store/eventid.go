@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/tidwall/gjson"
 )
 
@@ -60,6 +62,31 @@ func idFloor(t time.Time) string {
 	binary.BigEndian.PutUint64(u[0:8], uint64(t.UnixMilli())<<16)
 	return formatUUID(u)
 }
+
+// idSpan returns the lowest and the highest of ids (row ids), for a
+// statement over many events to name the range its ids fall in: with the
+// range given as parameters, Postgres plans only the partitions that hold
+// it, rather than every partition, each time the statement is planned.
+// If an id is not a uuid the span is every id (and the statement itself
+// says what is wrong with it).
+func idSpan(ids []string) (lo, hi string) {
+	var low, high [16]byte
+	for i, id := range ids {
+		u, err := uuid.Parse(id)
+		if err != nil {
+			return formatUUID([16]byte{}), formatUUID(maxUUID)
+		}
+		if i == 0 || bytes.Compare(u[:], low[:]) < 0 {
+			low = u
+		}
+		if i == 0 || bytes.Compare(u[:], high[:]) > 0 {
+			high = u
+		}
+	}
+	return formatUUID(low), formatUUID(high)
+}
+
+var maxUUID = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 func formatUUID(u [16]byte) string {
 	var b [36]byte

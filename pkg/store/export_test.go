@@ -65,14 +65,15 @@ func (s *Store) ExplainGroupClaim(ctx context.Context, ids []string, ahead int, 
 				return err
 			}
 		}
+		lo, hi := idSpan(ids)
 		for _, st := range []struct {
 			name, sql string
 			args      []any
 		}{
 			{"unpend", unpendEvents, []any{ids}},
-			{"claim", claimEvents, []any{ids, now}},
+			{"claim", claimEvents, []any{ids, now, lo, hi}},
 			{"look ahead", lookAheadClaim, []any{ids, now, ahead, from}},
-			{"present", presentEvents, []any{ids}},
+			{"present", presentEvents, []any{ids, lo, hi}},
 		} {
 			var plan string
 			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+st.sql, st.args...).Scan(&plan); err != nil {
