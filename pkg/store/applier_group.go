@@ -85,8 +85,8 @@ var lookAheadClaim = `WITH taken AS (
 	RETURNING id)
 ` + claimWhere(`FROM taken`, `e.id = taken.id AND NOT e.processed`)
 
-// presentEvents reads which of the events $1 (whose span is $2 to $3) have
-// a row.
+// presentEvents reads which of the events $1 (lying in the days $2 to $3,
+// idSpan) have a row.
 const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id
 	WHERE e.id BETWEEN $2 AND $3`
 

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -63,27 +62,37 @@ func idFloor(t time.Time) string {
 	return formatUUID(u)
 }
 
-// idSpan returns the lowest and the highest of ids (row ids), for a
-// statement over many events to name the range its ids fall in: with the
-// range given as parameters, Postgres plans only the partitions that hold
-// it, rather than every partition, each time the statement is planned.
-// If an id is not a uuid the span is every id (and the statement itself
-// says what is wrong with it).
+// idSpan returns the lowest and the highest row id of the days (UTC, as
+// the partitions are) that ids fall in, for a statement over many events
+// to name the range its ids lie in: with the range given as parameters,
+// Postgres plans only the partitions that hold it, rather than every
+// partition, each time the statement is planned. Whole days, so that the
+// range never looks selective within a partition: the planner still looks
+// each id up rather than scanning the range. If an id is not a uuid the
+// span is every id (and the statement itself says what is wrong with it).
 func idSpan(ids []string) (lo, hi string) {
-	var low, high [16]byte
+	var low, high uint64
 	for i, id := range ids {
 		u, err := uuid.Parse(id)
 		if err != nil {
 			return formatUUID([16]byte{}), formatUUID(maxUUID)
 		}
-		if i == 0 || bytes.Compare(u[:], low[:]) < 0 {
-			low = u
+		ms := binary.BigEndian.Uint64(u[0:8]) >> 16
+		if i == 0 || ms < low {
+			low = ms
 		}
-		if i == 0 || bytes.Compare(u[:], high[:]) > 0 {
-			high = u
+		if i == 0 || ms > high {
+			high = ms
 		}
 	}
-	return formatUUID(low), formatUUID(high)
+	const day = 24 * 60 * 60 * 1000
+	var first, last [16]byte
+	binary.BigEndian.PutUint64(first[0:8], (low-low%day)<<16)
+	last = maxUUID
+	if end := high - high%day + day - 1; end < 1<<48 {
+		binary.BigEndian.PutUint64(last[0:8], end<<16|0xffff)
+	}
+	return formatUUID(first), formatUUID(last)
 }
 
 var maxUUID = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}

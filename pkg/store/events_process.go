@@ -185,10 +185,10 @@ const (
 // by id = ANY($1): Postgres prunes the partitions of a prepared statement
 // for each row of a join (and for id = $1), but not for an array
 // parameter, with which it would read the primary key of every partition.
-// The join also names the ids' span ($3 to $4, idSpan): its plans are
-// custom, made for each execution, and with the span they take in only
-// the partitions that hold it (a plan over every partition cost about
-// 0.7 ms of Postgres's CPU a group under load). One statement for one id
+// The join also names the days its ids lie in ($3 to $4, idSpan): its
+// plans are custom, made for each execution, and with the days they take
+// in only the partitions that hold them (a plan over every partition cost
+// about 0.7 ms of Postgres's CPU a group under load). One statement for one id
 // and for many would cost ProcessEvent a plan of the join per execution.
 var (
 	claimEvent  = claimWhere("", `e.id = $1 AND (NOT e.processed OR $3)`)
