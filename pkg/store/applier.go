@@ -139,7 +139,7 @@ func (a *Applier) answerDone(ctx context.Context, j *job) bool {
 	var processed, found bool
 	err := a.store.withConn(ctx, func(conn *pgx.Conn) error {
 		var err error
-		processed, found, err = readProcessed(ctx, conn, j.webhookID)
+		processed, found, err = readProcessedAlone(ctx, conn, j.webhookID)
 		return err
 	})
 	switch {

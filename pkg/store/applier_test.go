@@ -738,3 +738,48 @@ func TestApplierGroupSpansPartitions(t *testing.T) {
 		checkRow(t, s, name, true, 0, "")
 	}
 }
+
+// Once groups find no backlog, a job reads whether its event is done: in
+// the partition of the event's day when the day has one (dayPartition names
+// it as the partitions are named), else through webhook_events.
+func TestApplierReadsWhetherAJobsEventIsDoneInAnyPartition(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := time.Now()
+	created := map[string]time.Time{"evt_read_today": now, "evt_read_later": now.AddDate(0, 0, 2),
+		"evt_read_old": now.AddDate(-3, 0, 0)}
+	ids := map[string]string{}
+	for name, at := range created {
+		ids[name] = insertCreated(t, s, name, at)
+		part, want := partitionOf(t, s, name), store.DayPartition(ids[name])
+		if name == "evt_read_old" {
+			want = "webhook_events_past"
+		}
+		if part != want {
+			t.Errorf("%s is in %s; dayPartition names %s, want %s", name, part, store.DayPartition(ids[name]), want)
+		}
+	}
+	ids["evt_read_missing_today"] = store.EventKey(now, "evt_read_missing_today")
+	ids["evt_read_missing_old"] = store.EventKey(now.AddDate(-3, 0, 0), "evt_read_missing_old")
+	r := newRecorder()
+	a := s.NewApplier(r.apply, store.ApplierOptions{MaxJobs: 1, Ahead: 8, Timeout: 10 * time.Second, AppliedAhead: r.appliedAhead})
+	defer a.Close()
+	// The first job's group applies the other two ahead of theirs.
+	if out, _, err := a.Process(ctx, ids["evt_read_today"], store.Attempt{}); err != nil || out != store.Applied {
+		t.Fatalf("evt_read_today: %v, %v", out, err)
+	}
+	if !a.Quiet() {
+		t.Fatal("the groups found a backlog: the jobs below would not read on their own")
+	}
+	for name, want := range map[string]store.Outcome{"evt_read_today": store.AlreadyProcessed, "evt_read_later": store.AlreadyProcessed,
+		"evt_read_old": store.AlreadyProcessed, "evt_read_missing_today": store.Missing, "evt_read_missing_old": store.Missing} {
+		if out, _, err := a.Process(ctx, ids[name], store.Attempt{}); err != nil || out != want {
+			t.Errorf("%s again: %v, %v; want %v", name, out, err, want)
+		}
+	}
+	if len(r.calls) != 3 {
+		t.Errorf("applied %v, want the three stored events once each", r.calls)
+	}
+}

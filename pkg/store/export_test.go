@@ -85,3 +85,14 @@ func (s *Store) ExplainGroupClaim(ctx context.Context, ids []string, ahead int, 
 	})
 	return plans, err
 }
+
+// DayPartition is dayPartition's name for the event with row id webhookID
+// ("" if the id is not a uuid).
+func DayPartition(webhookID string) string {
+	name, _ := dayPartition(webhookID)
+	return name
+}
+
+// Quiet reports whether the Applier's groups found no backlog: its jobs
+// then read whether their events are done before joining a group.
+func (a *Applier) Quiet() bool { return a.ahead.quiet() }
