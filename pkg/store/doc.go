@@ -146,7 +146,10 @@
 //     events exist. Many events are claimed by joining a list of their ids
 //     (FROM unnest($1) … WHERE e.id = k.id), never by id = ANY($1): for a
 //     join Postgres prunes the partitions row by row, for an array
-//     parameter not at all, and would read every partition's primary key;
+//     parameter not at all, and would read every partition's primary key.
+//     The claim and the read also name the whole days the ids lie in
+//     (e.id BETWEEN $lo AND $hi): their plans are made for each execution,
+//     and the days keep the planner to the partitions that hold them;
 //   - creates the connected accounts of all its events if new (with
 //     AccountOf) and locks them, in one round trip: INSERT … SELECT FROM
 //     unnest(…) ORDER BY … ON CONFLICT DO NOTHING, then SELECT … ORDER BY
@@ -166,10 +169,13 @@
 // one job at a time, so the groups of concurrent jobs stay small (one to
 // four events at the worker's default concurrency), and with 32 claimed
 // ahead Postgres works in groups of about 33. The jobs of events applied
-// ahead find them processed after one read. Events that failed before are
-// left to their own job's retry. A group looks while there is a backlog:
-// looking stops once a look comes up short and starts again when a job
-// finds its own event unprocessed; and a process looks only from the
+// ahead find them processed after one read, of the partition of the
+// event's day by its name when the day has one: a plain table's plan is
+// made once, while a read through webhook_events is planned for each
+// execution, at about five times the read's own cost. Events that failed
+// before are left to their own job's retry. A group looks while there is a
+// backlog: looking stops once a look comes up short and starts again when
+// a job finds its own event unprocessed; and a process looks only from the
 // newest event it has claimed, so an idle or caught-up worker does no extra
 // work, and a look does not walk the index entries of every event processed
 // since the last vacuum. The look walks pending_events' created_at index
