@@ -224,7 +224,8 @@ func scanClaimed(now time.Time, add func(WebhookEvent)) func(pgx.Rows) error {
 // names), which cost Postgres about five times the read itself, while the
 // day's partition is a plain table whose plan is made once. If the day has
 // no partition of its own (an event older than the partitions made, or
-// expired), that read fails at once, and webhook_events is read.
+// expired), that read fails at once (an error Postgres logs), and
+// webhook_events is read.
 func readProcessedAlone(ctx context.Context, conn *pgx.Conn, webhookID string) (processed, found bool, err error) {
 	if part, ok := dayPartition(webhookID); ok {
 		err = conn.QueryRow(ctx, "SELECT processed FROM "+pgx.Identifier{part}.Sanitize()+" WHERE id = $1",
