@@ -261,6 +261,12 @@ var accountKeys = []string{"charges_enabled", "payouts_enabled", "details_submit
 // accountTie settles a tie of u with the account's own fields as stored.
 // An update that does not carry requirements is compared on the booleans.
 func accountTie(acct ConnectedAccount, u AccountUpdate) (string, error) {
+	// The first of settleTie's cases, without decoding: the stored state
+	// already is the event's.
+	if acct.ChargesEnabled == u.ChargesEnabled && acct.PayoutsEnabled == u.PayoutsEnabled &&
+		acct.DetailsSubmitted == u.DetailsSubmitted && (u.Requirements == nil || equalJSON(acct.Requirements, u.Requirements)) {
+		return TieSameState, nil
+	}
 	state := func(charges, payouts, details bool, requirements JSON) (map[string]any, error) {
 		s := map[string]any{"charges_enabled": charges, "payouts_enabled": payouts, "details_submitted": details}
 		if u.Requirements != nil {

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // JSON is a jsonb value. It is sent to Postgres as text, which jsonb accepts
@@ -81,6 +84,71 @@ func sameJSON(a, b JSON) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// equalJSON reports, as sameJSON does, whether a and b are valid documents
+// that decode to equal values, without decoding them into Go maps; it
+// answers false when unsure (an object naming a key twice, a string that
+// is not UTF-8). An event applied against the state an event of the same
+// second wrote mostly finds that state already its own: this says so at a
+// fraction of what decoding both would cost.
+func equalJSON(a, b []byte) bool {
+	if !gjson.ValidBytes(a) || !gjson.ValidBytes(b) {
+		return false
+	}
+	return equalValue(gjson.ParseBytes(a), gjson.ParseBytes(b))
+}
+
+func equalValue(x, y gjson.Result) bool {
+	if x.Type != y.Type {
+		return false
+	}
+	switch x.Type {
+	case gjson.Number:
+		return x.Num == y.Num // encoding/json decodes numbers to float64 too
+	case gjson.String:
+		return x.Str == y.Str && utf8.ValidString(x.Str)
+	case gjson.JSON:
+		switch {
+		case x.IsArray() && y.IsArray():
+			xs, ys := x.Array(), y.Array()
+			if len(xs) != len(ys) {
+				return false
+			}
+			for i := range xs {
+				if !equalValue(xs[i], ys[i]) {
+					return false
+				}
+			}
+			return true
+		case x.IsObject() && y.IsObject():
+			return equalObjects(x, y)
+		}
+		return false
+	}
+	return true // null, true, false
+}
+
+// equalObjects compares two objects key by key, whatever their order; an
+// object that names a key twice is not compared.
+func equalObjects(x, y gjson.Result) bool {
+	xm, ym := x.Map(), y.Map()
+	if len(xm) != len(ym) || countKeys(x) != len(xm) || countKeys(y) != len(ym) {
+		return false
+	}
+	for k, v := range xm {
+		w, ok := ym[k]
+		if !ok || !utf8.ValidString(k) || !equalValue(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func countKeys(o gjson.Result) int {
+	n := 0
+	o.ForEach(func(gjson.Result, gjson.Result) bool { n++; return true })
+	return n
 }
 
 // nullable is s as a nullable column's value: NULL for "".
