@@ -11,9 +11,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/google/go-cmp/cmp"
 
-	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
-	"stripe-webhooks/pkg/testenv"
 )
 
 // Pending finds jobs waiting, in progress in a live pool or waiting for a
@@ -22,10 +20,7 @@ import (
 // job a killed pool was running.
 func TestPendingFindsWaitingRunningAndRetryingJobs(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t, "")
-	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
-	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 2)
-	t.Cleanup(func() { _ = pool.Close() })
+	ns, pool := sharedRedis(t, 2)
 	q := queue.NewEnqueuer(ns, pool)
 	ctx := context.Background()
 	conn := pool.Get()

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gocraft/work"
 	"testing"
+
+	"github.com/gocraft/work"
 
 	"github.com/gomodule/redigo/redis"
 
@@ -16,12 +17,20 @@ import (
 	"stripe-webhooks/pkg/testenv"
 )
 
-func TestEnqueueMergesWaitingCopies(t *testing.T) {
-	t.Parallel()
+// sharedRedis is a pool of size connections to the shared Redis, closed
+// with the test, and a gocraft/work namespace of the test's own.
+func sharedRedis(t *testing.T, size int) (string, *redis.Pool) {
+	t.Helper()
 	ns := testenv.Namespace(t, "")
 	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
-	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 4)
+	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, size)
 	t.Cleanup(func() { _ = pool.Close() })
+	return ns, pool
+}
+
+func TestEnqueueMergesWaitingCopies(t *testing.T) {
+	t.Parallel()
+	ns, pool := sharedRedis(t, 4)
 	q := queue.NewEnqueuer(ns, pool)
 	job := queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"}
 	for i := range 3 {
@@ -58,10 +67,7 @@ func TestEnqueueWithRedisDownFails(t *testing.T) {
 
 func TestTrimDeadKeepsTheNewest(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t, "")
-	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
-	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 2)
-	t.Cleanup(func() { _ = pool.Close() })
+	ns, pool := sharedRedis(t, 2)
 	conn := pool.Get()
 	defer conn.Close()
 	for i := range 1005 {
@@ -84,10 +90,7 @@ func TestTrimDeadKeepsTheNewest(t *testing.T) {
 // unique key.
 func TestEnqueueManyIsGocraftCompatible(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t, "")
-	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
-	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 8)
-	t.Cleanup(func() { _ = pool.Close() })
+	ns, pool := sharedRedis(t, 8)
 	q := queue.NewEnqueuer(ns, pool)
 	jobs := []queue.Job{
 		{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated"},

@@ -8,9 +8,7 @@ import (
 	"github.com/gocraft/work"
 	"github.com/gomodule/redigo/redis"
 
-	"stripe-webhooks/pkg/config"
 	"stripe-webhooks/pkg/queue"
-	"stripe-webhooks/pkg/testenv"
 )
 
 // A job's traceparent travels as its optional "traceparent" argument: a job
@@ -19,10 +17,7 @@ import (
 // and JobFrom reads the argument back, or "" from a job that has none.
 func TestJobCarriesItsTraceparent(t *testing.T) {
 	t.Parallel()
-	ns := testenv.Namespace(t, "")
-	host, port := testenv.RedisHostPort(t, testenv.RedisAddr())
-	pool := queue.NewPool(config.Redis{Host: host, Port: port, Namespace: ns}, 4)
-	t.Cleanup(func() { _ = pool.Close() })
+	ns, pool := sharedRedis(t, 4)
 	q := queue.NewEnqueuer(ns, pool)
 	traced := queue.Job{WebhookID: "6f1c2e1a-0000-4000-8000-000000000001", EventID: "evt_1", EventType: "account.updated",
 		Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
