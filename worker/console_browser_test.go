@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -267,19 +268,7 @@ func startBrowser(t *testing.T, ctx context.Context, exe, base string) *browser 
 	t.Helper()
 	br := &browser{t: t, base: base, outDir: browserOutputDir(t), console: newBrowserConsole(), out: &testenv.Buffer{}}
 	t.Logf("screenshots in %s", br.outDir)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], // headless, no first run, no background networking, no sync…
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, // tests may run as root
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-		chromedp.CombinedOutput(br.out),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumOptions(t, exe, br.out)...)
 	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(br.console.listen))
 	br.tab = tab
 	br.close = func() {
@@ -302,6 +291,23 @@ func startBrowser(t *testing.T, ctx context.Context, exe, base string) *browser 
 	}
 	br.handleLogin()
 	return br
+}
+
+// chromiumOptions start the browser of a test: headless, in a profile of
+// its own, its output to out.
+func chromiumOptions(t *testing.T, exe string, out io.Writer) []chromedp.ExecAllocatorOption {
+	return append(chromedp.DefaultExecAllocatorOptions[:], // headless, no first run, no background networking, no sync…
+		chromedp.ExecPath(exe),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+		chromedp.CombinedOutput(out),
+	)
 }
 
 // handleLogin answers logins as the browser's own prompt would take them:

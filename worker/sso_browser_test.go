@@ -152,19 +152,7 @@ type ssoBrowser struct {
 func startSSOBrowser(t *testing.T, ctx context.Context, exe string) *ssoBrowser {
 	t.Helper()
 	out := &testenv.Buffer{}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, // tests may run as root
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1280, 900),
-		chromedp.CombinedOutput(out),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromiumOptions(t, exe, out)...)
 	root, cancelRoot := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
 		cancelRoot()
