@@ -364,6 +364,50 @@ func (s *slowApply) callsOf(id string) int {
 	return s.calls[id]
 }
 
+// result is what Applier.Process returned to a job.
+type result struct {
+	out store.Outcome
+	err error
+}
+
+// inOneGroup runs the job of sa's gate (one of ids, by Stripe id), whose
+// handler then holds a's only group loop while the other jobs of ids line
+// up for it; released, the loop takes them as one group. It returns what
+// each job was answered.
+func inOneGroup(t *testing.T, ctx context.Context, a *store.Applier, sa *slowApply, ids map[string]string,
+	attempt store.Attempt) map[string]result {
+	t.Helper()
+	results := map[string]chan result{}
+	process := func(name string) {
+		res := make(chan result, 1)
+		results[name] = res
+		go func() {
+			out, _, err := a.Process(ctx, ids[name], attempt)
+			res <- result{out, err}
+		}()
+	}
+	process(sa.gate)
+	select {
+	case <-sa.open:
+	case <-ctx.Done():
+		t.Fatal("the gate's handler did not run")
+	}
+	for name := range ids {
+		if name != sa.gate {
+			process(name)
+		}
+	}
+	me := goroutineID()
+	testenv.Eventually(t, 10*time.Second, "the other jobs waiting for the group loop",
+		func() bool { return waitingForAGroup(me) == len(ids)-1 })
+	close(sa.shut)
+	out := map[string]result{}
+	for name, res := range results {
+		out[name] = <-res
+	}
+	return out
+}
+
 // checkRow fails t unless the event's row has the wanted state.
 func checkRow(t *testing.T, s *store.Store, id string, processed bool, retries int, errLike string) {
 	t.Helper()
@@ -447,34 +491,9 @@ func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
 	a := s.NewApplier(sa.apply, store.ApplierOptions{MaxJobs: 4, Timeout: time.Second})
 	defer a.Close()
 
-	type result struct {
-		out store.Outcome
-		err error
-	}
-	results := map[string]chan result{}
-	process := func(name string) {
-		res := make(chan result, 1)
-		results[name] = res
-		go func() {
-			out, _, err := a.Process(ctx, ids[name], store.Attempt{RetryAt: time.Now().Add(time.Hour)})
-			res <- result{out, err}
-		}()
-	}
-	// The gate's job holds the only group loop while the others' jobs line
-	// up for it; released, the loop takes them as one group.
-	process("evt_sg_gate")
-	select {
-	case <-sa.open:
-	case <-ctx.Done():
-		t.Fatal("the gate's handler did not run")
-	}
-	for _, name := range names[1:] {
-		process(name)
-	}
-	testenv.Eventually(t, 10*time.Second, "three jobs waiting for the group loop", func() bool { return waitingForAGroup() == 3 })
-	close(sa.shut)
+	results := inOneGroup(t, ctx, a, sa, ids, store.Attempt{RetryAt: time.Now().Add(time.Hour)})
 	for _, name := range names {
-		r := <-results[name]
+		r := results[name]
 		want := name != "evt_sg_slow"
 		if ok := r.err == nil && r.out == store.Applied; ok != want {
 			t.Errorf("job of %s: %v, %v; want applied %v", name, r.out, r.err, want)
@@ -498,9 +517,10 @@ func TestSlowEventDoesNotChargeHealthyEventsOfItsGroup(t *testing.T) {
 	}
 }
 
-// waitingForAGroup counts the goroutines blocked in Applier.Process until
-// a group loop takes their job.
-func waitingForAGroup() int {
+// waitingForAGroup counts the goroutines that goroutine creator started
+// and that are blocked in Applier.Process until a group loop takes their
+// job (those of tests running in parallel are not counted).
+func waitingForAGroup(creator string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -513,11 +533,19 @@ func waitingForAGroup() int {
 	waiting := 0
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
 		header, frames, _ := strings.Cut(g, "\n")
-		if strings.Contains(header, "[select") && strings.HasPrefix(frames, "stripe-webhooks/pkg/store.(*Applier).Process(") {
+		if strings.Contains(header, "[select") && strings.HasPrefix(frames, "stripe-webhooks/pkg/store.(*Applier).Process(") &&
+			strings.Contains(frames, " in goroutine "+creator+"\n") {
 			waiting++
 		}
 	}
 	return waiting
+}
+
+// goroutineID is the calling goroutine's number, as stack traces give it.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	header, _, _ := strings.Cut(string(buf[:runtime.Stack(buf, false)]), " [")
+	return strings.TrimPrefix(header, "goroutine ")
 }
 
 // With AccountOf, a group creates its events' missing accounts and locks
@@ -692,34 +720,7 @@ func TestApplierGroupSpansPartitions(t *testing.T) {
 	sa := newSlowApply("", "evt_span_gate")
 	a := s.NewApplier(sa.apply, store.ApplierOptions{MaxJobs: 8, Timeout: 10 * time.Second})
 	defer a.Close()
-	type result struct {
-		out store.Outcome
-		err error
-	}
-	results := map[string]chan result{}
-	process := func(name string) {
-		res := make(chan result, 1)
-		results[name] = res
-		go func() {
-			out, _, err := a.Process(ctx, ids[name], store.Attempt{})
-			res <- result{out, err}
-		}()
-	}
-	process("evt_span_gate")
-	select {
-	case <-sa.open:
-	case <-ctx.Done():
-		t.Fatal("the gate's handler did not run")
-	}
-	for name := range ids {
-		if name != "evt_span_gate" {
-			process(name)
-		}
-	}
-	testenv.Eventually(t, 10*time.Second, "five jobs waiting for the group loop", func() bool { return waitingForAGroup() == 5 })
-	close(sa.shut)
-	for name, res := range results {
-		r := <-res
+	for name, r := range inOneGroup(t, ctx, a, sa, ids, store.Attempt{}) {
 		want := store.Applied
 		if name == "evt_span_missing" {
 			want = store.Missing
