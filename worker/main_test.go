@@ -114,9 +114,19 @@ func do(t *testing.T, method, url string, header http.Header) (int, []byte) {
 
 func post(t *testing.T, url string, payload []byte) int {
 	t.Helper()
+	return postWith(t, url, payload, nil)
+}
+
+// postWith delivers payload, signed, to url with the extra header h, and
+// returns the status.
+func postWith(t *testing.T, url string, payload []byte, h http.Header) int {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testkit.Secret, time.Now()))
 	resp, err := http.DefaultClient.Do(req)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"net"
@@ -29,20 +28,7 @@ func tracingTo(recv *testenv.TraceReceiver) map[string]string {
 // returns the status.
 func postTraced(t *testing.T, base string, payload []byte, h http.Header) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/api/billing/webhooks/stripe", bytes.NewReader(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	req.Header.Set("Stripe-Signature", stripefixture.Sign(payload, testkit.Secret, time.Now()))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return postWith(t, base+"/api/billing/webhooks/stripe", payload, h)
 }
 
 // deliveryTrace waits until the ingest's server span of the event id and
