@@ -73,11 +73,10 @@ func idFloor(t time.Time) string {
 func idSpan(ids []string) (lo, hi string) {
 	var low, high uint64
 	for i, id := range ids {
-		u, err := uuid.Parse(id)
-		if err != nil {
+		ms, ok := idMillis(id)
+		if !ok {
 			return formatUUID([16]byte{}), formatUUID(maxUUID)
 		}
-		ms := binary.BigEndian.Uint64(u[0:8]) >> 16
 		if i == 0 || ms < low {
 			low = ms
 		}
@@ -93,6 +92,16 @@ func idSpan(ids []string) (lo, hi string) {
 		binary.BigEndian.PutUint64(last[0:8], end<<16|0xffff)
 	}
 	return formatUUID(first), formatUUID(last)
+}
+
+// idMillis is the Stripe `created` a row id holds (EventKey), in
+// milliseconds; ok is false for an id that is not a uuid.
+func idMillis(id string) (ms uint64, ok bool) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(u[0:8]) >> 16, true
 }
 
 var maxUUID = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}

@@ -2,12 +2,10 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"regexp"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -58,12 +56,11 @@ func (s *Store) partitionTx(ctx context.Context, fn func(pgx.Tx) error) error {
 // webhookID (EventKey): if a table of that name exists, it holds the
 // event's row if any row does. ok is false for an id that is not a uuid.
 func dayPartition(webhookID string) (name string, ok bool) {
-	u, err := uuid.Parse(webhookID)
-	if err != nil {
+	ms, ok := idMillis(webhookID)
+	if !ok {
 		return "", false
 	}
-	ms := int64(binary.BigEndian.Uint64(u[0:8]) >> 16)
-	return "webhook_events_p" + time.UnixMilli(ms).UTC().Format("20060102"), true
+	return "webhook_events_p" + time.UnixMilli(int64(ms)).UTC().Format("20060102"), true
 }
 
 // day is t's UTC date, at midnight.
