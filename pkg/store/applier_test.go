@@ -783,4 +783,19 @@ func TestApplierReadsWhetherAJobsEventIsDoneInAnyPartition(t *testing.T) {
 	if len(r.calls) != 3 {
 		t.Errorf("applied %v, want the three stored events once each", r.calls)
 	}
+	// The read of an event whose day has a partition does not go through
+	// webhook_events: it is answered while another transaction holds
+	// webhook_events itself (not its partitions) exclusively.
+	lock := s.DB().Begin()
+	defer lock.Rollback()
+	if err := lock.Exec("LOCK TABLE ONLY webhook_events IN ACCESS EXCLUSIVE MODE").Error; err != nil {
+		t.Fatal(err)
+	}
+	held, cancelHeld := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelHeld()
+	for _, name := range []string{"evt_read_today", "evt_read_later"} {
+		if out, _, err := a.Process(held, ids[name], store.Attempt{}); err != nil || out != store.AlreadyProcessed {
+			t.Errorf("%s with webhook_events locked: %v, %v; want already processed, read from its day's partition", name, out, err)
+		}
+	}
 }
