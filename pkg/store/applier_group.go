@@ -25,7 +25,7 @@ type group struct {
 	// accounts are locked.
 	events []member
 	// present are those of ids that have a row, claimed or not.
-	present map[string]bool
+	present []string
 	// failed is the event whose handler failed, or was running when the
 	// deadline passed.
 	failed *member
@@ -39,8 +39,7 @@ type member struct {
 }
 
 func (a *Applier) newGroup(jobs []*job) *group {
-	g := &group{a: a, jobs: jobs, ids: make([]string, len(jobs)), now: time.Now().UTC(), look: a.ahead.next(),
-		present: map[string]bool{}}
+	g := &group{a: a, jobs: jobs, ids: make([]string, len(jobs)), now: time.Now().UTC(), look: a.ahead.next()}
 	for i, j := range jobs {
 		g.ids[i] = j.webhookID
 	}
@@ -74,60 +73,83 @@ func (g *group) run(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// lookAheadClaim claims up to $3 of the oldest unprocessed events from the
-// look's start ($4) that no transaction holds and that never failed (a
-// failed one waits for its job's retry), leaving the events $1: it takes
-// their pending rows first, walking pending_events' created_at index.
-var lookAheadClaim = `WITH taken AS (
-	DELETE FROM pending_events WHERE id IN (SELECT id FROM pending_events
-		WHERE NOT failed AND created_at >= $4 AND NOT (id = ANY($1::uuid[]))
-		ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-	RETURNING id)
-` + claimWhere(`FROM taken`, `e.id = taken.id AND NOT e.processed`)
+// lookAheadTake takes the pending rows of up to $2 of the oldest
+// unprocessed events from the look's start ($3) that no transaction holds
+// and that never failed (a failed one waits for its job's retry), leaving
+// the events $1, walking pending_events' created_at index. The group then
+// claims their events as it claims its jobs' (claimEvents), in a second
+// round trip: one statement taking the pending rows and claiming their
+// events could not name their days, so Postgres would plan it over every
+// partition the retention keeps, at every group (4.4 ms with 65
+// partitions, 0.7 ms with 10).
+const lookAheadTake = `DELETE FROM pending_events WHERE id IN (SELECT id FROM pending_events
+	WHERE NOT failed AND created_at >= $3 AND NOT (id = ANY($1::uuid[]))
+	ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING id`
 
 // presentEvents reads which of the events $1 (lying in the days $2 to $3,
-// idSpan) have a row.
-const presentEvents = `SELECT e.id FROM unnest($1::uuid[]) AS k(id) JOIN webhook_events AS e ON e.id = k.id
-	WHERE e.id BETWEEN $2 AND $3`
+// idSpan) have a row, as claimEvents finds them.
+const presentEvents = `SELECT e.id FROM webhook_events AS e WHERE e.id = ANY($1::uuid[]) AND e.id BETWEEN $2 AND $3`
 
 // claim begins the transaction and, in the same round trip, claims the
 // jobs' events first (waiting for a row another group holds), then, looking
-// ahead, others (never waiting), so that groups never wait on each other in
-// a cycle; last it reads which of the jobs' events exist at all.
+// ahead, takes the pending rows of others (never waiting), so that groups
+// never wait on each other in a cycle; it reads which of the jobs' events
+// exist at all. A second round trip claims the events it took.
 func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
+	ctx, span := startStep(ctx, "store.claim")
+	defer span.End()
 	lo, hi := idSpan(g.ids)
+	var taken []string
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// The claims must look their events up by id, and the look must walk
+	// pending_events' created_at index from its start and stop at the
+	// limit. Statistics taken while a table was small (a new database, a
+	// quiet day before a burst, today's partition early on) make the
+	// planner scan whole tables instead, for every group; these settings
+	// last until the group's commit.
+	b.Queue("SET LOCAL enable_seqscan = off")
+	b.Queue("SET LOCAL enable_bitmapscan = off")
 	b.Queue(unpendEvents, g.ids)
 	b.Queue(claimEvents, g.ids, g.now, lo, hi).Query(scanClaimed(g.now, g.add(false)))
 	if g.look != nil {
-		// The look must walk pending_events' created_at index from its
-		// start and stop at the limit. Statistics taken while the table
-		// was small (a new database, a quiet day before a burst) make the
-		// planner scan and sort the whole table instead, for every group;
-		// these settings last until the group's commit.
-		b.Queue("SET LOCAL enable_seqscan = off")
-		b.Queue("SET LOCAL enable_bitmapscan = off")
-		b.Queue(lookAheadClaim, slices.Concat(g.ids, g.look.leave), g.now, g.a.opts.Ahead, g.look.from).
-			Query(scanClaimed(g.now, g.add(true)))
+		b.Queue(lookAheadTake, slices.Concat(g.ids, g.look.leave), g.a.opts.Ahead, g.look.from).
+			Query(scanIDs(&taken))
 	}
-	b.Queue(presentEvents, g.ids, lo, hi).Query(func(rows pgx.Rows) error {
+	b.Queue(presentEvents, g.ids, lo, hi).Query(scanIDs(&g.present))
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		telemetry.Fail(span, err)
+		return fmt.Errorf("store: claim events: %w", err)
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	lo, hi = idSpan(taken)
+	rows, err := conn.Query(ctx, claimEvents, taken, g.now, lo, hi)
+	if err == nil {
+		err = scanClaimed(g.now, g.add(true))(rows)
+		rows.Close()
+	}
+	if err != nil {
+		telemetry.Fail(span, err)
+		return fmt.Errorf("store: claim events ahead: %w", err)
+	}
+	return nil
+}
+
+// scanIDs reads a column of ids into ids.
+func scanIDs(ids *[]string) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
 				return err
 			}
-			g.present[id] = true
+			*ids = append(*ids, id)
 		}
 		return rows.Err()
-	})
-	ctx, span := startStep(ctx, "store.claim")
-	defer span.End()
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		telemetry.Fail(span, err)
-		return fmt.Errorf("store: claim events: %w", err)
 	}
-	return nil
 }
 
 // add returns what keeps a claimed event, ahead of its job or not.
@@ -204,7 +226,7 @@ func (g *group) answer() {
 			answered[j.webhookID] = true
 		case ok:
 			j.outcome, j.event = AlreadyProcessed, e
-		case g.present[j.webhookID]:
+		case slices.Contains(g.present, j.webhookID):
 			j.outcome, j.event = AlreadyProcessed, WebhookEvent{ID: j.webhookID, Processed: true}
 		default:
 			j.outcome, j.event = Missing, WebhookEvent{ID: j.webhookID}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -175,7 +176,10 @@ func checkListPlan(t *testing.T, ctx context.Context, st *store.Store, name stri
 
 // checkClaimPlans fails t if a group's claim of 16 waiting events of
 // different days, or its look ahead of 16 more, reads more partitions than
-// the events' days, or scans one with rows sequentially.
+// the events' days, or scans one with rows sequentially; or if the custom
+// plans Postgres makes of them at each execution take in more partitions
+// than the days of their events (planning each partition the retention
+// keeps would cost every group more as partitions are added).
 func checkClaimPlans(t *testing.T, ctx context.Context, st *store.Store, holding map[string]bool) {
 	t.Helper()
 	var ids []string
@@ -183,7 +187,8 @@ func checkClaimPlans(t *testing.T, ctx context.Context, st *store.Store, holding
 		ORDER BY id LIMIT 16 OFFSET 1000`).Scan(&ids).Error; err != nil || len(ids) != 16 {
 		t.Fatalf("%d waiting events (%v)", len(ids), err)
 	}
-	plans, err := st.ExplainGroupClaim(ctx, ids, 16, time.Now().AddDate(0, 0, -30))
+	from := time.Now().AddDate(0, 0, -30)
+	plans, err := st.ExplainGroupClaim(ctx, ids, 16, from)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +196,73 @@ func checkClaimPlans(t *testing.T, ctx context.Context, st *store.Store, holding
 		plan := parsePlan(t, name, raw)
 		read := checkPlanReads(t, name, plan, 3, holding)
 		t.Logf("%-24s %.2f ms in Postgres (partitions read: %v)", "claim: "+name, plan.ExecutionTime, read)
+	}
+	custom, err := st.ExplainCustomGroupClaim(ctx, ids, 16, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(custom) != len(plans) {
+		t.Fatalf("%d custom plans, %d generic ones", len(custom), len(plans))
+	}
+	for name, raw := range custom {
+		planned := parsePlan(t, name, raw).Plan.partitionsPlanned()
+		if len(planned) > 3 {
+			t.Errorf("claim: %s: custom plan takes in %d partitions, want at most the 3 days of its events: %v",
+				name, len(planned), planned)
+		}
+		t.Logf("%-24s custom plan takes in %d partitions", "claim: "+name, len(planned))
+	}
+}
+
+// TestGroupClaimLooksItsEventsUpWithoutStatistics checks that a group's
+// claim of 32 events, and of 32 taken ahead, looks each up by id in today's
+// partition before Postgres has taken any statistics of it (a day's
+// partition is made ahead, empty, and autovacuum analyses it only once it
+// has changed enough): a list of ids joined to the partition was then
+// planned as a scan of the whole day, for every group.
+func TestGroupClaimLooksItsEventsUpWithoutStatistics(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(testenv.Database(t, ""), store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := st.DB().WithContext(ctx)
+	var parts []string
+	if err := db.Raw(`SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'webhook_events'::regclass`).
+		Scan(&parts).Error; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		if err := db.Exec("ALTER TABLE " + p + " SET (autovacuum_enabled = off)").Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Exec(`INSERT INTO webhook_events (id, stripe_event_id, event_type, payload, received_at, created_at)
+		SELECT sw_event_id(floor(extract(epoch FROM now()))::bigint - i % 60, 'evt_nostats_' || i), 'evt_nostats_' || i,
+			'account.updated', convert_to('{}', 'UTF8'), now(), now() - interval '1 hour' + i * interval '1 ms'
+		FROM generate_series(1, 20000) AS i`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec("SELECT sw_sync_pending()").Error; err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	if err := db.Raw(`SELECT id FROM pending_events ORDER BY id LIMIT 32 OFFSET 5000`).Scan(&ids).Error; err != nil || len(ids) != 32 {
+		t.Fatalf("%d waiting events (%v)", len(ids), err)
+	}
+	plans, err := st.ExplainCustomGroupClaim(ctx, ids, 32, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"claim", "claim ahead", "present"} {
+		plan := parsePlan(t, name, plans[name])
+		if n := plan.Plan.partitionRowsRead(); n > 32 {
+			t.Errorf("%s: read %d rows of webhook_events' partitions for 32 events", name, n)
+		}
+		t.Logf("%-12s %.2f ms in Postgres, %d rows of partitions read", name, plan.ExecutionTime, plan.Plan.partitionRowsRead())
 	}
 }
 
@@ -239,6 +311,7 @@ type planNode struct {
 	Removed   int        `json:"Rows Removed by Filter"`
 	Rows      int        `json:"Actual Rows"`
 	Plans     []planNode `json:"Plans"`
+	Targets   []planNode `json:"Target Tables"`
 }
 
 // seqScans lists the relations this plan read sequentially, finding rows
@@ -252,6 +325,36 @@ func (n planNode) seqScans() []string {
 		out = append(out, c.seqScans()...)
 	}
 	return out
+}
+
+// partitionRowsRead is the rows the scans of webhook_events' partitions in
+// this plan read, kept or filtered out, over all their loops.
+func (n planNode) partitionRowsRead() int {
+	read := 0
+	if strings.HasPrefix(n.Relation, "webhook_events_") && strings.HasSuffix(n.NodeType, "Scan") {
+		read = (n.Rows + n.Removed) * n.Loops
+	}
+	for _, c := range n.Plans {
+		read += c.partitionRowsRead()
+	}
+	return read
+}
+
+// partitionsPlanned lists the partitions of webhook_events this plan names,
+// read or not.
+func (n planNode) partitionsPlanned() []string {
+	seen := map[string]bool{}
+	var walk func(planNode)
+	walk = func(n planNode) {
+		if strings.HasPrefix(n.Relation, "webhook_events_") {
+			seen[n.Relation] = true
+		}
+		for _, c := range slices.Concat(n.Plans, n.Targets) {
+			walk(c)
+		}
+	}
+	walk(n)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // partitionsRead lists the partitions of webhook_events this plan read.

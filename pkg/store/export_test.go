@@ -49,9 +49,19 @@ func MigrateFS(ctx context.Context, databaseURL string, fsys fs.FS, opts Migrate
 
 // ExplainGroupClaim runs a group's claim statements (of its jobs' events
 // ids, looking ahead for ahead more from from) under EXPLAIN (ANALYZE,
-// FORMAT JSON) with generic plans, as prepared statements end up with, in
-// a transaction it rolls back; it returns each statement's plan.
+// FORMAT JSON) with generic plans, as prepared statements may end up with,
+// in a transaction it rolls back; it returns each statement's plan.
 func (s *Store) ExplainGroupClaim(ctx context.Context, ids []string, ahead int, from time.Time) (map[string]string, error) {
+	return s.explainGroupClaim(ctx, ids, ahead, from, "force_generic_plan")
+}
+
+// ExplainCustomGroupClaim is ExplainGroupClaim with custom plans, made for
+// the parameters of each execution as Postgres makes them for the claims.
+func (s *Store) ExplainCustomGroupClaim(ctx context.Context, ids []string, ahead int, from time.Time) (map[string]string, error) {
+	return s.explainGroupClaim(ctx, ids, ahead, from, "force_custom_plan")
+}
+
+func (s *Store) explainGroupClaim(ctx context.Context, ids []string, ahead int, from time.Time, mode string) (map[string]string, error) {
 	plans := map[string]string{}
 	now := time.Now().UTC()
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
@@ -60,28 +70,42 @@ func (s *Store) ExplainGroupClaim(ctx context.Context, ids []string, ahead int, 
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		for _, set := range []string{"plan_cache_mode = force_generic_plan", "enable_seqscan = off", "enable_bitmapscan = off"} {
+		for _, set := range []string{"plan_cache_mode = " + mode, "enable_seqscan = off", "enable_bitmapscan = off"} {
 			if _, err := tx.Exec(ctx, "SET LOCAL "+set); err != nil {
 				return err
 			}
 		}
 		lo, hi := idSpan(ids)
+		explain := func(name, sql string, args ...any) error {
+			var plan string
+			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&plan); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			plans[name] = plan
+			return nil
+		}
 		for _, st := range []struct {
 			name, sql string
 			args      []any
 		}{
 			{"unpend", unpendEvents, []any{ids}},
 			{"claim", claimEvents, []any{ids, now, lo, hi}},
-			{"look ahead", lookAheadClaim, []any{ids, now, ahead, from}},
+			{"look ahead", lookAheadTake, []any{ids, ahead, from}},
 			{"present", presentEvents, []any{ids, lo, hi}},
 		} {
-			var plan string
-			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+st.sql, st.args...).Scan(&plan); err != nil {
-				return fmt.Errorf("%s: %w", st.name, err)
+			if err := explain(st.name, st.sql, st.args...); err != nil {
+				return err
 			}
-			plans[st.name] = plan
 		}
-		return nil
+		// The events a look takes are claimed as the jobs' are: take the
+		// next ones, and explain their claim.
+		rows, _ := tx.Query(ctx, lookAheadTake, ids, ahead, from)
+		taken, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("look ahead: %w", err)
+		}
+		lo, hi = idSpan(taken)
+		return explain("claim ahead", claimEvents, taken, now, lo, hi)
 	})
 	return plans, err
 }
