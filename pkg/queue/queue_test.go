@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"testing"
 	"time"
 
-	"testing"
-
 	"github.com/gocraft/work"
-
 	"github.com/gomodule/redigo/redis"
 
 	"stripe-webhooks/pkg/config"

@@ -122,33 +122,33 @@ func (g *group) claim(ctx context.Context, conn *pgx.Conn) error {
 		telemetry.Fail(span, err)
 		return fmt.Errorf("store: claim events: %w", err)
 	}
-	if len(taken) == 0 {
-		return nil
-	}
-	lo, hi = idSpan(taken)
-	rows, err := conn.Query(ctx, claimEvents, taken, g.now, lo, hi)
-	if err == nil {
-		err = scanClaimed(g.now, g.add(true))(rows)
-		rows.Close()
-	}
-	if err != nil {
+	if err := g.claimTaken(ctx, conn, taken); err != nil {
 		telemetry.Fail(span, err)
 		return fmt.Errorf("store: claim events ahead: %w", err)
 	}
 	return nil
 }
 
+// claimTaken claims the events whose pending rows the look took, as the
+// jobs' are claimed: within their days.
+func (g *group) claimTaken(ctx context.Context, conn *pgx.Conn, taken []string) error {
+	if len(taken) == 0 {
+		return nil
+	}
+	lo, hi := idSpan(taken)
+	rows, err := conn.Query(ctx, claimEvents, taken, g.now, lo, hi)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return scanClaimed(g.now, g.add(true))(rows)
+}
+
 // scanIDs reads a column of ids into ids.
 func scanIDs(ids *[]string) func(pgx.Rows) error {
-	return func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			*ids = append(*ids, id)
-		}
-		return rows.Err()
+	return func(rows pgx.Rows) (err error) {
+		*ids, err = pgx.AppendRows(*ids, rows, pgx.RowTo[string])
+		return err
 	}
 }
 
