@@ -81,7 +81,9 @@ func TestConsoleListQueriesUseIndexesOnAMillionEvents(t *testing.T) {
 }
 
 // generatePlanEvents makes the partitions of planPartitionDays days to a
-// week ahead and stores planEvents events over the last planDays days, 2,000
+// week ahead and stores planEvents events over the planDays whole days
+// before today (each day's partition holds a full day's events, whatever
+// the time of day: a few minutes' worth are rightly scanned), 2,000
 // accounts and five types; 1 % not processed: of those a third failing, a
 // third dead. It returns the partitions that hold events.
 func generatePlanEvents(t *testing.T, ctx context.Context, st *store.Store) map[string]bool {
@@ -104,7 +106,7 @@ func generatePlanEvents(t *testing.T, ctx context.Context, st *store.Store) map[
 			CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 'handler: boom' END, CASE WHEN i % 100 = 0 AND i % 300 <> 0 THEN 1 ELSE 0 END,
 			CASE WHEN i % 300 = 100 THEN t END, t, t, true, 'acct_plan_' || (i % 2000)
 		FROM generate_series(1, ?::int) AS i,
-			LATERAL (SELECT (now() AT TIME ZONE 'UTC') - i * (? * interval '1 day' / ?::int) AS t) AS s`,
+			LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') - (i - 0.5) * (? * interval '1 day' / ?::int) AS t) AS s`,
 		planEvents, planDays, planEvents).Error; err != nil {
 		t.Fatal(err)
 	}
