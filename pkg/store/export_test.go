@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,9 +77,24 @@ func (s *Store) explainGroupClaim(ctx context.Context, ids []string, ahead int, 
 			}
 		}
 		lo, hi := idSpan(ids)
+		// Each statement is prepared, and its execution explained: EXPLAIN
+		// of the statement itself would plan it for the values given,
+		// whatever plan_cache_mode says.
+		prepared := 0
 		explain := func(name, sql string, args ...any) error {
+			prepared++
+			stmt := fmt.Sprintf("sw_explain_%d", prepared)
+			if _, err := tx.Exec(ctx, "PREPARE "+stmt+" AS "+sql); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			defer func() { _, _ = tx.Exec(ctx, "DEALLOCATE "+stmt) }()
+			values := make([]string, len(args))
+			for i, a := range args {
+				values[i] = literal(a)
+			}
 			var plan string
-			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&plan); err != nil {
+			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE "+stmt+"("+strings.Join(values, ", ")+")").
+				Scan(&plan); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			plans[name] = plan
@@ -108,6 +124,22 @@ func (s *Store) explainGroupClaim(ctx context.Context, ids []string, ahead int, 
 		return explain("claim ahead", claimEvents, taken, now, lo, hi)
 	})
 	return plans, err
+}
+
+// literal is v as an SQL literal, for the values explainGroupClaim's
+// statements take: ids and lists of them (no quote in them), counts and
+// times.
+func literal(v any) string {
+	switch v := v.(type) {
+	case []string:
+		return "'{" + strings.Join(v, ",") + "}'"
+	case string:
+		return "'" + v + "'"
+	case time.Time:
+		return "'" + v.UTC().Format("2006-01-02 15:04:05.999999") + "'"
+	default:
+		return fmt.Sprint(v)
+	}
 }
 
 // DayPartition is dayPartition's name for the event with row id webhookID
