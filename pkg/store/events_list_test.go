@@ -271,8 +271,8 @@ func TestGroupClaimLooksItsEventsUpWithoutStatistics(t *testing.T) {
 // TestLookAheadReadsWhatItTakesOnABacklog checks that a group's look
 // ahead, with 20,000 events pending, reads the pending rows it takes and
 // no others, whatever plan Postgres makes of it: custom or generic (a
-// connection's prepared statement turns generic after five executions), before
-// pending_events has statistics and after. A generic plan once deleted
+// connection's prepared statement turns generic after five executions),
+// before pending_events has statistics and after. A generic plan once deleted
 // the rows taken by joining them to every pending row (a hash join over
 // pending_events' primary key): each group then read the whole backlog,
 // and the further the worker fell behind, the more each group cost.
@@ -319,8 +319,8 @@ func TestLookAheadReadsWhatItTakesOnABacklog(t *testing.T) {
 			}
 			plan := parsePlan(t, "look ahead", plans["look ahead"])
 			// 32 rows taken, each read through the created_at index and
-			// again to be deleted, and the 2 jobs' own passed over.
-			if n := plan.Plan.rowsRead("pending_events"); n > 2*32+2 {
+			// again to be deleted (the jobs' own come later).
+			if n := plan.Plan.rowsRead("pending_events"); n > 2*32 {
 				t.Errorf("look ahead, %s plan, statistics %v: read %d pending rows to take 32 of 20,000", mode, analysed, n)
 			}
 			t.Logf("look ahead, %-7s plan, statistics %-5v: %.2f ms in Postgres, %d pending rows read", mode, analysed,
