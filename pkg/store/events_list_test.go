@@ -36,13 +36,7 @@ func TestConsoleListQueriesUseIndexesOnAMillionEvents(t *testing.T) {
 		t.Skip("generates a million rows")
 	}
 	t.Parallel()
-	st, err := store.Open(testenv.Database(t, ""), store.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	st, ctx := planStore(t, 5*time.Minute)
 	holding := generatePlanEvents(t, ctx, st)
 
 	// A cursor half-way down the newest-first list.
@@ -78,6 +72,20 @@ func TestConsoleListQueriesUseIndexesOnAMillionEvents(t *testing.T) {
 		checkListPlan(t, ctx, st, c.name, c.filter, c.before, c.maxParts, holding)
 	}
 	checkClaimPlans(t, ctx, st, holding)
+}
+
+// planStore opens a store on a database of its own for a plan test, and
+// the context the test has timeout to run in.
+func planStore(t *testing.T, timeout time.Duration) (*store.Store, context.Context) {
+	t.Helper()
+	st, err := store.Open(testenv.Database(t, ""), store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	return st, ctx
 }
 
 // generatePlanEvents makes the partitions of planPartitionDays days to a
@@ -224,13 +232,7 @@ func checkClaimPlans(t *testing.T, ctx context.Context, st *store.Store, holding
 // planned as a scan of the whole day, for every group.
 func TestGroupClaimLooksItsEventsUpWithoutStatistics(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(testenv.Database(t, ""), store.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	st, ctx := planStore(t, time.Minute)
 	db := st.DB().WithContext(ctx)
 	var parts []string
 	if err := db.Raw(`SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'webhook_events'::regclass`).
@@ -278,13 +280,7 @@ func TestGroupClaimLooksItsEventsUpWithoutStatistics(t *testing.T) {
 // and the further the worker fell behind, the more each group cost.
 func TestLookAheadReadsWhatItTakesOnABacklog(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(testenv.Database(t, ""), store.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	st, ctx := planStore(t, time.Minute)
 	db := st.DB().WithContext(ctx)
 	if err := db.Exec("ALTER TABLE pending_events SET (autovacuum_enabled = off)").Error; err != nil {
 		t.Fatal(err)
